@@ -1,0 +1,6 @@
+namespace Engine.Cli;
+
+internal static class Program
+{
+    private static int Main(string[] args) => CommandLine.Run(args);
+}

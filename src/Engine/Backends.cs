@@ -1,0 +1,11 @@
+using Engine.Core;
+using Engine.Kernels.Cpu;
+
+namespace Engine;
+
+/// <summary>The backends this build of the engine knows, and device selection over them.</summary>
+internal static class Backends
+{
+    /// <summary>The registry over every backend provider (CPU first).</summary>
+    public static AcceleratorRegistry Registry { get; } = new([new CpuProvider()]);
+}
