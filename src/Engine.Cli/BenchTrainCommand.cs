@@ -1,0 +1,44 @@
+using System.CommandLine;
+using System.Globalization;
+using Engine.Core;
+using Engine.Training;
+using Engine.Util;
+
+namespace Engine.Cli;
+
+/// <summary><c>engine bench-train</c>: times fwd + bwd + AdamW steps on random weights and tokens.</summary>
+internal static class BenchTrainCommand
+{
+    public static Command Create()
+    {
+        var shape = new ModelShapeOptions();
+        var seq = new Option<int>("--seq") { Description = "sequence length T", Required = true };
+        var batch = new Option<int>("--batch") { Description = "batch size B", Required = true };
+        var steps = new Option<int>("--steps") { Description = "timed steps", DefaultValueFactory = _ => 10 };
+        var warmup = new Option<int>("--warmup") { Description = "untimed steps first", DefaultValueFactory = _ => 2 };
+        var command = new Command("bench-train", "Time forward + backward + AdamW train steps on random weights and tokens; prints one JSON line.");
+        shape.AddTo(command);
+        command.Options.Add(seq);
+        command.Options.Add(batch);
+        command.Options.Add(steps);
+        command.Options.Add(warmup);
+        command.SetAction(r => CommandLine.Guard(() =>
+        {
+            int t = r.GetValue(seq), b = r.GetValue(batch), n = r.GetValue(steps), w = r.GetValue(warmup);
+            if (t <= 1 || b <= 0 || n <= 0 || w < 0)
+            {
+                throw new EngineException("--seq must be at least 2, --batch and --steps positive, --warmup not negative");
+            }
+
+            var config = shape.Build(r, t);
+            using Accelerator acc = Backends.Registry.Open(r.GetValue(shape.Device));
+            using var bench = new SyntheticBenchmark(acc, config, b, t);
+            var (ms, _) = bench.Measure(w, n);
+            double tokensPerSecond = bench.TokensPerStep / (ms / 1000.0);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{{\"ms_per_step\": {ms:F2}, \"tokens_per_s\": {tokensPerSecond:F1}, \"peak_rss_mb\": {ProcessStats.PeakRssMb():F1}}}"));
+            return 0;
+        }));
+        return command;
+    }
+}

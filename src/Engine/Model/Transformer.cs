@@ -1,0 +1,394 @@
+using Engine.Core;
+
+namespace Engine.Model;
+
+/// <summary>
+/// One decoder-only transformer (GPT-2 or Llama family) on an accelerator: parameters and
+/// gradients in flat device buffers, forward over B x T tokens, backward to every parameter.
+/// Orchestration only: every step is an op of the accelerator, and nothing here touches tensor
+/// elements except small host staging (token ids in, per-row log-probs out).
+/// </summary>
+internal sealed class Transformer : IDisposable
+{
+    private readonly DeviceBuffer? ropeCos;   // [P, D/2]
+    private readonly DeviceBuffer? ropeSin;   // [P, D/2]
+    private ActivationPlan? plan;
+
+    public Transformer(Accelerator acc, ModelConfig config)
+    {
+        config.Validate();
+        Acc = acc;
+        Config = config;
+        Layout = new ParameterLayout(config);
+        Params = acc.Allocate(Layout.TotalLength);
+        if (!config.IsGpt2)
+        {
+            var (cos, sin) = RopeTables.Compute(config);
+            ropeCos = acc.Allocate(cos.Length);
+            ropeSin = acc.Allocate(sin.Length);
+            acc.Upload(ropeCos.All, cos);
+            acc.Upload(ropeSin.All, sin);
+        }
+    }
+
+    public Accelerator Acc { get; }
+
+    public ModelConfig Config { get; }
+
+    public ParameterLayout Layout { get; }
+
+    /// <summary>All parameters, laid out as <see cref="Layout"/> says.</summary>
+    public DeviceBuffer Params { get; }
+
+    /// <summary>Gradients in the same layout; allocated by <see cref="EnsureGradients"/>.</summary>
+    public DeviceBuffer? Grads { get; private set; }
+
+    /// <summary>The activation plan of the last forward.</summary>
+    public ActivationPlan Plan => plan ?? throw new InvalidOperationException("no forward pass has been prepared");
+
+    /// <summary>View of a parameter tensor, or the empty tensor when it is absent (null).</summary>
+    public Tensor P(ParamTensor? t) => t is null ? default : Params.Slice(t.Offset, t.Length);
+
+    /// <summary>View of a gradient tensor, or the empty tensor when it is absent (null).</summary>
+    public Tensor G(ParamTensor? t) => t is null ? default : Gradients.Slice(t.Offset, t.Length);
+
+    private DeviceBuffer Gradients => Grads ?? throw new InvalidOperationException("gradients were not allocated (EnsureGradients)");
+
+    /// <summary>Allocates the gradient buffer (zeroed) if it does not exist yet.</summary>
+    public void EnsureGradients() => Grads ??= Acc.Allocate(Layout.TotalLength);
+
+    /// <summary>Sets every gradient to zero.</summary>
+    public void ZeroGradients()
+    {
+        EnsureGradients();
+        Acc.Zero(Gradients.All);
+    }
+
+    /// <summary>Returns the plan for (B, T), replacing the cached one if the shape changed.</summary>
+    public ActivationPlan Prepare(int b, int t)
+    {
+        if (b <= 0 || t <= 0)
+        {
+            throw new EngineException($"batch and sequence length must be positive, got B={b}, T={t}");
+        }
+
+        if (t > Config.MaxPositions)
+        {
+            throw new EngineException($"sequence length {t} exceeds the model's {Config.MaxPositions} positions");
+        }
+
+        if (plan is not null && plan.B == b && plan.T == t)
+        {
+            return plan;
+        }
+
+        plan?.Dispose();
+        plan = new ActivationPlan(Acc, Config, b, t);
+        return plan;
+    }
+
+    /// <summary>
+    /// Uploads B rows of T token ids (positions 0..T-1 in each row) after checking every id.
+    /// </summary>
+    public ActivationPlan SetTokens(ReadOnlySpan<int> tokens, int b, int t)
+    {
+        if (tokens.Length != (long)b * t)
+        {
+            throw new EngineException($"expected {b}x{t} = {(long)b * t} token ids, got {tokens.Length}");
+        }
+
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if ((uint)tokens[i] >= (uint)Config.VocabSize)
+            {
+                throw new EngineException($"token id {tokens[i]} at row {i / t}, position {i % t} is outside the vocabulary [0, {Config.VocabSize})");
+            }
+        }
+
+        ActivationPlan p = Prepare(b, t);
+        Acc.Upload(p.Tokens, tokens);
+        for (int i = 0; i < p.N; i++)
+        {
+            p.HostPositions[i] = i % t;
+        }
+
+        Acc.Upload(p.Positions, p.HostPositions);
+        return p;
+    }
+
+    /// <summary>Forward through every block and the final norm (the LM head's input lands in <see cref="ActivationPlan.NormF"/>).</summary>
+    public void Forward()
+    {
+        ActivationPlan a = Plan;
+        ModelConfig cfg = Config;
+        int n = a.N, c = cfg.Dim;
+        Acc.EmbeddingForward(a.Resid[0], a.Tokens, a.Positions, P(Layout.Wte), P(Layout.Wpe), n, c);
+        for (int l = 0; l < cfg.Layers; l++)
+        {
+            LayerParams w = Layout.Layers[l];
+            LayerActivations x = a.Layers[l];
+            NormForward(x.Norm1, x.Norm1Mean, x.Norm1Rstd, a.Resid[l], w.Norm1Weight, w.Norm1Bias, n);
+
+            // qkv[N, (Hq+2Hkv)D] = norm1 W_qkv^T + b
+            Acc.Gemm(x.Qkv, x.Norm1, P(w.QkvWeight), n, cfg.QkvDim, c, false, true, bias: P(w.QkvBias));
+            if (!cfg.IsGpt2)
+            {
+                Acc.RopeForward(x.Qkv, a.Positions, ropeCos!.All, ropeSin!.All, n, cfg.QkvDim, 0, cfg.Heads + cfg.KvHeads, cfg.HeadDim);
+            }
+
+            Acc.AttentionForward(x.Attn, x.Lse, x.Qkv, a.B, a.T, cfg.Heads, cfg.KvHeads, cfg.HeadDim, AttentionScale);
+
+            // residMid[N, C] = resid + attn W_o^T + b
+            Acc.Copy(x.ResidMid, a.Resid[l]);
+            Acc.Gemm(x.ResidMid, x.Attn, P(w.AttnOutWeight), n, c, cfg.AttnDim, false, true, beta: 1f, bias: P(w.AttnOutBias));
+
+            NormForward(x.Norm2, x.Norm2Mean, x.Norm2Rstd, x.ResidMid, w.Norm2Weight, w.Norm2Bias, n);
+            Acc.Gemm(x.MlpIn, x.Norm2, P(w.MlpInWeight), n, cfg.MlpInDim, c, false, true, bias: P(w.MlpInBias));
+            if (cfg.IsGpt2)
+            {
+                Acc.GeluForward(x.Act, x.MlpIn, (long)n * cfg.FfnDim);
+            }
+            else
+            {
+                Acc.SwiGluForward(x.Act, x.MlpIn, n, cfg.FfnDim);
+            }
+
+            // resid[l+1][N, C] = residMid + act W_out^T + b
+            Acc.Copy(a.Resid[l + 1], x.ResidMid);
+            Acc.Gemm(a.Resid[l + 1], x.Act, P(w.MlpOutWeight), n, c, cfg.FfnDim, false, true, beta: 1f, bias: P(w.MlpOutBias));
+        }
+
+        NormForward(a.NormF, a.NormFMean, a.NormFRstd, a.Resid[cfg.Layers], Layout.FinalNormWeight, Layout.FinalNormBias, n);
+    }
+
+    /// <summary>Logits [N, V] of every row, from the last <see cref="Forward"/>.</summary>
+    public void Logits(Tensor logits)
+    {
+        ActivationPlan a = Plan;
+        Acc.Gemm(logits, a.NormF, P(Layout.HeadWeight), a.N, Config.VocabSize, Config.Dim, false, true);
+    }
+
+    /// <summary>Uploads per-row targets (negative: not a target) for the head ops.</summary>
+    public void SetTargets(ReadOnlySpan<int> targets)
+    {
+        ActivationPlan a = Plan;
+        for (int i = 0; i < targets.Length; i++)
+        {
+            if (targets[i] >= Config.VocabSize)
+            {
+                throw new EngineException($"target id {targets[i]} at row {i} is outside the vocabulary [0, {Config.VocabSize})");
+            }
+        }
+
+        Acc.Upload(a.Targets, targets);
+    }
+
+    /// <summary>Log-probs (and optionally entropies) of the uploaded targets, into the plan's LogProbs/Entropy.</summary>
+    public void HeadForward(bool entropy)
+    {
+        ActivationPlan a = Plan;
+        Acc.TokenLogProbForward(a.LogProbs, entropy ? a.Entropy : default, a.NormF, P(Layout.HeadWeight), a.Targets,
+            a.N, Config.Dim, Config.VocabSize);
+    }
+
+    /// <summary>
+    /// Head forward + backward in one pass with dL/dlogp taken from the plan's DLogProbs, then the
+    /// backward through every block. Gradients accumulate into <see cref="Grads"/>.
+    /// </summary>
+    public void HeadForwardBackward()
+    {
+        ActivationPlan a = Plan;
+        EnsureGradients();
+        Acc.TokenLogProbForwardBackward(a.LogProbs, a.DNorm, G(Layout.HeadWeight), a.DLogProbs, a.NormF, P(Layout.HeadWeight),
+            a.Targets, a.N, Config.Dim, Config.VocabSize);
+        BackwardFromFinalNorm();
+    }
+
+    /// <summary>
+    /// Backward from dL/dlogp (and dL/dentropy when <paramref name="entropy"/>) in the plan,
+    /// recomputing the head's logits; gradients accumulate into <see cref="Grads"/>.
+    /// </summary>
+    public void HeadBackward(bool entropy)
+    {
+        ActivationPlan a = Plan;
+        EnsureGradients();
+        Acc.TokenLogProbBackward(a.DNorm, G(Layout.HeadWeight), a.DLogProbs, entropy ? a.DEntropy : default, a.NormF,
+            P(Layout.HeadWeight), a.Targets, a.N, Config.Dim, Config.VocabSize);
+        BackwardFromFinalNorm();
+    }
+
+    /// <summary>
+    /// Next-token cross-entropy on the uploaded tokens: targets are the following token of the
+    /// same row, weighted by <paramref name="targetMask"/> [B, T] (1 where token t counts as a
+    /// target; empty: all). Returns the mean loss over counted targets and accumulates gradients.
+    /// </summary>
+    public float ForwardBackwardNextToken(ReadOnlySpan<float> targetMask = default)
+    {
+        ActivationPlan a = Plan;
+        float count = StageNextTokenTargets(targetMask);
+        float scale = count > 0 ? -1f / count : 0f;
+        for (int i = 0; i < a.N; i++)
+        {
+            a.HostGradients[i] = a.HostWeights[i] * scale;
+        }
+
+        Acc.Upload(a.DLogProbs, a.HostGradients);
+        Forward();
+        HeadForwardBackward();
+        return MeanLoss(count);
+    }
+
+    /// <summary>Next-token cross-entropy without gradients (evaluation).</summary>
+    public float NextTokenLoss(ReadOnlySpan<float> targetMask = default)
+    {
+        float count = StageNextTokenTargets(targetMask);
+        Forward();
+        HeadForward(entropy: false);
+        return MeanLoss(count);
+    }
+
+    public void Dispose()
+    {
+        plan?.Dispose();
+        Grads?.Dispose();
+        Params.Dispose();
+        ropeCos?.Dispose();
+        ropeSin?.Dispose();
+    }
+
+    private float AttentionScale => 1f / MathF.Sqrt(Config.HeadDim);
+
+    /// <summary>Stages targets = next token (or -1) and host weights = mask; returns the number of counted targets.</summary>
+    private float StageNextTokenTargets(ReadOnlySpan<float> targetMask)
+    {
+        ActivationPlan a = Plan;
+        if (!targetMask.IsEmpty && targetMask.Length != a.N)
+        {
+            throw new EngineException($"target mask has {targetMask.Length} entries, expected B*T = {a.N}");
+        }
+
+        Span<int> targets = a.HostTargets;
+        Acc.Download(a.Tokens, targets);
+        float count = 0;
+        for (int i = 0; i < a.N; i++)
+        {
+            bool last = i % a.T == a.T - 1;
+            float weight = last ? 0f : targetMask.IsEmpty ? 1f : targetMask[i + 1];
+            int next = last ? -1 : targets[i + 1];
+            targets[i] = weight != 0 ? next : -1;
+            a.HostWeights[i] = weight;
+            count += weight;
+        }
+
+        Acc.Upload(a.Targets, a.HostTargets);
+        return count;
+    }
+
+    private float MeanLoss(float count)
+    {
+        ActivationPlan a = Plan;
+        if (count <= 0)
+        {
+            return 0f;
+        }
+
+        Acc.Download(a.LogProbs, a.HostLogProbs);
+        double sum = 0;
+        for (int i = 0; i < a.N; i++)
+        {
+            sum -= (double)a.HostLogProbs[i] * a.HostWeights[i];
+        }
+
+        return (float)(sum / count);
+    }
+
+    private void NormForward(Tensor output, Tensor mean, Tensor rstd, Tensor x, ParamTensor weight, ParamTensor? bias, int n)
+    {
+        if (Config.IsGpt2)
+        {
+            Acc.LayerNormForward(output, mean, rstd, x, P(weight), P(bias), n, Config.Dim, Config.NormEps);
+        }
+        else
+        {
+            Acc.RmsNormForward(output, rstd, x, P(weight), n, Config.Dim, Config.NormEps);
+        }
+    }
+
+    private void NormBackward(Tensor dx, Tensor dout, Tensor x, Tensor mean, Tensor rstd, ParamTensor weight, ParamTensor? bias, int n)
+    {
+        if (Config.IsGpt2)
+        {
+            Acc.LayerNormBackward(dx, G(weight), G(bias), dout, x, P(weight), mean, rstd, n, Config.Dim);
+        }
+        else
+        {
+            Acc.RmsNormBackward(dx, G(weight), dout, x, P(weight), rstd, n, Config.Dim);
+        }
+    }
+
+    /// <summary>Backward from dL/d(final norm output), held in the plan's DNorm.</summary>
+    private void BackwardFromFinalNorm()
+    {
+        ActivationPlan a = Plan;
+        ModelConfig cfg = Config;
+        int n = a.N, c = cfg.Dim;
+        Acc.Zero(a.DResid);
+        NormBackward(a.DResid, a.DNorm, a.Resid[cfg.Layers], a.NormFMean, a.NormFRstd, Layout.FinalNormWeight, Layout.FinalNormBias, n);
+        for (int l = cfg.Layers - 1; l >= 0; l--)
+        {
+            LayerParams w = Layout.Layers[l];
+            LayerActivations x = a.Layers[l];
+
+            // DResid holds dL/dresid[l+1]. MLP output projection: resid[l+1] = residMid + act W_out^T + b.
+            Acc.Gemm(a.DAct, a.DResid, P(w.MlpOutWeight), n, cfg.FfnDim, c, false, false);
+            Acc.Gemm(G(w.MlpOutWeight), a.DResid, x.Act, c, cfg.FfnDim, n, true, false, beta: 1f);
+            if (w.MlpOutBias is not null)
+            {
+                Acc.BiasBackward(G(w.MlpOutBias), a.DResid, n, c);
+            }
+
+            if (cfg.IsGpt2)
+            {
+                Acc.GeluBackward(a.DMlpIn, a.DAct, x.MlpIn, (long)n * cfg.FfnDim);
+            }
+            else
+            {
+                Acc.SwiGluBackward(a.DMlpIn, a.DAct, x.MlpIn, n, cfg.FfnDim);
+            }
+
+            Acc.Gemm(a.DNorm, a.DMlpIn, P(w.MlpInWeight), n, c, cfg.MlpInDim, false, false);
+            Acc.Gemm(G(w.MlpInWeight), a.DMlpIn, x.Norm2, cfg.MlpInDim, c, n, true, false, beta: 1f);
+            if (w.MlpInBias is not null)
+            {
+                Acc.BiasBackward(G(w.MlpInBias), a.DMlpIn, n, cfg.MlpInDim);
+            }
+
+            NormBackward(a.DResid, a.DNorm, x.ResidMid, x.Norm2Mean, x.Norm2Rstd, w.Norm2Weight, w.Norm2Bias, n);
+
+            // DResid now holds dL/dresidMid. Attention output projection: residMid = resid + attn W_o^T + b.
+            Acc.Gemm(a.DAttn, a.DResid, P(w.AttnOutWeight), n, cfg.AttnDim, c, false, false);
+            Acc.Gemm(G(w.AttnOutWeight), a.DResid, x.Attn, c, cfg.AttnDim, n, true, false, beta: 1f);
+            if (w.AttnOutBias is not null)
+            {
+                Acc.BiasBackward(G(w.AttnOutBias), a.DResid, n, c);
+            }
+
+            Acc.AttentionBackward(a.DQkv, a.DAttn, x.Qkv, x.Attn, x.Lse, a.B, a.T, cfg.Heads, cfg.KvHeads, cfg.HeadDim, AttentionScale);
+            if (!cfg.IsGpt2)
+            {
+                Acc.RopeBackward(a.DQkv, a.Positions, ropeCos!.All, ropeSin!.All, n, cfg.QkvDim, 0, cfg.Heads + cfg.KvHeads, cfg.HeadDim);
+            }
+
+            Acc.Gemm(a.DNorm, a.DQkv, P(w.QkvWeight), n, c, cfg.QkvDim, false, false);
+            Acc.Gemm(G(w.QkvWeight), a.DQkv, x.Norm1, cfg.QkvDim, c, n, true, false, beta: 1f);
+            if (w.QkvBias is not null)
+            {
+                Acc.BiasBackward(G(w.QkvBias), a.DQkv, n, cfg.QkvDim);
+            }
+
+            NormBackward(a.DResid, a.DNorm, a.Resid[l], x.Norm1Mean, x.Norm1Rstd, w.Norm1Weight, w.Norm1Bias, n);
+        }
+
+        Acc.EmbeddingBackward(G(Layout.Wte), G(Layout.Wpe), a.DResid, a.Tokens, a.Positions, n, c);
+    }
+}
