@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using Engine.Core;
 using Engine.Kernels.Cpu;
 using Engine.Tests.Support;
@@ -332,6 +333,25 @@ public sealed class CrossEntropyTests
         Assert.All(dxF, p => Assert.Equal(0f, p));
         AssertBitwise(dw0, dw, "dw");
         AssertBitwise(dw0, dwF, "fused dw");
+    }
+
+    [Fact]
+    public void VectorExp_IsAccurateAndUnderflowsToZero()
+    {
+        double worst512 = 0, worst256 = 0;
+        for (int i = 0; i <= 200_000; i++)
+        {
+            float x = (float)(88.0 - i * (175.0 / 200_000));  // [-87, 88]
+            double expected = Math.Exp(x);
+            worst512 = Math.Max(worst512, Math.Abs(LogSoftmaxRows.Exp(Vector512.Create(x)).ToScalar() - expected) / expected);
+            worst256 = Math.Max(worst256, Math.Abs(LogSoftmaxRows.Exp(Vector256.Create(x)).ToScalar() - expected) / expected);
+        }
+
+        Assert.True(worst512 <= 3e-7, $"Vector512 exp relative error {worst512:E2}");
+        Assert.True(worst256 <= 3e-7, $"Vector256 exp relative error {worst256:E2}");
+        Assert.Equal(1f, LogSoftmaxRows.Exp(Vector512.Create(0f)).ToScalar());
+        Assert.Equal(0f, LogSoftmaxRows.Exp(Vector512.Create(-90f)).ToScalar());
+        Assert.Equal(0f, LogSoftmaxRows.Exp(Vector256.Create(-1000f)).ToScalar());
     }
 
     [Fact]
