@@ -8,7 +8,7 @@ namespace Engine.Model;
 /// Orchestration only: every step is an op of the accelerator, and nothing here touches tensor
 /// elements except small host staging (token ids in, per-row log-probs out).
 /// </summary>
-internal sealed class Transformer : IDisposable
+internal sealed partial class Transformer : IDisposable
 {
     private readonly DeviceBuffer? ropeCos;   // [P, D/2]
     private readonly DeviceBuffer? ropeSin;   // [P, D/2]
@@ -123,42 +123,63 @@ internal sealed class Transformer : IDisposable
         ModelConfig cfg = Config;
         int n = a.N, c = cfg.Dim;
         Acc.EmbeddingForward(a.Resid[0], a.Tokens, a.Positions, P(Layout.Wte), P(Layout.Wpe), n, c);
+        var attention = AttentionCall.Dense(a.B, a.T);
         for (int l = 0; l < cfg.Layers; l++)
         {
-            LayerParams w = Layout.Layers[l];
-            LayerActivations x = a.Layers[l];
-            NormForward(x.Norm1, x.Norm1Mean, x.Norm1Rstd, a.Resid[l], w.Norm1Weight, w.Norm1Bias, n);
-
-            // qkv[N, (Hq+2Hkv)D] = norm1 W_qkv^T + b
-            Acc.Gemm(x.Qkv, x.Norm1, P(w.QkvWeight), n, cfg.QkvDim, c, false, true, bias: P(w.QkvBias));
-            if (!cfg.IsGpt2)
-            {
-                Acc.RopeForward(x.Qkv, a.Positions, ropeCos!.All, ropeSin!.All, n, cfg.QkvDim, 0, cfg.Heads + cfg.KvHeads, cfg.HeadDim);
-            }
-
-            Acc.AttentionForward(x.Attn, x.Lse, x.Qkv, a.B, a.T, cfg.Heads, cfg.KvHeads, cfg.HeadDim, AttentionScale);
-
-            // residMid[N, C] = resid + attn W_o^T + b
-            Acc.Copy(x.ResidMid, a.Resid[l]);
-            Acc.Gemm(x.ResidMid, x.Attn, P(w.AttnOutWeight), n, c, cfg.AttnDim, false, true, beta: 1f, bias: P(w.AttnOutBias));
-
-            NormForward(x.Norm2, x.Norm2Mean, x.Norm2Rstd, x.ResidMid, w.Norm2Weight, w.Norm2Bias, n);
-            Acc.Gemm(x.MlpIn, x.Norm2, P(w.MlpInWeight), n, cfg.MlpInDim, c, false, true, bias: P(w.MlpInBias));
-            if (cfg.IsGpt2)
-            {
-                Acc.GeluForward(x.Act, x.MlpIn, (long)n * cfg.FfnDim);
-            }
-            else
-            {
-                Acc.SwiGluForward(x.Act, x.MlpIn, n, cfg.FfnDim);
-            }
-
-            // resid[l+1][N, C] = residMid + act W_out^T + b
-            Acc.Copy(a.Resid[l + 1], x.ResidMid);
-            Acc.Gemm(a.Resid[l + 1], x.Act, P(w.MlpOutWeight), n, c, cfg.FfnDim, false, true, beta: 1f, bias: P(w.MlpOutBias));
+            LayerForward(l, a.Layers[l], a.Resid[l], a.Resid[l + 1], a.Positions, n, attention);
         }
 
         NormForward(a.NormF, a.NormFMean, a.NormFRstd, a.Resid[cfg.Layers], Layout.FinalNormWeight, Layout.FinalNormBias, n);
+    }
+
+    /// <summary>
+    /// One block: <c>output = mid + MLP(norm2(mid))</c> with <c>mid = input + Attn(norm1(input))</c>.
+    /// Training and sampling share this code; only the attention call differs (dense causal over
+    /// B x T, or paged over the KV cache). <paramref name="output"/> may be <paramref name="input"/>.
+    /// </summary>
+    private void LayerForward(int l, LayerActivations x, Tensor input, Tensor output, Tensor positions, int n, in AttentionCall attention)
+    {
+        ModelConfig cfg = Config;
+        LayerParams w = Layout.Layers[l];
+        int c = cfg.Dim;
+        NormForward(x.Norm1, x.Norm1Mean, x.Norm1Rstd, input, w.Norm1Weight, w.Norm1Bias, n);
+
+        // qkv[N, (Hq+2Hkv)D] = norm1 W_qkv^T + b
+        Acc.Gemm(x.Qkv, x.Norm1, P(w.QkvWeight), n, cfg.QkvDim, c, false, true, bias: P(w.QkvBias));
+        if (!cfg.IsGpt2)
+        {
+            Acc.RopeForward(x.Qkv, positions, ropeCos!.All, ropeSin!.All, n, cfg.QkvDim, 0, cfg.Heads + cfg.KvHeads, cfg.HeadDim);
+        }
+
+        if (attention.Cache is { } cache)
+        {
+            Acc.KvCacheWrite(cache.Buffer.All, x.Qkv, attention.Slots, n, cfg.Heads, l, cache.Shape);
+            Acc.PagedAttention(x.Attn, x.Qkv, cache.Buffer.All, attention.BlockTables, attention.RowSequence, positions, n,
+                attention.MaxBlocks, cfg.Heads, l, cache.Shape, AttentionScale);
+        }
+        else
+        {
+            Acc.AttentionForward(x.Attn, x.Lse, x.Qkv, attention.B, attention.T, cfg.Heads, cfg.KvHeads, cfg.HeadDim, AttentionScale);
+        }
+
+        // mid[N, C] = input + attn W_o^T + b
+        Acc.Copy(x.ResidMid, input);
+        Acc.Gemm(x.ResidMid, x.Attn, P(w.AttnOutWeight), n, c, cfg.AttnDim, false, true, beta: 1f, bias: P(w.AttnOutBias));
+
+        NormForward(x.Norm2, x.Norm2Mean, x.Norm2Rstd, x.ResidMid, w.Norm2Weight, w.Norm2Bias, n);
+        Acc.Gemm(x.MlpIn, x.Norm2, P(w.MlpInWeight), n, cfg.MlpInDim, c, false, true, bias: P(w.MlpInBias));
+        if (cfg.IsGpt2)
+        {
+            Acc.GeluForward(x.Act, x.MlpIn, (long)n * cfg.FfnDim);
+        }
+        else
+        {
+            Acc.SwiGluForward(x.Act, x.MlpIn, n, cfg.FfnDim);
+        }
+
+        // output[N, C] = mid + act W_out^T + b
+        Acc.Copy(output, x.ResidMid);
+        Acc.Gemm(output, x.Act, P(w.MlpOutWeight), n, c, cfg.FfnDim, false, true, beta: 1f, bias: P(w.MlpOutBias));
     }
 
     /// <summary>Logits [N, V] of every row, from the last <see cref="Forward"/>.</summary>
