@@ -67,6 +67,13 @@ internal static unsafe class CpuAttention
     /// <summary>Rows of a query tile and of a key tile; also the row stride of [*, Tile] scratch tiles.</summary>
     public const int Tile = 64;
 
+    /// <summary>
+    /// Up to this many tiles per sequence (T &lt;= 512) the backward keeps each key tile's share of dQ
+    /// (about (Tiles + 1) / 2 times the size of dQ, cached) instead of recomputing P and dS in a
+    /// second pass. A choice by shape only, so results never depend on the thread count.
+    /// </summary>
+    public const int MaxFusedTiles = 8;
+
     /// <summary>Head size padded so every tile row is whole vectors (a multiple of 16 suits all widths).</summary>
     public static int PaddedHead(int d) => RoundUp(d, 16);
 
@@ -74,8 +81,32 @@ internal static unsafe class CpuAttention
     public static long ScratchFloats(int d)
     {
         long dp = PaddedHead(d);
-        // Two [D, Tile] transposes, four [Tile, Dp] row tiles, two [Tile, Tile] score tiles, eight [Tile] vectors.
-        return (2L * d * Tile) + (4L * Tile * dp) + (2L * Tile * Tile) + (8L * Tile);
+        // Two [D, Tile] transposes, five [Tile, Dp] row tiles, two [Tile, Tile] score tiles, eight [Tile] vectors.
+        return (2L * d * Tile) + (5L * Tile * dp) + (2L * Tile * Tile) + (8L * Tile);
+    }
+
+    /// <summary>
+    /// Where the products read a tile of <paramref name="rows"/> head rows from: in place (row stride
+    /// <paramref name="stride"/>) when every 4-row block is whole and D is whole vectors, else a
+    /// zero-padded copy in <paramref name="copy"/> [rows rounded up to 4, Dp]. Returns the row stride.
+    /// </summary>
+    private static int TileRows(ref float* rows, float* copy, int stride, int n, int d, int dp)
+    {
+        if (d == dp && n % 4 == 0)
+        {
+            return stride;
+        }
+
+        CopyRowsPadded(copy, dp, rows, stride, n, RoundUp(n, 4), d);
+        rows = copy;
+        return dp;
+    }
+
+    /// <summary><see cref="TileRows(ref float*, float*, int, int, int, int)"/> for the key and value rows of one key tile (same stride).</summary>
+    private static int TileRows(ref float* keys, ref float* values, float* keyCopy, float* valueCopy, int stride, int n, int d, int dp)
+    {
+        TileRows(ref values, valueCopy, stride, n, d, dp);
+        return TileRows(ref keys, keyCopy, stride, n, d, dp);
     }
 
     // ------------------------------------------------------------------------------------------
@@ -110,10 +141,10 @@ internal static unsafe class CpuAttention
 
         public void Execute(int item, int worker)
         {
-            // Longest items first: the last query tiles see the most keys.
-            int heads = B * Hq;
-            int qt = QueryTiles - 1 - (item / heads);
-            int bh = item % heads;
+            // Items of one head (and the heads of one group) are adjacent so its keys and values stay
+            // in cache; within a head the longest items (the last query tiles) come first.
+            int qt = QueryTiles - 1 - (item % QueryTiles);
+            int bh = item / QueryTiles;
             int bi = bh / Hq, h = bh % Hq;
             int g = h / (Hq / Hkv);
             int d = D, dp = PaddedHead(d), w = TS.Width;
@@ -152,8 +183,8 @@ internal static unsafe class CpuAttention
                 int nk = Math.Min(Tile, kEnd - k0);
                 int nk4 = RoundUp(nk, 4);
                 float* kRows = qkvBatch + ((long)k0 * stride);
-                CopyRowsPadded(kTile, dp, kRows + ((Hq + g) * d), stride, nk, nk4, d);
-                CopyRowsPadded(vTile, dp, kRows + ((Hq + Hkv + g) * d), stride, nk, nk4, d);
+                float* kA = kRows + ((Hq + g) * d), vA = kRows + ((Hq + Hkv + g) * d);
+                int ld = TileRows(ref kA, ref vA, kTile, vTile, stride, nk, d, dp);
 
                 // sT[j, i] = k_j . q_i, skipping the leading columns whose queries precede every key of the block.
                 for (int j0 = 0; j0 < nk4; j0 += 4)
@@ -161,7 +192,7 @@ internal static unsafe class CpuAttention
                     int c0 = Math.Max(0, k0 + j0 - q0) / w * w;
                     if (c0 < nqc)
                     {
-                        Rows4<TV, TS>(sT + (j0 * Tile), Tile, kTile + (j0 * dp), dp, 1, qT, Tile, d, c0, nqc, accumulate: false);
+                        Rows4<TV, TS>(sT + (j0 * Tile), Tile, kA + (j0 * ld), ld, 1, qT, Tile, d, c0, nqc, accumulate: false);
                     }
                 }
 
@@ -237,7 +268,7 @@ internal static unsafe class CpuAttention
                     int jEnd = Math.Min(nk, q0 + i0 + 4 - k0);
                     if (jEnd > 0)
                     {
-                        Rows4<TV, TS>(acc + (i0 * dp), dp, sT + i0, 1, Tile, vTile, dp, jEnd, 0, dp, accumulate: true);
+                        Rows4<TV, TS>(acc + (i0 * dp), dp, sT + i0, 1, Tile, vA, ld, jEnd, 0, dp, accumulate: true);
                     }
                 }
             }
@@ -268,22 +299,43 @@ internal static unsafe class CpuAttention
         where TS : struct, AttentionSimd.IOps<TV>
     {
         int tiles = (t + Tile - 1) / Tile;
+        float* partial = null;
+        if (tiles <= MaxFusedTiles)
+        {
+            partial = scratch.Shared((long)b * hq * (tiles * (tiles + 1) / 2) * Tile * PaddedHead(d));
+        }
+
         var kv = new KeyValueGradWork<TV, TS>
         {
-            Scratch = scratch, Dqkv = dqkv, DOut = doutput, Qkv = qkv, Out = output, Lse = lse,
+            Scratch = scratch, Dqkv = dqkv, DOut = doutput, Qkv = qkv, Out = output, Lse = lse, Partial = partial,
             B = b, T = t, Hq = hq, Hkv = hkv, D = d, Scale = scale, Tiles = tiles,
         };
         pool.For(b * hkv * tiles, ref kv);
 
-        var q = new QueryGradWork<TV, TS>
+        if (partial != null)
         {
-            Scratch = scratch, Dqkv = dqkv, DOut = doutput, Qkv = qkv, Out = output, Lse = lse,
-            B = b, T = t, Hq = hq, Hkv = hkv, D = d, Scale = scale, Tiles = tiles,
-        };
-        pool.For(b * hq * tiles, ref q);
+            var sum = new QueryGradSumWork<TV, TS>
+            {
+                Dqkv = dqkv, Partial = partial, B = b, T = t, Hq = hq, Hkv = hkv, D = d, Scale = scale, Tiles = tiles,
+            };
+            pool.For(b * hq * tiles, ref sum);
+        }
+        else
+        {
+            var q = new QueryGradWork<TV, TS>
+            {
+                Scratch = scratch, Dqkv = dqkv, DOut = doutput, Qkv = qkv, Out = output, Lse = lse,
+                B = b, T = t, Hq = hq, Hkv = hkv, D = d, Scale = scale, Tiles = tiles,
+            };
+            pool.For(b * hq * tiles, ref q);
+        }
     }
 
-    /// <summary>dK and dV of one key tile of one kv head: dV = P^T dO, dK = scale dS^T Q over the group's heads.</summary>
+    /// <summary>
+    /// dK and dV of one key tile of one kv head: dV = P^T dO, dK = scale dS^T Q over the group's heads.
+    /// With <see cref="Partial"/> set it also writes this key tile's share dS K of every dQ tile it
+    /// touches, so dQ needs only a sum instead of recomputing P and dS.
+    /// </summary>
     private struct KeyValueGradWork<TV, TS> : IParallelWork
         where TV : struct
         where TS : struct, AttentionSimd.IOps<TV>
@@ -294,15 +346,16 @@ internal static unsafe class CpuAttention
         public float* Qkv;          // [B, T, (Hq + 2 Hkv) * D]
         public float* Out;          // [B, T, Hq*D]
         public float* Lse;          // [B, Hq, T]
+        public float* Partial;      // [B, Hq, Tiles(Tiles+1)/2, Tile, Dp] dQ share of (query tile, key tile <= it), or null
         public int B, T, Hq, Hkv, D, Tiles;
         public float Scale;
 
         public void Execute(int item, int worker)
         {
-            // Longest items first: the first key tiles are seen by the most queries.
-            int groups = B * Hkv;
-            int kt = item / groups;
-            int bi = item % groups / Hkv, g = item % groups % Hkv;
+            // Items of one kv head are adjacent (cache reuse); within it the longest items (the first
+            // key tiles, seen by the most queries) come first.
+            int kt = item % Tiles;
+            int bi = item / Tiles / Hkv, g = item / Tiles % Hkv;
             int rep = Hq / Hkv;
             int d = D, dp = PaddedHead(d), w = TS.Width;
             int stride = (Hq + (2 * Hkv)) * d;
@@ -325,11 +378,15 @@ internal static unsafe class CpuAttention
             float* ds = p + (Tile * Tile);          // [Tile, Tile] dP then dS, [query, key]
             float* lseT = ds + (Tile * Tile);       // [Tile]
             float* di = lseT + Tile;                // [Tile] rowsum(dO o O)
+            float* kTile = di + Tile;               // [Tile, Dp]  keys of this tile (when not read in place)
 
             float* qkvBatch = Qkv + ((long)bi * T * stride);
             float* kRows = qkvBatch + ((long)k0 * stride);
             Transpose(kT, Tile, kRows + ((Hq + g) * d), stride, nk, d);
             Transpose(vT, Tile, kRows + ((Hq + Hkv + g) * d), stride, nk, d);
+            float* kA = kRows + ((Hq + g) * d);
+            int kLd = Partial == null ? 0 : TileRows(ref kA, kTile, stride, nk, d, dp);
+            int slots = Tiles * (Tiles + 1) / 2;
             new Span<float>(dK, nk4 * dp).Clear();
             new Span<float>(dV, nk4 * dp).Clear();
 
@@ -340,13 +397,15 @@ internal static unsafe class CpuAttention
                     int nq = Math.Min(Tile, T - q0);
                     int nq4 = RoundUp(nq, 4);
                     long row0 = ((long)bi * T) + q0;
-                    CopyRowsPadded(qTile, dp, qkvBatch + ((long)q0 * stride) + (h * d), stride, nq, nq4, d);
-                    CopyRowsPadded(doTile, dp, DOut + (row0 * outStride) + (h * d), outStride, nq, nq4, d);
+                    float* qA = qkvBatch + ((long)q0 * stride) + (h * d);
+                    float* doA = DOut + (row0 * outStride) + (h * d);
+                    int qLd = TileRows(ref qA, qTile, stride, nq, d, dp);
+                    int doLd = TileRows(ref doA, doTile, outStride, nq, d, dp);
                     float* lseRow = Lse + (((long)bi * Hq + h) * T) + q0;
                     for (int i = 0; i < nq; i++)
                     {
                         lseT[i] = lseRow[i];
-                        di[i] = Dot<TV, TS>(doTile + (i * dp), Out + ((row0 + i) * outStride) + (h * d), d);
+                        di[i] = Dot<TV, TS>(doA + (i * doLd), Out + ((row0 + i) * outStride) + (h * d), d);
                     }
 
                     // S = Q K^T and dP = dO V^T for the keys each 4-query block can see.
@@ -356,8 +415,8 @@ internal static unsafe class CpuAttention
                         if (jEnd > 0)
                         {
                             int cols = RoundUp(jEnd, w);
-                            Rows4<TV, TS>(p + (i0 * Tile), Tile, qTile + (i0 * dp), dp, 1, kT, Tile, d, 0, cols, accumulate: false);
-                            Rows4<TV, TS>(ds + (i0 * Tile), Tile, doTile + (i0 * dp), dp, 1, vT, Tile, d, 0, cols, accumulate: false);
+                            Rows4<TV, TS>(p + (i0 * Tile), Tile, qA + (i0 * qLd), qLd, 1, kT, Tile, d, 0, cols, accumulate: false);
+                            Rows4<TV, TS>(ds + (i0 * Tile), Tile, doA + (i0 * doLd), doLd, 1, vT, Tile, d, 0, cols, accumulate: false);
                         }
                     }
 
@@ -394,6 +453,18 @@ internal static unsafe class CpuAttention
                         }
                     }
 
+                    // This key tile's share of dQ: part[i] = sum_j dS[i, j] k_j (every row of the slot written).
+                    if (Partial != null)
+                    {
+                        int qt = q0 / Tile;
+                        float* part = Partial + ((((long)bi * Hq + h) * slots) + (qt * (qt + 1) / 2) + kt) * Tile * dp;
+                        for (int i0 = 0; i0 < nq4; i0 += 4)
+                        {
+                            int jEnd = Math.Clamp(q0 + i0 + 4 - k0, 0, nk);
+                            Rows4<TV, TS>(part + (i0 * dp), dp, ds + (i0 * Tile), Tile, 1, kA, kLd, jEnd, 0, dp, accumulate: false);
+                        }
+                    }
+
                     // dV[j] += sum_i P[i, j] dO_i and dK[j] += sum_i dS[i, j] q_i, over the queries that see key block j0..j0+3.
                     for (int j0 = 0; j0 < nk4; j0 += 4)
                     {
@@ -401,8 +472,8 @@ internal static unsafe class CpuAttention
                         if (iStart < nq)
                         {
                             int kn = nq - iStart;
-                            Rows4<TV, TS>(dV + (j0 * dp), dp, p + (iStart * Tile) + j0, 1, Tile, doTile + (iStart * dp), dp, kn, 0, dp, accumulate: true);
-                            Rows4<TV, TS>(dK + (j0 * dp), dp, ds + (iStart * Tile) + j0, 1, Tile, qTile + (iStart * dp), dp, kn, 0, dp, accumulate: true);
+                            Rows4<TV, TS>(dV + (j0 * dp), dp, p + (iStart * Tile) + j0, 1, Tile, doA + (iStart * doLd), doLd, kn, 0, dp, accumulate: true);
+                            Rows4<TV, TS>(dK + (j0 * dp), dp, ds + (iStart * Tile) + j0, 1, Tile, qA + (iStart * qLd), qLd, kn, 0, dp, accumulate: true);
                         }
                     }
                 }
@@ -417,7 +488,46 @@ internal static unsafe class CpuAttention
         }
     }
 
-    /// <summary>dQ of one query tile of one query head: dQ = scale dS K, summed over key tiles in order.</summary>
+    /// <summary>dQ of one query tile of one query head from the shares the key tiles wrote: summed in key-tile order.</summary>
+    private struct QueryGradSumWork<TV, TS> : IParallelWork
+        where TV : struct
+        where TS : struct, AttentionSimd.IOps<TV>
+    {
+        public float* Dqkv;         // [B, T, (Hq + 2 Hkv) * D]  written: the query heads here
+        public float* Partial;      // [B, Hq, Tiles(Tiles+1)/2, Tile, Dp]
+        public int B, T, Hq, Hkv, D, Tiles;
+        public float Scale;
+
+        public void Execute(int item, int worker)
+        {
+            int qt = item % Tiles;
+            int bh = item / Tiles;
+            int bi = bh / Hq, h = bh % Hq;
+            int d = D, dp = PaddedHead(d), w = TS.Width;
+            int stride = (Hq + (2 * Hkv)) * d;
+            int q0 = qt * Tile;
+            int nq = Math.Min(Tile, T - q0);
+            int slots = Tiles * (Tiles + 1) / 2;
+            float* first = Partial + (((long)bh * slots) + (qt * (qt + 1) / 2)) * Tile * dp;
+            float* dRows = Dqkv + ((((long)bi * T) + q0) * stride) + (h * d);
+            for (int i = 0; i < nq; i++)
+            {
+                float* sum = first + (i * dp);
+                for (int kt = 1; kt <= qt; kt++)
+                {
+                    float* share = sum + ((long)kt * Tile * dp);
+                    for (int c = 0; c < dp; c += w)
+                    {
+                        TS.Store(sum + c, TS.Add(TS.Load(sum + c), TS.Load(share + c)));
+                    }
+                }
+
+                ScaleCopy<TV, TS>(dRows + ((long)i * stride), sum, d, Scale);
+            }
+        }
+    }
+
+    /// <summary>dQ of one query tile of one query head: dQ = scale dS K, summed over key tiles in order (long sequences).</summary>
     private struct QueryGradWork<TV, TS> : IParallelWork
         where TV : struct
         where TS : struct, AttentionSimd.IOps<TV>
@@ -433,9 +543,8 @@ internal static unsafe class CpuAttention
 
         public void Execute(int item, int worker)
         {
-            int heads = B * Hq;
-            int qt = Tiles - 1 - (item / heads);
-            int bh = item % heads;
+            int qt = Tiles - 1 - (item % Tiles);
+            int bh = item / Tiles;
             int bi = bh / Hq, h = bh % Hq;
             int g = h / (Hq / Hkv);
             int d = D, dp = PaddedHead(d), w = TS.Width;
@@ -478,8 +587,8 @@ internal static unsafe class CpuAttention
                 int nk = Math.Min(Tile, kEnd - k0);
                 int nk4 = RoundUp(nk, 4);
                 float* kRows = qkvBatch + ((long)k0 * stride);
-                CopyRowsPadded(kTile, dp, kRows + ((Hq + g) * d), stride, nk, nk4, d);
-                CopyRowsPadded(vTile, dp, kRows + ((Hq + Hkv + g) * d), stride, nk, nk4, d);
+                float* kA = kRows + ((Hq + g) * d), vA = kRows + ((Hq + Hkv + g) * d);
+                int ld = TileRows(ref kA, ref vA, kTile, vTile, stride, nk, d, dp);
 
                 // S^T = K Q^T and dP^T = V dO^T, skipping leading columns no key of the block is visible to.
                 for (int j0 = 0; j0 < nk4; j0 += 4)
@@ -487,8 +596,8 @@ internal static unsafe class CpuAttention
                     int c0 = Math.Max(0, k0 + j0 - q0) / w * w;
                     if (c0 < nqc)
                     {
-                        Rows4<TV, TS>(sT + (j0 * Tile), Tile, kTile + (j0 * dp), dp, 1, qT, Tile, d, c0, nqc, accumulate: false);
-                        Rows4<TV, TS>(dsT + (j0 * Tile), Tile, vTile + (j0 * dp), dp, 1, doT, Tile, d, c0, nqc, accumulate: false);
+                        Rows4<TV, TS>(sT + (j0 * Tile), Tile, kA + (j0 * ld), ld, 1, qT, Tile, d, c0, nqc, accumulate: false);
+                        Rows4<TV, TS>(dsT + (j0 * Tile), Tile, vA + (j0 * ld), ld, 1, doT, Tile, d, c0, nqc, accumulate: false);
                     }
                 }
 
@@ -521,7 +630,7 @@ internal static unsafe class CpuAttention
                     int jEnd = Math.Min(nk, q0 + i0 + 4 - k0);
                     if (jEnd > 0)
                     {
-                        Rows4<TV, TS>(dQ + (i0 * dp), dp, dsT + i0, 1, Tile, kTile, dp, jEnd, 0, dp, accumulate: true);
+                        Rows4<TV, TS>(dQ + (i0 * dp), dp, dsT + i0, 1, Tile, kA, ld, jEnd, 0, dp, accumulate: true);
                     }
                 }
             }

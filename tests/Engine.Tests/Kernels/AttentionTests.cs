@@ -15,7 +15,10 @@ public sealed class AttentionTests : IDisposable
 
     public void Dispose() => cpu.Dispose();
 
-    /// <summary>Shapes: T = 1, T off the 64-row tile, MHA, GQA 4:2 and 6:1, D = 8/16/33/64, B = 1..3.</summary>
+    /// <summary>
+    /// Shapes: T = 1, T off the 64-row tile, MHA, GQA 4:2 and 6:1, D = 8/16/33/64, B = 1..3, and one
+    /// sequence past <see cref="CpuAttention.MaxFusedTiles"/> tiles (the backward's recomputing dQ pass).
+    /// </summary>
     public static TheoryData<int, int, int, int, int> Shapes => new()
     {
         { 1, 1, 1, 1, 8 },
@@ -26,6 +29,7 @@ public sealed class AttentionTests : IDisposable
         { 3, 130, 6, 1, 64 },
         { 2, 129, 2, 1, 33 },
         { 1, 200, 4, 2, 64 },
+        { 1, 530, 2, 1, 8 },
     };
 
     [Theory]
@@ -155,10 +159,12 @@ public sealed class AttentionTests : IDisposable
         }
     }
 
-    [Fact]
-    public void OneAndTwoThreads_AreBitIdentical()
+    [Theory]
+    [InlineData(2, 150, 4, 2, 40)]
+    [InlineData(1, 531, 4, 2, 16)]
+    public void OneAndTwoThreads_AreBitIdentical(int b, int t, int hq, int hkv, int d)
     {
-        var s = new Shape(2, 150, 4, 2, 40);
+        var s = new Shape(b, t, hq, hkv, d);
         float[] qkv = TestData.Uniform(81, s.QkvLength, 1.5f);
         float[] g = TestData.Uniform(82, s.OutLength);
         using CpuAccelerator one = TestDevices.Cpu(1);
@@ -174,17 +180,20 @@ public sealed class AttentionTests : IDisposable
 
     /// <summary>The kernels for every vector width (AVX-512, AVX2 and scalar) match the reference, whatever this machine prefers.</summary>
     [Theory]
-    [InlineData(512)]
-    [InlineData(256)]
-    [InlineData(1)]
-    public void EveryVectorWidth_MatchesDoubleReference(int width)
+    [InlineData(512, 75)]
+    [InlineData(256, 75)]
+    [InlineData(1, 75)]
+    [InlineData(512, 530)]
+    [InlineData(256, 530)]
+    [InlineData(1, 530)]
+    public void EveryVectorWidth_MatchesDoubleReference(int width, int t)
     {
         if (width == 512 && !Vector512.IsHardwareAccelerated)
         {
             width = 256; // run the widest path the hardware has instead
         }
 
-        var s = new Shape(2, 75, 4, 2, 20);
+        var s = t > 100 ? new Shape(1, t, 2, 1, 12) : new Shape(2, t, 4, 2, 20);
         float[] qkv = TestData.Uniform(91, s.QkvLength, 1.5f);
         float[] g = TestData.Uniform(92, s.OutLength);
         Reference r = Reference.Compute(qkv, s, g);
