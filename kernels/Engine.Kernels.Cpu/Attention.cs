@@ -86,9 +86,10 @@ internal static unsafe class CpuAttention
     }
 
     /// <summary>
-    /// Where the products read a tile of <paramref name="rows"/> head rows from: in place (row stride
-    /// <paramref name="stride"/>) when every 4-row block is whole and D is whole vectors, else a
-    /// zero-padded copy in <paramref name="copy"/> [rows rounded up to 4, Dp]. Returns the row stride.
+    /// Where the products read a tile of <paramref name="n"/> head rows (starting at
+    /// <paramref name="rows"/>, row stride <paramref name="stride"/>) from: in place when every 4-row
+    /// block is whole and D is whole vectors, else a zero-padded copy in <paramref name="copy"/>
+    /// [n rounded up to 4, Dp], and <paramref name="rows"/> is moved there. Returns the row stride.
     /// </summary>
     private static int TileRows(ref float* rows, float* copy, int stride, int n, int d, int dp)
     {
@@ -158,8 +159,8 @@ internal static unsafe class CpuAttention
 
             float* s = Scratch.For(worker);
             float* qT = s;                          // [D, Tile]   this tile's queries, transposed
-            float* kTile = qT + (d * Tile);         // [Tile, Dp]  keys of the current key tile, zero padded
-            float* vTile = kTile + (Tile * dp);     // [Tile, Dp]  values of the current key tile
+            float* kTile = qT + (d * Tile);         // [Tile, Dp]  keys of the current key tile (when not read in place)
+            float* vTile = kTile + (Tile * dp);     // [Tile, Dp]  values of the current key tile (likewise)
             float* sT = vTile + (Tile * dp);        // [Tile, Tile] scores then probabilities, [key, query]
             float* acc = sT + (Tile * Tile);        // [Tile, Dp]  unnormalised output rows
             float* m = acc + (Tile * dp);           // [Tile] running max of the scaled scores, per query
@@ -290,7 +291,9 @@ internal static unsafe class CpuAttention
     /// <summary>
     /// Runs the backward pass in two loops that write disjoint parts of dqkv: one item per
     /// (batch, kv head, key tile) for dK and dV (summing over the group's query heads and all query
-    /// tiles in a fixed order), then one item per (batch, query head, query tile) for dQ.
+    /// tiles in a fixed order), then one item per (batch, query head, query tile) for dQ. Up to
+    /// <see cref="MaxFusedTiles"/> tiles the first loop also stores each key tile's share of dQ and
+    /// the second only sums the shares in key-tile order; longer sequences recompute P and dS there.
     /// Probabilities are recomputed from lse: P = exp(S * scale - lse).
     /// </summary>
     public static void Backward<TV, TS>(CpuThreadPool pool, AttentionScratch scratch, float* dqkv, float* doutput, float* qkv,
@@ -370,8 +373,8 @@ internal static unsafe class CpuAttention
             float* s = Scratch.For(worker);
             float* kT = s;                          // [D, Tile]   keys of this tile, transposed
             float* vT = kT + (d * Tile);            // [D, Tile]   values of this tile, transposed
-            float* qTile = vT + (d * Tile);         // [Tile, Dp]  queries of the current query tile
-            float* doTile = qTile + (Tile * dp);    // [Tile, Dp]  output gradients of the current query tile
+            float* qTile = vT + (d * Tile);         // [Tile, Dp]  queries of the current query tile (when not read in place)
+            float* doTile = qTile + (Tile * dp);    // [Tile, Dp]  output gradients of the current query tile (likewise)
             float* dK = doTile + (Tile * dp);       // [Tile, Dp]  dK accumulator (unscaled)
             float* dV = dK + (Tile * dp);           // [Tile, Dp]  dV accumulator
             float* p = dV + (Tile * dp);            // [Tile, Tile] scores then P, [query, key]
@@ -560,8 +563,8 @@ internal static unsafe class CpuAttention
             float* s = Scratch.For(worker);
             float* qT = s;                          // [D, Tile]   queries of this tile, transposed
             float* doT = qT + (d * Tile);           // [D, Tile]   output gradients of this tile, transposed
-            float* kTile = doT + (d * Tile);        // [Tile, Dp]  keys of the current key tile
-            float* vTile = kTile + (Tile * dp);     // [Tile, Dp]  values of the current key tile
+            float* kTile = doT + (d * Tile);        // [Tile, Dp]  keys of the current key tile (when not read in place)
+            float* vTile = kTile + (Tile * dp);     // [Tile, Dp]  values of the current key tile (likewise)
             float* dQ = vTile + (Tile * dp);        // [Tile, Dp]  dQ accumulator (unscaled)
             float* sT = dQ + (Tile * dp);           // [Tile, Tile] scores, [key, query]
             float* dsT = sT + (Tile * Tile);        // [Tile, Tile] dP then dS, [key, query]

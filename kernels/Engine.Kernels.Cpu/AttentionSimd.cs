@@ -22,27 +22,37 @@ internal static unsafe class AttentionSimd
         /// <summary>True when the register file holds a 4 x 4-vector accumulator block (AVX-512's 32 registers).</summary>
         static abstract bool ManyRegisters { get; }
 
+        /// <summary>All lanes 0.</summary>
         static abstract TV Zero { get; }
 
+        /// <summary>Loads Width floats (unaligned).</summary>
         static abstract TV Load(float* p);
 
+        /// <summary>Stores Width floats (unaligned).</summary>
         static abstract void Store(float* p, TV v);
 
+        /// <summary>x in every lane.</summary>
         static abstract TV Splat(float x);
 
         /// <summary>a * b + c (fused where the hardware fuses).</summary>
         static abstract TV MulAdd(TV a, TV b, TV c);
 
+        /// <summary>a * b.</summary>
         static abstract TV Mul(TV a, TV b);
 
+        /// <summary>a - b.</summary>
         static abstract TV Sub(TV a, TV b);
 
+        /// <summary>a + b.</summary>
         static abstract TV Add(TV a, TV b);
 
+        /// <summary>Lane-wise maximum.</summary>
         static abstract TV Max(TV a, TV b);
 
+        /// <summary>Lane-wise e^a (exactly 0 for a below about -87.3, including -inf).</summary>
         static abstract TV Exp(TV a);
 
+        /// <summary>Sum of the lanes.</summary>
         static abstract float Sum(TV a);
     }
 
