@@ -324,6 +324,29 @@ public sealed class ActivationTests : IDisposable
         BitIdentical(expected, cpu.Get(xb), "scale");
     }
 
+    [Fact]
+    public void Ops_DoNotAllocate()
+    {
+        const int n = 100_003, rows = 1000, f = 37;
+        using CpuAccelerator one = TestDevices.Cpu(1);
+        using DeviceBuffer x = one.Put(TestData.Uniform(51, n)), y = one.Allocate(n), gu = one.Put(TestData.Uniform(52, 2 * rows * f));
+        using DeviceBuffer s = one.Allocate(rows * f), ds = one.Allocate(2 * rows * f);
+        void Run()
+        {
+            one.GeluForward(y.All, x.All, n);
+            one.GeluBackward(y.All, y.All, x.All, n);
+            one.SwiGluForward(s.All, gu.All, rows, f);
+            one.SwiGluBackward(ds.All, s.All, gu.All, rows, f);
+            one.Add(y.All, y.All, x.All, n);
+            one.Scale(y.All, 0.5f, n);
+        }
+
+        Run();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Run();
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     // ---- determinism ----
 
     [Fact]

@@ -158,6 +158,25 @@ public sealed class EmbeddingTests : IDisposable
         Assert.Throws<ArgumentOutOfRangeException>(() => EmbedBackward(cpu, new float[2 * c], [0, 1], [0, Positions], wte, wpe, 2, c));
     }
 
+    [Fact]
+    public void Ops_DoNotAllocate()
+    {
+        const int n = 1000, c = 200;
+        using CpuAccelerator one = TestDevices.Cpu(1);
+        using DeviceBuffer t = one.Put(TestData.Ints(21, n, Vocab)), p = one.Put(PositionsFor(n)), o = one.Allocate(n * c);
+        using DeviceBuffer wte = one.Put(TestData.Uniform(22, Vocab * c)), wpe = one.Put(TestData.Uniform(23, Positions * c));
+        void Run()
+        {
+            one.EmbeddingForward(o.All, t.All, p.All, wte.All, wpe.All, n, c);
+            one.EmbeddingBackward(wte.All, wpe.All, o.All, t.All, p.All, n, c);
+        }
+
+        Run();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Run();
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     [Theory]
     [InlineData(1000, 37)]
     [InlineData(300, 200)]

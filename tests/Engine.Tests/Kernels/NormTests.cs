@@ -309,6 +309,28 @@ public sealed class NormTests : IDisposable
         FiniteDifference.Check(w, dw, ws => Dot(g, RmsNormRef(x, ws, n, c).Out), "rmsnorm dweight", h: 1e-3);
     }
 
+    [Fact]
+    public void Ops_DoNotAllocate()
+    {
+        const int n = 1000, c = 37;
+        using CpuAccelerator one = TestDevices.Cpu(1);
+        using DeviceBuffer x = one.Put(Rows(41, n, c, 0f)), w = one.Put(TestData.Uniform(42, c)), b = one.Put(TestData.Uniform(43, c));
+        using DeviceBuffer o = one.Allocate(n * c), m = one.Allocate(n), r = one.Allocate(n), dx = one.Allocate(n * c);
+        using DeviceBuffer dw = one.Allocate(c), db = one.Allocate(c);
+        void Run()
+        {
+            one.LayerNormForward(o.All, m.All, r.All, x.All, w.All, b.All, n, c, Eps);
+            one.LayerNormBackward(dx.All, dw.All, db.All, o.All, x.All, w.All, m.All, r.All, n, c);
+            one.RmsNormForward(o.All, r.All, x.All, w.All, n, c, Eps);
+            one.RmsNormBackward(dx.All, dw.All, o.All, x.All, w.All, r.All, n, c);
+        }
+
+        Run();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Run();
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     // ---- determinism ----
 
     [Theory]

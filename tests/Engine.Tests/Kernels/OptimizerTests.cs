@@ -199,6 +199,26 @@ public sealed class OptimizerTests : IDisposable
     }
 
     [Fact]
+    public void Ops_DoNotAllocate()
+    {
+        const int n = 300_001;
+        using CpuAccelerator one = TestDevices.Cpu(1);
+        using DeviceBuffer p = one.Put(TestData.Uniform(15, n)), g = one.Put(TestData.Uniform(16, n)), m = one.Allocate(n), v = one.Allocate(n);
+        using DeviceBuffer norm = one.Allocate(1);
+        var settings = new AdamWSettings(Lr, Beta1, Beta2, Eps, Decay, 1, 1f);
+        void Run()
+        {
+            one.SumOfSquares(norm.All, g.All, n);
+            one.AdamW(p.All, g.All, m.All, v.All, norm.All, settings, n);
+        }
+
+        Run();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Run();
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
     public void AdamW_OneAndTwoThreads_GiveIdenticalBits()
     {
         const int n = 100_003;

@@ -174,6 +174,25 @@ public sealed class RopeTests : IDisposable
     }
 
     [Fact]
+    public void Ops_DoNotAllocate()
+    {
+        const int n = 700, d = 38, stride = 3 * 38;
+        (float[] cos, float[] sin) = Tables(d);
+        using CpuAccelerator one = TestDevices.Cpu(1);
+        using DeviceBuffer x = one.Put(TestData.Uniform(8, n * stride)), p = one.Put(Positions(n)), cb = one.Put(cos), sb = one.Put(sin);
+        void Run()
+        {
+            one.RopeForward(x.All, p.All, cb.All, sb.All, n, stride, 0, 2, d);
+            one.RopeBackward(x.All, p.All, cb.All, sb.All, n, stride, 0, 2, d);
+        }
+
+        Run();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Run();
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
     public void OneAndTwoThreads_GiveIdenticalBits()
     {
         const int n = 700, d = 38, stride = 3 * 38 + 1;
