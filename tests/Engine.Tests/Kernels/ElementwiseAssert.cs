@@ -39,6 +39,26 @@ internal static class ElementwiseAssert
         return sum;
     }
 
+    /// <summary>
+    /// Asserts that <paramref name="run"/> allocates no managed memory on this thread once warmed up
+    /// (one call to warm up, then up to three measured calls, of which one must allocate nothing: the
+    /// runtime itself, e.g. tiered compilation, may allocate once in a while; a kernel that allocates
+    /// per call fails every attempt).
+    /// </summary>
+    public static void DoesNotAllocate(Action run)
+    {
+        run();
+        long allocated = long.MaxValue;
+        for (int attempt = 0; attempt < 3 && allocated != 0; attempt++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            run();
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+
+        Assert.True(allocated == 0, $"{allocated} bytes allocated per call");
+    }
+
     /// <summary>Widens to double.</summary>
     public static double[] ToDouble(ReadOnlySpan<float> x)
     {

@@ -325,10 +325,7 @@ public sealed class NormTests : IDisposable
             one.RmsNormBackward(dx.All, dw.All, o.All, x.All, w.All, r.All, n, c);
         }
 
-        Run();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Run();
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        DoesNotAllocate(Run);
     }
 
     // ---- determinism ----
