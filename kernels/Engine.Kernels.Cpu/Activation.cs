@@ -115,6 +115,7 @@ internal unsafe struct GeluForwardKernel : IChunkKernel
     public float* Y; // [n]
     public float* X; // [n]
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         float* y = Y + start, x = X + start;
@@ -150,6 +151,7 @@ internal unsafe struct GeluBackwardKernel : IChunkKernel
     public float* Dy; // [n]
     public float* X;  // [n]
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         float* dx = Dx + start, dy = Dy + start, x = X + start;
@@ -190,6 +192,7 @@ internal unsafe struct SwiGluForwardKernel : IChunkKernel
     public float* GateUp; // [N, 2F]
     public int F;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         int f = F;
@@ -241,6 +244,7 @@ internal unsafe struct SwiGluBackwardKernel : IChunkKernel
     public float* GateUp;  // [N, 2F]
     public int F;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         int f = F;
@@ -298,6 +302,7 @@ internal unsafe struct AddKernel : IChunkKernel
     public float* A;
     public float* B;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         float* y = Y + start, a = A + start, b = B + start;
@@ -330,6 +335,7 @@ internal unsafe struct ScaleKernel : IChunkKernel
     public float* X;
     public float S;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         float* x = X + start;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Engine.Core;
 
@@ -64,6 +65,7 @@ internal unsafe struct EmbeddingForwardKernel : IChunkKernel
     public float* Wpe;      // [P, C] or null
     public int C;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         int c = C;
@@ -116,6 +118,7 @@ internal unsafe struct EmbeddingBackwardKernel : IChunkKernel
     public int N;
     public int C;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         int width = (int)count;
@@ -130,6 +133,7 @@ internal unsafe struct EmbeddingBackwardKernel : IChunkKernel
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AddRow(float* dst, float* src, int width)
     {
         int j = 0;

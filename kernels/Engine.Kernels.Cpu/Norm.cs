@@ -74,6 +74,7 @@ internal sealed unsafe partial class CpuAccelerator
 internal static unsafe class NormMath
 {
     /// <summary>Sum of x [c], accumulated in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double Sum(float* x, int c)
     {
         int j = 0;
@@ -112,6 +113,7 @@ internal static unsafe class NormMath
     }
 
     /// <summary>Sum of (x - mean)^2 over x [c] (with mean = 0: the sum of squares), in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double SumSquaredDeviation(float* x, int c, double mean)
     {
         int j = 0;
@@ -193,6 +195,7 @@ internal unsafe struct LayerNormForwardKernel : IChunkKernel
     public int C;
     public float Eps;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         int c = C;
@@ -255,6 +258,7 @@ internal unsafe struct LayerNormBackwardKernel : IChunkKernel
     public int ChunkRows;
     public bool HasBias;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         int c = C;
@@ -376,6 +380,7 @@ internal unsafe struct RmsNormForwardKernel : IChunkKernel
     public int C;
     public float Eps;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         int c = C;
@@ -428,6 +433,7 @@ internal unsafe struct RmsNormBackwardKernel : IChunkKernel
     public int C;
     public int ChunkRows;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         int c = C;
@@ -524,6 +530,7 @@ internal unsafe struct ColumnReduceKernel : IChunkKernel
     public float* First;   // [Split]
     public float* Second;  // [Stride - Split] or null
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         long end = start + count;
@@ -539,6 +546,7 @@ internal unsafe struct ColumnReduceKernel : IChunkKernel
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private readonly void Reduce(float* dst, float* src, int width)
     {
         int chunks = Chunks;

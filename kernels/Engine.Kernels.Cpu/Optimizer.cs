@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Engine.Core;
 
@@ -62,6 +63,7 @@ internal unsafe struct SumOfSquaresKernel : IChunkKernel
     public float* X;        // [n]
     public double* Partial; // [chunks]
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         float* x = X + start;
@@ -128,6 +130,7 @@ internal unsafe struct AdamWKernel : IChunkKernel
     public float Bias2Sqrt;
     public float Epsilon;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         float* p = Param + start, g = Grad + start, m = M + start, v = V + start;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Engine.Core;
 
@@ -48,6 +49,7 @@ internal unsafe struct RopeKernel : IChunkKernel
     public int D;
     public float SineSign;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Run(long start, long count)
     {
         int half = D / 2;
