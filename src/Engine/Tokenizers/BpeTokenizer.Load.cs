@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Engine.Core;
 
 namespace Engine.Tokenizers;
 
@@ -280,7 +281,14 @@ internal sealed partial class BpeTokenizer
         JsonElement pattern = j.Object(j.Required(step, "pattern", path), path + ".pattern");
         if (j.OptionalString(pattern, "Regex", path + ".pattern") is { } regex)
         {
-            return PieceSplitter.ForRegex(regex);
+            try
+            {
+                return PieceSplitter.ForRegex(regex);
+            }
+            catch (EngineException e)
+            {
+                throw j.Error($"{path}: {e.Message}");
+            }
         }
         if (j.OptionalString(pattern, "String", path + ".pattern") is { Length: > 0 } literal)
         {

@@ -25,7 +25,8 @@ namespace Engine.Tokenizers;
 /// UTF-8; the bytes are read as UTF-8 with U+FFFD for invalid sequences.
 ///
 /// Round trip: Decode(Encode(s)) == s for any valid UTF-16 string when there is no normalizer
-/// and no add_prefix_space (with NFC: == NFC(s)). Lone surrogates become U+FFFD.
+/// and no add_prefix_space (with NFC: == NFC(s), except that added tokens matched in the raw
+/// text keep their literal content). Lone surrogates become U+FFFD.
 ///
 /// Not supported (rejected at load with a message): other model types, byte_fallback,
 /// dropout, continuing_subword_prefix / end_of_word_suffix, normalizers other than NFC,
@@ -398,6 +399,9 @@ internal sealed partial class BpeTokenizer : ITokenizer
         TokenText.CheckId(id, VocabSize);
         return _idToToken[id] ?? throw new EngineException($"token id {id} is not assigned in the vocabulary");
     }
+
+    /// <inheritdoc />
+    public TokenStreamDecoder CreateStreamDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
 
     /// <inheritdoc />
     public ReadOnlySpan<byte> TokenBytes(int id)

@@ -182,6 +182,9 @@ internal sealed class CharTokenizer : ITokenizer
     public bool IsSpecialToken(int id) => id >= 0 && id < SpecialTokens.Count;
 
     /// <inheritdoc />
+    public TokenStreamDecoder CreateStreamDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
+
+    /// <inheritdoc />
     public ReadOnlySpan<byte> TokenBytes(int id)
     {
         TokenText.CheckId(id, VocabSize);
@@ -238,9 +241,10 @@ internal sealed class CharTokenizer : ITokenizer
             throw j.Error($"unsupported character tokenizer version {version.GetRawText()} (this engine reads version 1)");
         }
         string alphabet = j.String(j.Required(root, "alphabet", ""), "alphabet");
-        var special = new List<string>();
+        List<string>? special = null; // absent: the default special tokens; [] : none
         if (TokenizerJson.Optional(root, "special") is { } list)
         {
+            special = [];
             int i = 0;
             foreach (JsonElement e in j.Array(list, "special").EnumerateArray())
             {

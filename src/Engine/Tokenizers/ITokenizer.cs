@@ -32,7 +32,7 @@ internal interface ITokenizer
     int[] Encode(string text);
 
     /// <summary>The text of <paramref name="ids"/> (see the remarks on invalid UTF-8).</summary>
-    string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) => TokenText.Decode(this, ids, skipSpecialTokens);
+    string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false);
 
     /// <summary>The token's string as the vocabulary spells it (byte-level BPE: e.g. "Ġthe" for " the").</summary>
     string IdToToken(int id);
@@ -50,7 +50,7 @@ internal interface ITokenizer
     ReadOnlySpan<byte> TokenBytes(int id);
 
     /// <summary>A decoder for streaming generation (see <see cref="TokenStreamDecoder"/>).</summary>
-    TokenStreamDecoder CreateStreamDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
+    TokenStreamDecoder CreateStreamDecoder(bool skipSpecialTokens = false);
 }
 
 /// <summary>Decoding shared by the tokenizers.</summary>
