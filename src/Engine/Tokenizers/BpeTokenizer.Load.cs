@@ -62,6 +62,7 @@ internal sealed partial class BpeTokenizer
             ReadDecoder(j, TokenizerJson.Optional(root, "decoder"), "decoder");
         }
         CheckMerges(j, d);
+        CheckIdRange(j, d);
         if (tokenizerConfigJson is not null)
         {
             ReadTokenizerConfig(new TokenizerJson("tokenizer_config.json"), tokenizerConfigJson, d);
@@ -343,6 +344,20 @@ internal sealed partial class BpeTokenizer
             {
                 throw j.Error($"model.merges is empty or missing, but model.vocab has multi-character tokens such as \"{multi}\"; "
                     + "encoding without the merge table would emit one token per byte");
+            }
+        }
+    }
+
+    /// <summary>Ids index dense tables, so a stray huge id would allocate gigabytes: bound them.</summary>
+    private static void CheckIdRange(TokenizerJson j, Definition d)
+    {
+        const int limit = 1 << 24;
+        int count = d.Vocab.Count + d.Added.Count;
+        foreach (int id in d.Vocab.Values.Concat(d.Added.Select(t => t.Id)))
+        {
+            if (id >= limit || id >= 4 * count + 1024)
+            {
+                throw j.Error($"token id {id} is far beyond the {count} tokens the file defines (ids must be dense)");
             }
         }
     }

@@ -525,6 +525,7 @@ public sealed class BpeTokenizerTests(ITestOutputHelper output)
         { """{"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "ByteLevel"}, "added_tokens": [{"id": 5, "content": "<x>", "special": "yes"}]}""",
             "special must be true or false" },
         { """{"model": {"type": "BPE", "vocab": {}}, "pre_tokenizer": {"type": "ByteLevel"}}""", "model.vocab is empty" },
+        { """{"model": {"type": "BPE", "vocab": {"a": 2000000000}}, "pre_tokenizer": {"type": "ByteLevel"}}""", "ids must be dense" },
     };
 
     [Theory]
