@@ -12,6 +12,8 @@ internal static class CommandLine
         {
             ForwardBackwardCommand.Create(),
             BenchTrainCommand.Create(),
+            GenerateCommand.Create(),
+            BenchGenerateCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

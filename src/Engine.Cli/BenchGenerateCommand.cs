@@ -1,0 +1,45 @@
+using System.CommandLine;
+using System.Globalization;
+using Engine.Core;
+using Engine.Generation;
+using Engine.Util;
+
+namespace Engine.Cli;
+
+/// <summary><c>engine bench-generate</c>: decode throughput on random weights.</summary>
+internal static class BenchGenerateCommand
+{
+    public static Command Create()
+    {
+        var shape = new ModelShapeOptions();
+        var batch = new Option<int>("--batch") { Description = "sequences decoded together", Required = true };
+        var promptLength = new Option<int>("--prompt-len") { Description = "prompt tokens per sequence", Required = true };
+        var newTokens = new Option<int>("--new-tokens") { Description = "tokens generated per sequence", Required = true };
+        var repeats = new Option<int>("--repeats") { Description = "timed runs (the median is printed)", DefaultValueFactory = _ => 3 };
+        var command = new Command("bench-generate", "Time prefill and decode on random weights and prompts; prints one JSON line.");
+        shape.AddTo(command);
+        command.Options.Add(batch);
+        command.Options.Add(promptLength);
+        command.Options.Add(newTokens);
+        command.Options.Add(repeats);
+        command.SetAction(r => CommandLine.Guard(() =>
+        {
+            int b = r.GetValue(batch), p = r.GetValue(promptLength), n = r.GetValue(newTokens), runs = r.GetValue(repeats);
+            if (b <= 0 || p <= 0 || n <= 0 || runs <= 0)
+            {
+                throw new EngineException("--batch, --prompt-len, --new-tokens and --repeats must be positive");
+            }
+
+            var config = shape.Build(r, p + n + 1);
+            using Accelerator acc = Backends.Registry.Open(r.GetValue(shape.Device));
+            using var bench = new DecodeBenchmark(acc, config, b, p, n);
+            bench.Run(seed: 1);
+            var results = Enumerable.Range(0, runs).Select(i => bench.Run(seed: (ulong)(i + 2))).ToArray();
+            GenerationStats median = results.OrderBy(s => s.GeneratedTokens / s.DecodeMs).ElementAt(runs / 2);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{{\"decode_tokens_per_s\": {median.GeneratedTokens / (median.DecodeMs / 1000):F1}, \"prefill_ms\": {median.PrefillMs:F2}, \"peak_kv_bytes\": {median.PeakKvBytes}, \"peak_rss_mb\": {ProcessStats.PeakRssMb():F1}}}"));
+            return 0;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,154 @@
+using Engine.Core;
+using Engine.Generation;
+using Engine.Model;
+using Engine.Tokenizers;
+
+namespace Engine;
+
+/// <summary>Settings of the generation engine that are not about sampling itself.</summary>
+public sealed record GenerationSettings
+{
+    /// <summary>Responses decoded at the same time (continuous batching slots).</summary>
+    public int MaxConcurrentSequences { get; init; } = 32;
+
+    /// <summary>Bytes of KV cache. The cache is allocated at this size and never exceeds it.</summary>
+    public long KvCacheBytes { get; init; } = 512L << 20;
+
+    /// <summary>Positions per KV-cache block.</summary>
+    public int BlockSize { get; init; } = 16;
+}
+
+/// <summary>
+/// A causal language model on a compute device, with its tokenizer: load a Hugging Face
+/// checkpoint, sample groups of responses, save it back.
+/// </summary>
+public sealed class LanguageModel : IDisposable
+{
+    private readonly Accelerator acc;
+    private readonly System.Text.Json.Nodes.JsonObject? configJson;
+    private readonly string prefix;
+    private Generator? generator;
+    private GenerationSettings? generatorSettings;
+
+    internal LanguageModel(Accelerator acc, Transformer model, ITokenizer? tokenizer, System.Text.Json.Nodes.JsonObject? configJson, string prefix)
+    {
+        this.acc = acc;
+        Model = model;
+        Tokenizer = tokenizer;
+        this.configJson = configJson;
+        this.prefix = prefix;
+    }
+
+    /// <summary>The device the model runs on.</summary>
+    public DeviceInfo Device => acc.Info;
+
+    /// <summary>Number of parameters.</summary>
+    public long ParameterCount => Model.Layout.ParameterCount;
+
+    /// <summary>Vocabulary size of the model.</summary>
+    public int VocabSize => Model.Config.VocabSize;
+
+    /// <summary>Longest sequence (prompt plus response) the model accepts.</summary>
+    public int MaxPositions => Model.Config.MaxPositions;
+
+    /// <summary>Settings used by <see cref="Generate(IReadOnlyList{string}, int, SamplingOptions)"/>.</summary>
+    public GenerationSettings GenerationSettings { get; set; } = new();
+
+    internal Transformer Model { get; }
+
+    internal ITokenizer? Tokenizer { get; }
+
+    /// <summary>
+    /// Loads a Hugging Face checkpoint directory (config.json and model.safetensors, or the sharded
+    /// form) onto a device. The tokenizer is read from <paramref name="tokenizerPath"/>, else from
+    /// the directory's tokenizer.json when present.
+    /// </summary>
+    /// <param name="directory">The checkpoint directory.</param>
+    /// <param name="device">Device spec (see <see cref="Devices.Resolve"/>); null: ENGINE_DEVICE, then the CPU.</param>
+    /// <param name="tokenizerPath">A tokenizer file, or null to look in the directory.</param>
+    public static LanguageModel Load(string directory, string? device = null, string? tokenizerPath = null)
+    {
+        Accelerator acc = Backends.Registry.Open(device);
+        try
+        {
+            LoadedModel loaded = HfCheckpoint.Load(acc, directory);
+            ITokenizer? tokenizer = tokenizerPath is not null ? TokenizerLoader.Load(tokenizerPath)
+                : File.Exists(Path.Combine(directory, TokenizerLoader.FileName)) ? TokenizerLoader.Load(directory) : null;
+            if (tokenizer is not null && tokenizer.VocabSize > loaded.Model.Config.VocabSize)
+            {
+                throw new EngineException($"the tokenizer has {tokenizer.VocabSize} ids but the model only {loaded.Model.Config.VocabSize}");
+            }
+
+            return new LanguageModel(acc, loaded.Model, tokenizer, loaded.ConfigJson, loaded.Prefix);
+        }
+        catch
+        {
+            acc.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Encodes text with the model's tokenizer.</summary>
+    public int[] Encode(string text) => RequireTokenizer().Encode(text);
+
+    /// <summary>Decodes token ids with the model's tokenizer.</summary>
+    public string Decode(IReadOnlyList<int> ids) => RequireTokenizer().Decode(ids.ToArray());
+
+    /// <summary>Samples <paramref name="samplesPerPrompt"/> responses to each text prompt (texts decoded).</summary>
+    public IReadOnlyList<GenerationGroup> Generate(IReadOnlyList<string> prompts, int samplesPerPrompt, SamplingOptions options)
+    {
+        ITokenizer tokenizer = RequireTokenizer();
+        var groups = Generate(prompts.Select(tokenizer.Encode).ToArray(), samplesPerPrompt, options);
+        foreach (GenerationGroup group in groups)
+        {
+            foreach (GeneratedSequence s in group.Samples)
+            {
+                s.Text = tokenizer.Decode(s.TokenIds.ToArray());
+            }
+        }
+
+        return groups;
+    }
+
+    /// <summary>Samples <paramref name="samplesPerPrompt"/> responses to each prompt given as token ids.</summary>
+    public IReadOnlyList<GenerationGroup> Generate(IReadOnlyList<int[]> promptTokenIds, int samplesPerPrompt, SamplingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.EosTokenIds is null && Model.Config.EosTokenIds.Count == 0 && Tokenizer?.EosTokenId is int eos)
+        {
+            options = options with { EosTokenIds = [eos] };
+        }
+
+        return GetGenerator().Generate(promptTokenIds, samplesPerPrompt, options);
+    }
+
+    /// <summary>Saves the model as a Hugging Face checkpoint directory (written atomically, file by file).</summary>
+    public void Save(string directory) => HfCheckpoint.Save(Model, directory, configJson, prefix);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        generator?.Dispose();
+        Model.Dispose();
+        acc.Dispose();
+    }
+
+    internal Generator GetGenerator()
+    {
+        if (generator is null || !ReferenceEquals(generatorSettings, GenerationSettings))
+        {
+            generator?.Dispose();
+            GenerationSettings s = GenerationSettings;
+            generator = new Generator(Model, new GeneratorOptions
+            {
+                MaxSlots = s.MaxConcurrentSequences, KvBudgetBytes = s.KvCacheBytes, BlockSize = s.BlockSize,
+            });
+            generatorSettings = s;
+        }
+
+        return generator;
+    }
+
+    private ITokenizer RequireTokenizer() =>
+        Tokenizer ?? throw new EngineException("this model has no tokenizer: pass one when loading or give token ids");
+}
