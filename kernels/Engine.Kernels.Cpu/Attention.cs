@@ -208,6 +208,45 @@ internal static unsafe class CpuAttention
     }
 
     /// <summary>
+    /// Where <see cref="ForwardTiles"/> reads a key tile's rows: runs of consecutive rows at stride
+    /// <see cref="Ld"/> (key and value rows alike), every 4-row block of keys inside one run and
+    /// readable (rows past the tile's keys may hold anything finite or not: their scores are never
+    /// used), value rows whole vectors wide unless <see cref="Ld"/> is Dp.
+    /// </summary>
+    internal interface ITileRows
+    {
+        /// <summary>Row stride within a run.</summary>
+        int Ld { get; }
+
+        /// <summary>Key row j of the tile.</summary>
+        float* Key(int j);
+
+        /// <summary>Value row j of the tile.</summary>
+        float* Value(int j);
+
+        /// <summary>One past the last row of the run holding row j.</summary>
+        int RunEnd(int j);
+    }
+
+    /// <summary>A key tile in one run (the training forward's rows, or a copy).</summary>
+    internal struct TileRowsInPlace : ITileRows
+    {
+        public float* Keys, Values;
+        public int Count;
+
+        public int Ld { readonly get; set; }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly float* Key(int j) => Keys + ((long)j * Ld);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly float* Value(int j) => Values + ((long)j * Ld);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly int RunEnd(int j) => Count;
+    }
+
+    /// <summary>
     /// The online-softmax forward over one tile of up to <see cref="Tile"/> query columns, key tile by
     /// key tile, in one worker's scratch. Shared by the training forward (a tile of consecutive
     /// queries of one head) and paged attention (queries of one kv group from the KV cache), so a
@@ -269,6 +308,26 @@ internal static unsafe class CpuAttention
             where TS : struct, AttentionSimd.IOps<TV>
             where TC : struct, IForwardColumns
         {
+            var rows = new TileRowsInPlace { Keys = kA, Values = vA, Ld = ld, Count = nk };
+            KeyTile<TV, TS, TC, TileRowsInPlace>(ref rows, k0, nk, scale, ref columns);
+        }
+
+        /// <summary>
+        /// <see cref="KeyTile{TV, TS, TC}(float*, float*, int, int, int, float, ref TC)"/> with the
+        /// tile's key and value rows found through <paramref name="rows"/>: runs of consecutive rows
+        /// at a fixed stride (the P V sum over keys runs run by run, in key order, which is the same
+        /// arithmetic as one run).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void KeyTile<TV, TS, TC, TR>(ref TR rows, int k0, int nk, float scale, ref TC columns)
+            where TV : struct
+            where TS : struct, AttentionSimd.IOps<TV>
+            where TC : struct, IForwardColumns
+            where TR : struct, ITileRows
+        {
+            TC cols = columns;
+            TR src = rows;
+            int ld = src.Ld;
             int d = D, dp = Dp, w = TS.Width, nq4 = Nq4, nqc = Nqc;
             float* sT = ST, acc = Acc, m = M, l = L, mx = Mx, alpha = Alpha, qT = QT;
             int nk4 = RoundUp(nk, 4);
@@ -276,10 +335,10 @@ internal static unsafe class CpuAttention
             // sT[j, i] = k_j . q_i, skipping the leading columns whose queries precede every key of the block.
             for (int j0 = 0; j0 < nk4; j0 += 4)
             {
-                int c0 = columns.First(k0 + j0) / w * w;
+                int c0 = cols.First(k0 + j0) / w * w;
                 if (c0 < nqc)
                 {
-                    Rows4<TV, TS>(sT + (j0 * Tile), Tile, kA + (j0 * ld), ld, 1, qT, Tile, d, c0, nqc, accumulate: false);
+                    Rows4<TV, TS>(sT + (j0 * Tile), Tile, src.Key(j0), ld, 1, qT, Tile, d, c0, nqc, accumulate: false);
                 }
             }
 
@@ -291,7 +350,7 @@ internal static unsafe class CpuAttention
 
             for (int j = 0; j < nk; j++)
             {
-                int first = columns.First(k0 + j);
+                int first = cols.First(k0 + j);
                 float* row = sT + (j * Tile);
                 for (int c = first / w * w; c < nqc; c += w)
                 {
@@ -319,7 +378,7 @@ internal static unsafe class CpuAttention
             // Probabilities (masked entries 0) and their column sums.
             for (int j = 0; j < nk; j++)
             {
-                int first = columns.First(k0 + j);
+                int first = cols.First(k0 + j);
                 float* row = sT + (j * Tile);
                 int c = 0;
                 for (; c + w <= first; c += w)
@@ -353,10 +412,12 @@ internal static unsafe class CpuAttention
                     }
                 }
 
-                int jEnd = Math.Min(nk, columns.KeyEnd(i0) - k0);
-                if (jEnd > 0)
+                int jEnd = Math.Min(nk, cols.KeyEnd(i0) - k0);
+                for (int j = 0; j < jEnd;)
                 {
-                    Rows4<TV, TS>(acc + (i0 * dp), dp, sT + i0, 1, Tile, vA, ld, jEnd, 0, dp, accumulate: true);
+                    int end = Math.Min(jEnd, src.RunEnd(j));
+                    Rows4<TV, TS>(acc + (i0 * dp), dp, sT + (j * Tile) + i0, 1, Tile, src.Value(j), ld, end - j, 0, dp, accumulate: true);
+                    j = end;
                 }
             }
         }

@@ -12,7 +12,8 @@ namespace Engine.Kernels.Cpu;
 //
 // Paged attention runs the training forward's own tile routine (CpuAttention.ForwardTiles): the
 // query columns of a tile are the heads of one kv group of up to Tile / group rows of one sequence,
-// the key tiles are positions 0..63, 64..127, ... of that sequence gathered from its blocks. Every
+// the key tiles are positions 0..63, 64..127, ... of that sequence, read in its blocks (or gathered
+// from them when a 4-key block could straddle two cache blocks or D is not whole vectors). Every
 // column's arithmetic is the training forward's for a query at the same position, so the output row
 // of a query at position t is bit-identical to AttentionForward's for that query in a full causal
 // sequence, whatever the batch (prefill, decode, sequences mixed) or the thread count.
@@ -298,6 +299,7 @@ internal static unsafe class CpuPagedAttention
             long half = (long)Hkv * bs * d;                               // keys to values
             var columns = new PagedColumns { Pos = pos, FirstCol = first, Count = nq };
             int kEnd = pos[nq - 1] + 1;
+            bool inPlace = bs % 4 == 0 && d == dp;
             for (int k0 = 0; k0 < kEnd; k0 += Tile)
             {
                 int nk = Math.Min(Tile, kEnd - k0);
@@ -313,39 +315,30 @@ internal static unsafe class CpuPagedAttention
 
                 columns.K0 = k0;
 
-                // Keys and values of positions k0..k0+nk-1: in place when they lie in one block and
-                // form whole 4-row blocks of whole vectors (as the training forward reads them), else
-                // gathered block by block into zero-padded [Tile, Dp] tiles.
-                float* kA, vA;
-                int ld;
-                int b0 = k0 / bs;
-                if (b0 == (k0 + nk - 1) / bs && d == dp && nk % 4 == 0)
+                // Keys and values of positions k0..k0+nk-1: read in the blocks when every 4-row block
+                // of keys lies in one cache block and D is whole vectors, else gathered block by
+                // block into zero-padded [Tile, Dp] tiles.
+                if (inPlace)
                 {
-                    kA = layerBase + ((long)table[b0] * BlockLength) + ((long)(k0 % bs) * d);
-                    vA = kA + half;
-                    ld = d;
-                }
-                else
-                {
-                    for (int j = 0; j < nk;)
-                    {
-                        int p = k0 + j;
-                        int take = Math.Min(nk - j, bs - (p % bs));
-                        float* src = layerBase + ((long)table[p / bs] * BlockLength) + ((long)(p % bs) * d);
-                        CopyRowsPadded(f.KTile + (j * dp), dp, src, d, take, take, d);
-                        CopyRowsPadded(f.VTile + (j * dp), dp, src + half, d, take, take, d);
-                        j += take;
-                    }
-
-                    int nk4 = RoundUp(nk, 4);
-                    new Span<float>(f.KTile + (nk * dp), (nk4 - nk) * dp).Clear();
-                    new Span<float>(f.VTile + (nk * dp), (nk4 - nk) * dp).Clear();
-                    kA = f.KTile;
-                    vA = f.VTile;
-                    ld = dp;
+                    var blockRows = new BlockRows { Table = table, Base = layerBase, BlockLength = BlockLength, Half = half, K0 = k0, BlockSize = bs, Ld = d };
+                    f.KeyTile<TV, TS, PagedColumns, BlockRows>(ref blockRows, k0, nk, Scale, ref columns);
+                    continue;
                 }
 
-                f.KeyTile<TV, TS, PagedColumns>(kA, vA, ld, k0, nk, Scale, ref columns);
+                for (int j = 0; j < nk;)
+                {
+                    int p = k0 + j;
+                    int take = Math.Min(nk - j, bs - (p % bs));
+                    float* src = layerBase + ((long)table[p / bs] * BlockLength) + ((long)(p % bs) * d);
+                    CopyRowsPadded(f.KTile + (j * dp), dp, src, d, take, take, d);
+                    CopyRowsPadded(f.VTile + (j * dp), dp, src + half, d, take, take, d);
+                    j += take;
+                }
+
+                int nk4 = RoundUp(nk, 4);
+                new Span<float>(f.KTile + (nk * dp), (nk4 - nk) * dp).Clear();
+                new Span<float>(f.VTile + (nk * dp), (nk4 - nk) * dp).Clear();
+                f.KeyTile<TV, TS, PagedColumns>(f.KTile, f.VTile, dp, k0, nk, Scale, ref columns);
             }
 
             for (int i = 0; i < nq; i++)
@@ -353,6 +346,31 @@ internal static unsafe class CpuPagedAttention
                 f.Finish<TV, TS>(Output + ((long)colRow[i] * Hq * d) + (colHead[i] * d), i);
             }
         }
+    }
+
+    /// <summary>A key tile read in the cache blocks of one sequence (block size a multiple of 4, D whole vectors): one run per block.</summary>
+    private struct BlockRows : CpuAttention.ITileRows
+    {
+        public int* Table;          // [MaxBlocks] the sequence's block ids
+        public float* Base;         // keys of this layer and kv head in block 0
+        public long BlockLength;    // floats per block
+        public long Half;           // keys to values
+        public int K0, BlockSize;
+
+        public int Ld { readonly get; set; }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly float* Key(int j)
+        {
+            int p = K0 + j;
+            return Base + ((long)Table[p / BlockSize] * BlockLength) + ((long)(p % BlockSize) * Ld);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly float* Value(int j) => Key(j) + Half;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly int RunEnd(int j) => j + BlockSize - ((K0 + j) % BlockSize);
     }
 
     /// <summary>Columns at arbitrary non-decreasing positions; <see cref="First"/> holds the current key tile's first visible column per key.</summary>

@@ -27,7 +27,10 @@ public sealed class KvCacheTests : IDisposable
         Mixed,
     }
 
-    /// <summary>B, T, Hq, Hkv, D, block size: MHA and GQA, D = 8 / 33 / 64, T up to 150, blocks of 16, 5 and 64 positions.</summary>
+    /// <summary>
+    /// B, T, Hq, Hkv, D, block size: MHA and GQA, D = 8 / 33 / 64, T up to 150, blocks of 16, 5 and 64
+    /// positions (with D = 64 and blocks of 16 or 64 the keys are read in the blocks, else gathered).
+    /// </summary>
     public static TheoryData<int, int, int, int, int, int> Shapes => new()
     {
         { 2, 150, 4, 2, 8, 16 },
@@ -83,17 +86,20 @@ public sealed class KvCacheTests : IDisposable
     /// (whatever this machine prefers), over a cache written once for all positions.
     /// </summary>
     [Theory]
-    [InlineData(512)]
-    [InlineData(256)]
-    [InlineData(1)]
-    public unsafe void EveryVectorWidth_IsBitIdenticalToTrainingForward(int width)
+    [InlineData(512, 20, 5)]    // keys gathered from the blocks
+    [InlineData(256, 20, 5)]
+    [InlineData(1, 20, 5)]
+    [InlineData(512, 16, 8)]    // keys read in the blocks
+    [InlineData(256, 16, 8)]
+    [InlineData(1, 16, 8)]
+    public unsafe void EveryVectorWidth_IsBitIdenticalToTrainingForward(int width, int d, int blockSize)
     {
         if (width == 512 && !Vector512.IsHardwareAccelerated)
         {
             width = 256;
         }
 
-        var s = new Setup(2, 75, 4, 2, 20, 5, seed: 11);
+        var s = new Setup(2, 75, 4, 2, d, blockSize, seed: 11);
         float[] qkv = TestData.Uniform(401, s.QkvLength, 1.5f);
         float[] cache = WriteAll(cpu, qkv, s);
         using var pool = new CpuThreadPool(2);
