@@ -20,13 +20,14 @@ namespace Engine.Kernels.Cpu;
 //            of positive e if rounding leaves u * sum e uncrossed. sampleLogp = log e_token - log sum e.
 //
 // No sort: the k-th largest logit and tau come from bisection on the float bits, each probe one
-// vectorised pass that counts (top-k) or sums (top-p, float lanes per 512 elements, chunk sums in
-// double: monotone in the threshold) what lies at or above it. Both first shrink the field with a
+// vectorised pass that counts (top-k) or sums (top-p: float lanes over chunks of 1024, chunk sums
+// in double, monotone in the threshold) what lies at or above it; a probe that keeps at most half
+// the list cuts the list to what it keeps, so later probes get cheaper. Both searches start from a
 // bound that cannot cut a kept token: the k-th largest of the maxima of m >= 4k chunks is at most
-// the k-th largest logit, and tau is at least (1 - p) S / n (what lies below that weighs less than
-// (1 - p) S), so only the tokens above the bound are probed and, after truncation, only the kept
-// tokens are summed. Every sum a row uses runs in a fixed order on one worker, so results never
-// depend on the thread count or on the other rows.
+// the k-th largest logit (top-k then probes only the logits above it), and tau is at least
+// (1 - p) S / n, since what lies below that weighs less than (1 - p) S (top-p starts from half of
+// it). After truncation only the kept tokens are summed. Every sum a row uses runs in a fixed order
+// on one worker, so results never depend on the thread count or on the other rows.
 internal sealed unsafe partial class CpuAccelerator
 {
     /// <summary>Below this many floats a gather runs on the calling thread only.</summary>
