@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Engine.Core;
 using static Engine.Kernels.Cpu.AttentionSimd;
@@ -148,139 +149,290 @@ internal static unsafe class CpuAttention
             int bh = item / QueryTiles;
             int bi = bh / Hq, h = bh % Hq;
             int g = h / (Hq / Hkv);
-            int d = D, dp = PaddedHead(d), w = TS.Width;
+            int d = D, dp = PaddedHead(d);
             int stride = (Hq + (2 * Hkv)) * d;
-            float scale = Scale;
 
             int q0 = qt * Tile;
             int nq = Math.Min(Tile, T - q0);
-            int nq4 = RoundUp(nq, 4);
-            int nqc = RoundUp(nq, Math.Max(w, 4));   // score columns in use: whole vectors and whole row blocks
-
-            float* s = Scratch.For(worker);
-            float* qT = s;                          // [D, Tile]   this tile's queries, transposed
-            float* kTile = qT + (d * Tile);         // [Tile, Dp]  keys of the current key tile (when not read in place)
-            float* vTile = kTile + (Tile * dp);     // [Tile, Dp]  values of the current key tile (likewise)
-            float* sT = vTile + (Tile * dp);        // [Tile, Tile] scores then probabilities, [key, query]
-            float* acc = sT + (Tile * Tile);        // [Tile, Dp]  unnormalised output rows
-            float* m = acc + (Tile * dp);           // [Tile] running max of the scaled scores, per query
-            float* l = m + Tile;                    // [Tile] running sum of exp(score - m)
-            float* mx = l + Tile;                   // [Tile] this key tile's max, then its column sums
-            float* alpha = mx + Tile;               // [Tile] rescale factor exp(m_old - m_new)
+            var f = new ForwardTiles(Scratch.For(worker), d, nq, TS.Width);
 
             float* qkvBatch = Qkv + ((long)bi * T * stride);
-            Transpose(qT, Tile, qkvBatch + ((long)q0 * stride) + (h * d), stride, nq, d);
-            new Span<float>(acc, nq4 * dp).Clear();
-            for (int i = 0; i < nqc; i++)
-            {
-                m[i] = float.NegativeInfinity;
-                l[i] = 0;
-            }
+            Transpose(f.QT, Tile, qkvBatch + ((long)q0 * stride) + (h * d), stride, nq, d);
+            f.Begin();
 
-            TV lowest = TS.Splat(-float.MaxValue);
+            // Query q0+i sees key k0+j when k0+j <= q0+i.
+            var mask = new CausalColumns { Q0 = q0 };
             int kEnd = q0 + nq;
             for (int k0 = 0; k0 < kEnd; k0 += Tile)
             {
                 int nk = Math.Min(Tile, kEnd - k0);
-                int nk4 = RoundUp(nk, 4);
                 float* kRows = qkvBatch + ((long)k0 * stride);
                 float* kA = kRows + ((Hq + g) * d), vA = kRows + ((Hq + Hkv + g) * d);
-                int ld = TileRows(ref kA, ref vA, kTile, vTile, stride, nk, d, dp);
-
-                // sT[j, i] = k_j . q_i, skipping the leading columns whose queries precede every key of the block.
-                for (int j0 = 0; j0 < nk4; j0 += 4)
-                {
-                    int c0 = Math.Max(0, k0 + j0 - q0) / w * w;
-                    if (c0 < nqc)
-                    {
-                        Rows4<TV, TS>(sT + (j0 * Tile), Tile, kA + (j0 * ld), ld, 1, qT, Tile, d, c0, nqc, accumulate: false);
-                    }
-                }
-
-                // Scale, mask (key k0+j visible to query q0+i when k0+j <= q0+i) and column max.
-                for (int c = 0; c < nqc; c += w)
-                {
-                    TS.Store(mx + c, TS.Splat(float.NegativeInfinity));
-                }
-
-                for (int j = 0; j < nk; j++)
-                {
-                    int first = Math.Max(0, k0 + j - q0);
-                    float* row = sT + (j * Tile);
-                    for (int c = first / w * w; c < nqc; c += w)
-                    {
-                        TS.Store(row + c, TS.Mul(TS.Load(row + c), TS.Splat(scale)));
-                        for (int i = c; i < first; i++)
-                        {
-                            row[i] = float.NegativeInfinity;
-                        }
-
-                        TS.Store(mx + c, TS.Max(TS.Load(mx + c), TS.Load(row + c)));
-                    }
-                }
-
-                // New running max (kept finite so exp(m_old - m_new) is never -inf - -inf).
-                for (int c = 0; c < nqc; c += w)
-                {
-                    TV mOld = TS.Load(m + c);
-                    TV mNew = TS.Max(TS.Max(mOld, TS.Load(mx + c)), lowest);
-                    TS.Store(alpha + c, TS.Exp(TS.Sub(mOld, mNew)));
-                    TS.Store(m + c, mNew);
-                    TS.Store(mx + c, TS.Zero);
-                }
-
-                // Probabilities (masked entries 0) and their column sums.
-                for (int j = 0; j < nk; j++)
-                {
-                    int first = Math.Max(0, k0 + j - q0);
-                    float* row = sT + (j * Tile);
-                    int c = 0;
-                    for (; c + w <= first; c += w)
-                    {
-                        TS.Store(row + c, TS.Zero);
-                    }
-
-                    for (; c < nqc; c += w)
-                    {
-                        TV p = TS.Exp(TS.Sub(TS.Load(row + c), TS.Load(m + c)));
-                        TS.Store(row + c, p);
-                        TS.Store(mx + c, TS.Add(TS.Load(mx + c), p));
-                    }
-                }
-
-                for (int c = 0; c < nqc; c += w)
-                {
-                    TS.Store(l + c, TS.MulAdd(TS.Load(l + c), TS.Load(alpha + c), TS.Load(mx + c)));
-                }
-
-                // acc[i, :] = alpha_i acc[i, :] + sum_j p[j, i] v_j over the keys query block i0..i0+3 can see.
-                for (int i0 = 0; i0 < nq4; i0 += 4)
-                {
-                    for (int i = i0; i < i0 + 4; i++)
-                    {
-                        float* accRow = acc + (i * dp);
-                        TV f = TS.Splat(alpha[i]);
-                        for (int c = 0; c < dp; c += w)
-                        {
-                            TS.Store(accRow + c, TS.Mul(TS.Load(accRow + c), f));
-                        }
-                    }
-
-                    int jEnd = Math.Min(nk, q0 + i0 + 4 - k0);
-                    if (jEnd > 0)
-                    {
-                        Rows4<TV, TS>(acc + (i0 * dp), dp, sT + i0, 1, Tile, vA, ld, jEnd, 0, dp, accumulate: true);
-                    }
-                }
+                int ld = TileRows(ref kA, ref vA, f.KTile, f.VTile, stride, nk, d, dp);
+                f.KeyTile<TV, TS, CausalColumns>(kA, vA, ld, k0, nk, Scale, ref mask);
             }
 
             float* outRows = Output + (((long)bi * T + q0) * Hq * d) + (h * d);
             float* lseRow = Lse + (((long)bi * Hq + h) * T) + q0;
             for (int i = 0; i < nq; i++)
             {
-                ScaleCopy<TV, TS>(outRows + ((long)i * Hq * d), acc + (i * dp), d, 1f / l[i]);
-                lseRow[i] = m[i] + MathF.Log(l[i]);
+                f.Finish<TV, TS>(outRows + ((long)i * Hq * d), i);
+                lseRow[i] = f.M[i] + MathF.Log(f.L[i]);
             }
+        }
+    }
+
+    /// <summary>The training forward's columns: query tile row i sits at position q0 + i.</summary>
+    private struct CausalColumns : IForwardColumns
+    {
+        public int Q0;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly int First(int key) => Math.Max(0, key - Q0);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly int KeyEnd(int i0) => Q0 + i0 + 4;
+    }
+
+    /// <summary>
+    /// Which query columns of a <see cref="ForwardTiles"/> see which keys. Column positions never
+    /// decrease from one column to the next, so the columns that see a key are a suffix.
+    /// </summary>
+    internal interface IForwardColumns
+    {
+        /// <summary>First column whose query sees the key at position <paramref name="key"/> (every later column sees it too); at most the last used column for any key of the tile.</summary>
+        int First(int key);
+
+        /// <summary>At least one past the last key position that a query of columns i0..i0+3 sees (used columns; the result is clipped to the tile).</summary>
+        int KeyEnd(int i0);
+    }
+
+    /// <summary>
+    /// Where <see cref="ForwardTiles"/> reads a key tile's rows: runs of consecutive rows at stride
+    /// <see cref="Ld"/> (key and value rows alike), every 4-row block of keys inside one run and
+    /// readable (rows past the tile's keys may hold anything finite or not: their scores are never
+    /// used), value rows whole vectors wide unless <see cref="Ld"/> is Dp.
+    /// </summary>
+    internal interface ITileRows
+    {
+        /// <summary>Row stride within a run.</summary>
+        int Ld { get; }
+
+        /// <summary>Key row j of the tile.</summary>
+        float* Key(int j);
+
+        /// <summary>Value row j of the tile.</summary>
+        float* Value(int j);
+
+        /// <summary>One past the last row of the run holding row j.</summary>
+        int RunEnd(int j);
+    }
+
+    /// <summary>A key tile in one run (the training forward's rows, or a copy).</summary>
+    internal struct TileRowsInPlace : ITileRows
+    {
+        public float* Keys, Values;
+        public int Count;
+
+        public int Ld { readonly get; set; }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly float* Key(int j) => Keys + ((long)j * Ld);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly float* Value(int j) => Values + ((long)j * Ld);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly int RunEnd(int j) => Count;
+    }
+
+    /// <summary>
+    /// The online-softmax forward over one tile of up to <see cref="Tile"/> query columns, key tile by
+    /// key tile, in one worker's scratch. Shared by the training forward (a tile of consecutive
+    /// queries of one head) and paged attention (queries of one kv group from the KV cache), so a
+    /// query gets bit-identical output from both: every column's arithmetic (dot products in
+    /// ascending d, running max, rescale, exp, ascending-key sums and P V accumulation) is the same
+    /// whatever the other columns are, and keys a column does not see contribute exact zeros.
+    /// </summary>
+    internal readonly struct ForwardTiles
+    {
+        public readonly float* QT;      // [D, Tile]    the queries, transposed (column i = query i); columns past the used ones zero
+        public readonly float* KTile;   // [Tile, Dp]   keys of the current key tile (when not read in place)
+        public readonly float* VTile;   // [Tile, Dp]   values of the current key tile (likewise)
+        public readonly float* ST;      // [Tile, Tile] scores then probabilities, [key, query]
+        public readonly float* Acc;     // [Tile, Dp]   unnormalised output rows
+        public readonly float* M;       // [Tile] running max of the scaled scores, per query
+        public readonly float* L;       // [Tile] running sum of exp(score - m)
+        public readonly float* Mx;      // [Tile] a key tile's max, then its column sums
+        public readonly float* Alpha;   // [Tile] rescale factor exp(m_old - m_new)
+        public readonly int* Spare;     // [4 Tile] free for the caller (within ScratchFloats)
+        public readonly int D, Dp, Nq4, Nqc;
+
+        /// <summary>Lays the buffers out in <paramref name="scratch"/> (<see cref="ScratchFloats"/> floats) for <paramref name="nq"/> used columns.</summary>
+        public ForwardTiles(float* scratch, int d, int nq, int width)
+        {
+            D = d;
+            Dp = PaddedHead(d);
+            Nq4 = RoundUp(nq, 4);
+            Nqc = RoundUp(nq, Math.Max(width, 4));   // score columns in use: whole vectors and whole row blocks
+            QT = scratch;
+            KTile = QT + (d * Tile);
+            VTile = KTile + (Tile * Dp);
+            ST = VTile + (Tile * Dp);
+            Acc = ST + (Tile * Tile);
+            M = Acc + (Tile * Dp);
+            L = M + Tile;
+            Mx = L + Tile;
+            Alpha = Mx + Tile;
+            Spare = (int*)(Alpha + Tile);
+        }
+
+        /// <summary>Clears the accumulators (after <see cref="QT"/> is filled).</summary>
+        public void Begin()
+        {
+            new Span<float>(Acc, Nq4 * Dp).Clear();
+            for (int i = 0; i < Nqc; i++)
+            {
+                M[i] = float.NegativeInfinity;
+                L[i] = 0;
+            }
+        }
+
+        /// <summary>
+        /// Folds the key tile at positions k0..k0+nk-1 (rows <paramref name="kA"/>, <paramref name="vA"/>,
+        /// row stride <paramref name="ld"/>, whole 4-row blocks readable, D whole vectors unless
+        /// <paramref name="ld"/> is Dp) into every column's running max, sum and output.
+        /// </summary>
+        public void KeyTile<TV, TS, TC>(float* kA, float* vA, int ld, int k0, int nk, float scale, ref TC columns)
+            where TV : struct
+            where TS : struct, AttentionSimd.IOps<TV>
+            where TC : struct, IForwardColumns
+        {
+            var rows = new TileRowsInPlace { Keys = kA, Values = vA, Ld = ld, Count = nk };
+            KeyTile<TV, TS, TC, TileRowsInPlace>(ref rows, k0, nk, scale, ref columns);
+        }
+
+        /// <summary>
+        /// <see cref="KeyTile{TV, TS, TC}(float*, float*, int, int, int, float, ref TC)"/> with the
+        /// tile's key and value rows found through <paramref name="rows"/>: runs of consecutive rows
+        /// at a fixed stride (the P V sum over keys runs run by run, in key order, which is the same
+        /// arithmetic as one run).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void KeyTile<TV, TS, TC, TR>(ref TR rows, int k0, int nk, float scale, ref TC columns)
+            where TV : struct
+            where TS : struct, AttentionSimd.IOps<TV>
+            where TC : struct, IForwardColumns
+            where TR : struct, ITileRows
+        {
+            TC cols = columns;
+            TR src = rows;
+            int ld = src.Ld;
+            int d = D, dp = Dp, w = TS.Width, nq4 = Nq4, nqc = Nqc;
+            float* sT = ST, acc = Acc, m = M, l = L, mx = Mx, alpha = Alpha, qT = QT;
+            int nk4 = RoundUp(nk, 4);
+
+            // sT[j, i] = k_j . q_i, skipping the leading columns whose queries precede every key of the block.
+            for (int j0 = 0; j0 < nk4; j0 += 4)
+            {
+                int c0 = cols.First(k0 + j0) / w * w;
+                if (c0 < nqc)
+                {
+                    Rows4<TV, TS>(sT + (j0 * Tile), Tile, src.Key(j0), ld, 1, qT, Tile, d, c0, nqc, accumulate: false);
+                }
+            }
+
+            // Scale, mask (key k0+j visible to the columns from First(k0+j) on) and column max.
+            for (int c = 0; c < nqc; c += w)
+            {
+                TS.Store(mx + c, TS.Splat(float.NegativeInfinity));
+            }
+
+            for (int j = 0; j < nk; j++)
+            {
+                int first = cols.First(k0 + j);
+                float* row = sT + (j * Tile);
+                for (int c = first / w * w; c < nqc; c += w)
+                {
+                    TS.Store(row + c, TS.Mul(TS.Load(row + c), TS.Splat(scale)));
+                    for (int i = c; i < first; i++)
+                    {
+                        row[i] = float.NegativeInfinity;
+                    }
+
+                    TS.Store(mx + c, TS.Max(TS.Load(mx + c), TS.Load(row + c)));
+                }
+            }
+
+            // New running max (kept finite so exp(m_old - m_new) is never -inf - -inf).
+            TV lowest = TS.Splat(-float.MaxValue);
+            for (int c = 0; c < nqc; c += w)
+            {
+                TV mOld = TS.Load(m + c);
+                TV mNew = TS.Max(TS.Max(mOld, TS.Load(mx + c)), lowest);
+                TS.Store(alpha + c, TS.Exp(TS.Sub(mOld, mNew)));
+                TS.Store(m + c, mNew);
+                TS.Store(mx + c, TS.Zero);
+            }
+
+            // Probabilities (masked entries 0) and their column sums.
+            for (int j = 0; j < nk; j++)
+            {
+                int first = cols.First(k0 + j);
+                float* row = sT + (j * Tile);
+                int c = 0;
+                for (; c + w <= first; c += w)
+                {
+                    TS.Store(row + c, TS.Zero);
+                }
+
+                for (; c < nqc; c += w)
+                {
+                    TV p = TS.Exp(TS.Sub(TS.Load(row + c), TS.Load(m + c)));
+                    TS.Store(row + c, p);
+                    TS.Store(mx + c, TS.Add(TS.Load(mx + c), p));
+                }
+            }
+
+            for (int c = 0; c < nqc; c += w)
+            {
+                TS.Store(l + c, TS.MulAdd(TS.Load(l + c), TS.Load(alpha + c), TS.Load(mx + c)));
+            }
+
+            // acc[i, :] = alpha_i acc[i, :] + sum_j p[j, i] v_j over the keys query block i0..i0+3 can see.
+            for (int i0 = 0; i0 < nq4; i0 += 4)
+            {
+                for (int i = i0; i < i0 + 4; i++)
+                {
+                    float* accRow = acc + (i * dp);
+                    TV f = TS.Splat(alpha[i]);
+                    for (int c = 0; c < dp; c += w)
+                    {
+                        TS.Store(accRow + c, TS.Mul(TS.Load(accRow + c), f));
+                    }
+                }
+
+                int jEnd = Math.Min(nk, cols.KeyEnd(i0) - k0);
+                for (int j = 0; j < jEnd;)
+                {
+                    int end = Math.Min(jEnd, src.RunEnd(j));
+                    Rows4<TV, TS>(acc + (i0 * dp), dp, sT + (j * Tile) + i0, 1, Tile, src.Value(j), ld, end - j, 0, dp, accumulate: true);
+                    j = end;
+                }
+            }
+        }
+
+        /// <summary>
+        /// Writes column <paramref name="i"/>'s output row <c>acc_i / l_i</c> (D floats) with any zero
+        /// written as +0: a column that sees fewer keys than its 4-column block adds exact zeros
+        /// <c>0 * v</c> for the others, which can flip the sign of a zero (and only of a zero), so the
+        /// sign is made independent of the block's other columns.
+        /// </summary>
+        public void Finish<TV, TS>(float* dst, int i)
+            where TV : struct
+            where TS : struct, AttentionSimd.IOps<TV>
+        {
+            ScaleCopyPlusZero<TV, TS>(dst, Acc + (i * Dp), D, 1f / L[i]);
         }
     }
 

@@ -54,6 +54,9 @@ internal static unsafe class AttentionSimd
 
         /// <summary>Sum of the lanes.</summary>
         static abstract float Sum(TV a);
+
+        /// <summary>a with every zero lane made +0 (a -0 becomes +0; everything else is unchanged).</summary>
+        static abstract TV PlusZero(TV a);
     }
 
     /// <summary>AVX-512: 16 floats.</summary>
@@ -95,6 +98,10 @@ internal static unsafe class AttentionSimd
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Sum(Vector512<float> a) => Vector512.Sum(a);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> PlusZero(Vector512<float> a) =>
+            Vector512.ConditionalSelect(Vector512.Equals(a, Vector512<float>.Zero), Vector512<float>.Zero, a);
     }
 
     /// <summary>AVX2: 8 floats.</summary>
@@ -136,6 +143,10 @@ internal static unsafe class AttentionSimd
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Sum(Vector256<float> a) => Vector256.Sum(a);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> PlusZero(Vector256<float> a) =>
+            Vector256.ConditionalSelect(Vector256.Equals(a, Vector256<float>.Zero), Vector256<float>.Zero, a);
     }
 
     /// <summary>No usable SIMD: one float per "vector".</summary>
@@ -176,6 +187,9 @@ internal static unsafe class AttentionSimd
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Sum(float a) => a;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float PlusZero(float a) => a == 0 ? 0f : a;
     }
 
     /// <summary>
@@ -366,6 +380,27 @@ internal static unsafe class AttentionSimd
         for (; i < n; i++)
         {
             dst[i] = src[i] * factor;
+        }
+    }
+
+    /// <summary>dst[i] = src[i] * factor for i &lt; n, a zero result written as +0 (see <see cref="IOps{TV}.PlusZero"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void ScaleCopyPlusZero<TV, TS>(float* dst, float* src, int n, float factor)
+        where TV : struct
+        where TS : struct, IOps<TV>
+    {
+        int w = TS.Width;
+        TV f = TS.Splat(factor);
+        int i = 0;
+        for (; i + w <= n; i += w)
+        {
+            TS.Store(dst + i, TS.PlusZero(TS.Mul(TS.Load(src + i), f)));
+        }
+
+        for (; i < n; i++)
+        {
+            float x = src[i] * factor;
+            dst[i] = x == 0 ? 0f : x;
         }
     }
 

@@ -185,11 +185,9 @@ internal sealed unsafe partial class CpuAccelerator
             int row = Rows[item];
             int t = Targets[row];
             float* z = Logits + (long)item * V;  // [V]
-            float max = LogSoftmaxRows.Max(z, V);
-            LogSoftmaxRows.SumExp(z, V, max, out double s, out double sed);
-            double logS = Math.Log(s);
-            double entropy = logS - sed / s;          // -sum p log p with log p = d - log s
-            double lpt = (double)z[t] - max - logS;   // log p of the target
+            float max = LogSoftmaxRows.Statistics(z, V, out double s, out double sed, out double logS);
+            double entropy = logS - sed / s;                      // -sum p log p with log p = d - log s
+            double lpt = LogSoftmaxRows.LogProb(z[t], max, logS); // log p of the target
             if (LogP != null)
             {
                 LogP[row] = (float)lpt;
@@ -272,6 +270,24 @@ internal static unsafe class LogSoftmaxRows
     private const float P3 = 4.1665795894e-2f;
     private const float P4 = 1.6666665459e-1f;
     private const float P5 = 5.0000001201e-1f;
+
+    /// <summary>
+    /// The softmax statistics of a row of logits: returns <c>max</c>, with <c>s = sum_j exp(z_j - max)</c>,
+    /// <c>sed = sum_j exp(z_j - max) (z_j - max)</c> and <c>logS = log s</c>. Every log-prob the LM
+    /// head reports comes from these and <see cref="LogProb"/>; the sampler calls the same two so its
+    /// policy log-probs are bit-identical to the training forward's for the same logits.
+    /// </summary>
+    public static float Statistics(float* z, int v, out double s, out double sed, out double logS)
+    {
+        float max = Max(z, v);
+        SumExp(z, v, max, out s, out sed);
+        logS = Math.Log(s);
+        return max;
+    }
+
+    /// <summary>log softmax of an element <paramref name="zt"/> of a row with the given <see cref="Statistics"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double LogProb(float zt, float max, double logS) => (double)zt - max - logS;
 
     /// <summary>Largest element of <c>z[0, v)</c> (NaN if any is NaN).</summary>
     public static float Max(float* z, int v)
