@@ -107,7 +107,7 @@ internal static unsafe partial class CpuGemm
         /// <summary>Inner-dimension block: fixed, so results do not depend on the thread count.</summary>
         public readonly int KC = kc;
 
-        /// <summary>Rows of A packed by one work item (a multiple of MR).</summary>
+        /// <summary>Most rows of A packed by one work item (a multiple of MR).</summary>
         public readonly int MC = mc;
 
         /// <summary>Columns of B packed at once (a multiple of NR).</summary>
@@ -115,42 +115,53 @@ internal static unsafe partial class CpuGemm
 
         public static Blocking For(GemmIsa isa) => isa switch
         {
-            GemmIsa.Vector512 => new Blocking(12, 32, 256, 144, 4096),
+            GemmIsa.Vector512 => new Blocking(12, 32, 512, 144, 4096),
             GemmIsa.Vector256 => new Blocking(6, 16, 256, 144, 4096),
             _ => new Blocking(4, 8, 256, 64, 1024),
         };
     }
+
 
     /// <summary>The packed (BLIS-style) path for every shape but the small-m transB one.</summary>
     private static void MultiplyPacked(CpuThreadPool pool, float* c, float* a, float* b, int m, int n, int k,
         bool transA, bool transB, float alpha, float beta, float* bias, GemmIsa isa)
     {
         Blocking bl = Blocking.For(isa);
-        GemmScratch scratch = GemmScratch.Current;
-        int maxPanels = (Math.Min(n, bl.NC) + bl.NR - 1) / bl.NR;
-        // packedB[kc, panels * NR], panel-major: panel p holds kc rows of NR floats
-        float* packedB = scratch.PackedB((long)Math.Min(k, bl.KC) * maxPanels * bl.NR);
-        int rowBlocks = (m + bl.MC - 1) / bl.MC;
+        int mr = bl.MR, nr = bl.NR;
 
-        for (int jc = 0; jc < n; jc += bl.NC)
+        // Inner-dimension blocks of equal size: they depend on k alone, never on the thread count.
+        int kBlocks = (k + bl.KC - 1) / bl.KC;
+        int kcStep = (k + kBlocks - 1) / kBlocks;
+
+        // Column chunks of equal size (whole panels) so the last one is not a sliver.
+        int nChunks = (n + bl.NC - 1) / bl.NC;
+        int ncStep = RoundUp((n + nChunks - 1) / nChunks, nr);
+
+        // Enough work items to keep every thread busy when some are slowed down by other load:
+        // rows are split first (A is then packed once per k block); columns only when rows run out.
+        // The split decides who computes a tile, never how, so it may follow the thread count.
+        int wanted = 8 * pool.ThreadCount;
+        int rowBlocks = Math.Clamp(wanted, (m + bl.MC - 1) / bl.MC, Math.Max(1, m / (4 * mr)));
+        int mc = RoundUp((m + rowBlocks - 1) / rowBlocks, mr);
+        rowBlocks = (m + mc - 1) / mc;
+
+        // packedB[panel][kc][NR] for one (chunk, k block)
+        float* packedB = GemmScratch.Current.PackedB((long)kcStep * ncStep);
+        for (int jc = 0; jc < n; jc += ncStep)
         {
-            int nb = Math.Min(bl.NC, n - jc);
-            int panels = (nb + bl.NR - 1) / bl.NR;
-
-            // Enough work items to keep every thread busy when a few are slowed down by other load;
-            // the split only decides who computes a tile, never how, so it may follow the thread count.
-            int wanted = 4 * pool.ThreadCount;
-            int colBlocks = Math.Clamp((wanted + rowBlocks - 1) / rowBlocks, 1, Math.Max(1, panels / 4));
+            int nb = Math.Min(ncStep, n - jc);
+            int panels = (nb + nr - 1) / nr;
+            int colBlocks = 2 * rowBlocks >= wanted ? 1
+                : Math.Clamp((wanted + rowBlocks - 1) / rowBlocks, 1, Math.Max(1, panels / 4));
             int panelsPerBlock = (panels + colBlocks - 1) / colBlocks;
             colBlocks = (panels + panelsPerBlock - 1) / panelsPerBlock;
 
-            for (int pc = 0; pc < k; pc += bl.KC)
+            for (int pc = 0; pc < k; pc += kcStep)
             {
-                int kc = Math.Min(bl.KC, k - pc);
+                int kc = Math.Min(kcStep, k - pc);
                 var pack = new PackBWork
                 {
-                    Dst = packedB, B = b, N = n, K = k, TransB = transB, Jc = jc, Nb = nb, Pc = pc, Kc = kc,
-                    NR = bl.NR, Panels = panels,
+                    Dst = packedB, B = b, N = n, K = k, TransB = transB, Jc = jc, Nb = nb, Pc = pc, Kc = kc, NR = nr,
                 };
                 pool.For((panels + PackPanelsPerItem - 1) / PackPanelsPerItem, ref pack);
 
@@ -158,19 +169,21 @@ internal static unsafe partial class CpuGemm
                 var work = new BlockWork
                 {
                     C = c, A = a, PackedB = packedB, M = m, N = n, K = k, TransA = transA, Jc = jc, Pc = pc, Kc = kc,
-                    Panels = panels, PanelsPerBlock = panelsPerBlock, ColBlocks = colBlocks,
+                    Mc = mc, Panels = panels, PanelsPerBlock = panelsPerBlock, ColBlocks = colBlocks,
                     Alpha = alpha,
                     // Later k blocks accumulate onto what the first one wrote; bias is added once.
                     Beta = first ? beta : 1f,
                     Bias = first && bias != null ? bias : null,
-                    Blocking = bl, Isa = isa,
+                    MR = mr, NR = nr, Isa = isa,
                 };
                 pool.For(rowBlocks * colBlocks, ref work);
             }
         }
     }
 
-    /// <summary>Packs a run of B panels for one (NC, KC) block.</summary>
+    private static int RoundUp(int x, int multiple) => (x + multiple - 1) / multiple * multiple;
+
+    /// <summary>Packs a run of B panels for one (column chunk, k block).</summary>
     private struct PackBWork : IParallelWork
     {
         public float* Dst;
@@ -183,31 +196,30 @@ internal static unsafe partial class CpuGemm
         public int Pc;
         public int Kc;
         public int NR;
-        public int Panels;
 
         public readonly void Execute(int item, int worker)
         {
-            int end = Math.Min(Panels, (item + 1) * PackPanelsPerItem);
-            for (int p = item * PackPanelsPerItem; p < end; p++)
+            int p0 = item * PackPanelsPerItem;
+            int j0 = Jc + p0 * NR;
+            int cols = Math.Min(PackPanelsPerItem * NR, Jc + Nb - j0);
+            float* dst = Dst + (long)p0 * Kc * NR;
+            if (TransB)
             {
-                int j = Jc + p * NR;
-                int cols = Math.Min(NR, Jc + Nb - j);
-                float* dst = Dst + (long)p * Kc * NR;
-                if (TransB)
+                // B stored [n, k]: element (pc + q, j + jj) at B[(j + jj) * k + pc + q]
+                for (int j = 0; j < cols; j += NR, dst += (long)Kc * NR)
                 {
-                    // B stored [n, k]: element (pc + q, j + jj) at B[(j + jj) * k + pc + q]
-                    PackTransposed(dst, B + (long)j * K + Pc, K, cols, Kc, NR);
+                    PackTransposed(dst, B + (long)(j0 + j) * K + Pc, K, Math.Min(NR, cols - j), Kc, NR);
                 }
-                else
-                {
-                    // B stored [k, n]: element (pc + q, j + jj) at B[(pc + q) * n + j + jj]
-                    PackRows(dst, B + (long)Pc * N + j, N, cols, Kc, NR);
-                }
+            }
+            else
+            {
+                // B stored [k, n]: element (pc + q, j) at B[(pc + q) * n + j]
+                PackRows(dst, B + (long)Pc * N + j0, N, cols, Kc, NR);
             }
         }
     }
 
-    /// <summary>One macro tile: MC rows of C times a run of B panels, for one KC block.</summary>
+    /// <summary>One macro tile: Mc rows of C times a run of B panels, for one k block.</summary>
     private struct BlockWork : IParallelWork
     {
         public float* C;
@@ -220,42 +232,42 @@ internal static unsafe partial class CpuGemm
         public int Jc;
         public int Pc;
         public int Kc;
+        public int Mc;
         public int Panels;
         public int PanelsPerBlock;
         public int ColBlocks;
         public float Alpha;
         public float Beta;
         public float* Bias;
-        public Blocking Blocking;
+        public int MR;
+        public int NR;
         public GemmIsa Isa;
 
         public readonly void Execute(int item, int worker)
         {
-            int mr = Blocking.MR, nr = Blocking.NR;
+            int mr = MR, nr = NR;
             int rowBlock = item / ColBlocks;
             int colBlock = item - rowBlock * ColBlocks;
-            int i0 = rowBlock * Blocking.MC;
-            int mb = Math.Min(Blocking.MC, M - i0);
+            int i0 = rowBlock * Mc;
+            int mb = Math.Min(Mc, M - i0);
             int rowPanels = (mb + mr - 1) / mr;
 
             GemmScratch scratch = GemmScratch.Current;
-            // packedA[rowPanels][kc][MR]
+            // packedA[rowPanel][kc][MR]
             float* packedA = scratch.PackedA((long)rowPanels * mr * Kc);
             float* tile = scratch.Tile((long)mr * nr);
-            for (int ip = 0; ip < rowPanels; ip++)
+            if (TransA)
             {
-                int i = i0 + ip * mr;
-                int rows = Math.Min(mr, M - i);
-                float* dst = packedA + (long)ip * Kc * mr;
-                if (TransA)
+                // A stored [k, m]: element (i, pc + q) at A[(pc + q) * m + i]
+                PackRows(packedA, A + (long)Pc * M + i0, M, mb, Kc, mr);
+            }
+            else
+            {
+                // A stored [m, k]: element (i, pc + q) at A[i * k + pc + q]
+                for (int ip = 0; ip < rowPanels; ip++)
                 {
-                    // A stored [k, m]: element (i + ii, pc + q) at A[(pc + q) * m + i + ii]
-                    PackRows(dst, A + (long)Pc * M + i, M, rows, Kc, mr);
-                }
-                else
-                {
-                    // A stored [m, k]: element (i + ii, pc + q) at A[(i + ii) * k + pc + q]
-                    PackTransposed(dst, A + (long)i * K + Pc, K, rows, Kc, mr);
+                    int i = i0 + ip * mr;
+                    PackTransposed(packedA + (long)ip * Kc * mr, A + (long)i * K + Pc, K, Math.Min(mr, M - i), Kc, mr);
                 }
             }
 
@@ -287,6 +299,7 @@ internal static unsafe partial class CpuGemm
                     }
                 }
             }
+
         }
     }
 

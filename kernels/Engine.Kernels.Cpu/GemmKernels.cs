@@ -9,74 +9,106 @@ internal static unsafe partial class CpuGemm
 {
     /// <summary>
     /// Packs <paramref name="kc"/> rows of <paramref name="count"/> contiguous floats (row stride
-    /// <paramref name="ld"/>) into dst[kc, width], zero-padding columns count..width.
+    /// <paramref name="ld"/>) into ceil(count / width) panels dst[panel][kc][width], zero-padding
+    /// the last panel. Each source row is read once, left to right, across all the panels.
     /// Used for A when transA (rows of A^T are contiguous in m) and for B when not transB.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackRows(float* dst, float* src, long ld, int count, int kc, int width)
     {
-        if (count == width && width == 32 && Vector512.IsHardwareAccelerated)
+        long panelStride = (long)kc * width;
+        int full = count / width;
+        int rest = count - full * width;
+        for (int q = 0; q < kc; q++, src += ld)
         {
-            for (int q = 0; q < kc; q++, src += ld, dst += 32)
+            float* s = src;
+            float* d = dst + (long)q * width;
+            for (int p = 0; p < full; p++, s += width, d += panelStride)
             {
-                Vector512.Store(Vector512.Load(src), dst);
-                Vector512.Store(Vector512.Load(src + 16), dst + 16);
+                CopyRow(d, s, width);
             }
 
-            return;
+            if (rest > 0)
+            {
+                int t = 0;
+                for (; t < rest; t++)
+                {
+                    d[t] = s[t];
+                }
+
+                for (; t < width; t++)
+                {
+                    d[t] = 0f;
+                }
+            }
         }
+    }
 
-        if (count == width && width == 12 && Vector256.IsHardwareAccelerated)
+    /// <summary>Copies one packed row of <paramref name="width"/> floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyRow(float* d, float* s, int width)
+    {
+        if (width == 32 && Vector512.IsHardwareAccelerated)
         {
-            for (int q = 0; q < kc; q++, src += ld, dst += 12)
-            {
-                Vector256.Store(Vector256.Load(src), dst);
-                Vector128.Store(Vector128.Load(src + 8), dst + 8);
-            }
-
-            return;
+            Vector512.Store(Vector512.Load(s), d);
+            Vector512.Store(Vector512.Load(s + 16), d + 16);
         }
-
-        for (int q = 0; q < kc; q++, src += ld, dst += width)
+        else if (width == 12 && Vector256.IsHardwareAccelerated)
         {
-            int t = 0;
-            for (; t < count; t++)
+            Vector256.Store(Vector256.Load(s), d);
+            Vector128.Store(Vector128.Load(s + 8), d + 8);
+        }
+        else if (width == 16 && Vector256.IsHardwareAccelerated)
+        {
+            Vector256.Store(Vector256.Load(s), d);
+            Vector256.Store(Vector256.Load(s + 8), d + 8);
+        }
+        else
+        {
+            for (int t = 0; t < width; t++)
             {
-                dst[t] = src[t];
-            }
-
-            for (; t < width; t++)
-            {
-                dst[t] = 0f;
+                d[t] = s[t];
             }
         }
     }
 
     /// <summary>
-    /// Packs <paramref name="count"/> rows of <paramref name="kc"/> contiguous floats (row stride
-    /// <paramref name="ld"/>) transposed into dst[kc, width], zero-padding columns count..width.
-    /// Used for A when not transA and for B when transB.
+    /// Packs <paramref name="count"/> (at most <paramref name="width"/>) rows of <paramref name="kc"/>
+    /// contiguous floats (row stride <paramref name="ld"/>) transposed into dst[kc, width],
+    /// zero-padding columns count..width. Used for A when not transA and for B when transB.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackTransposed(float* dst, float* src, long ld, int count, int kc, int width)
     {
         int t = 0;
+        int kc8 = kc & ~7;
         if (Avx.IsSupported)
         {
-            // 8 source rows x 8 columns at a time, transposed in registers.
+            // 8 source rows x 8 columns at a time, then 4 x 8, transposed in registers.
             for (; t + 8 <= count; t += 8)
             {
                 float* s = src + t * ld;
-                int q = 0;
-                for (; q + 8 <= kc; q += 8)
+                for (int q = 0; q < kc8; q += 8)
                 {
                     Transpose8x8(s + q, ld, dst + (long)q * width + t, width);
                 }
+            }
 
-                for (; q < kc; q++)
+            for (; t + 4 <= count; t += 4)
+            {
+                float* s = src + t * ld;
+                for (int q = 0; q < kc8; q += 8)
                 {
-                    for (int r = 0; r < 8; r++)
-                    {
-                        dst[(long)q * width + t + r] = s[r * ld + q];
-                    }
+                    Transpose4x8(s + q, ld, dst + (long)q * width + t, width);
+                }
+            }
+
+            // The columns past the last multiple of 8 for the rows done above.
+            for (int q = kc8; q < kc; q++)
+            {
+                for (int r = 0; r < t; r++)
+                {
+                    dst[(long)q * width + r] = src[r * ld + q];
                 }
             }
         }
@@ -99,6 +131,33 @@ internal static unsafe partial class CpuGemm
                 *d = 0f;
             }
         }
+    }
+
+    /// <summary>dst[c * ldd + r] = src[r * lds + c] for a 4 x 8 block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4x8(float* src, long lds, float* dst, long ldd)
+    {
+        Vector256<float> r0 = Avx.LoadVector256(src);
+        Vector256<float> r1 = Avx.LoadVector256(src + lds);
+        Vector256<float> r2 = Avx.LoadVector256(src + 2 * lds);
+        Vector256<float> r3 = Avx.LoadVector256(src + 3 * lds);
+        Vector256<float> t0 = Avx.UnpackLow(r0, r1);
+        Vector256<float> t1 = Avx.UnpackHigh(r0, r1);
+        Vector256<float> t2 = Avx.UnpackLow(r2, r3);
+        Vector256<float> t3 = Avx.UnpackHigh(r2, r3);
+        // u0 = columns 0 | 4, u1 = 1 | 5, u2 = 2 | 6, u3 = 3 | 7 (each half: rows 0..3).
+        Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44);
+        Vector256<float> u1 = Avx.Shuffle(t0, t2, 0xEE);
+        Vector256<float> u2 = Avx.Shuffle(t1, t3, 0x44);
+        Vector256<float> u3 = Avx.Shuffle(t1, t3, 0xEE);
+        u0.GetLower().Store(dst);
+        u1.GetLower().Store(dst + ldd);
+        u2.GetLower().Store(dst + 2 * ldd);
+        u3.GetLower().Store(dst + 3 * ldd);
+        u0.GetUpper().Store(dst + 4 * ldd);
+        u1.GetUpper().Store(dst + 5 * ldd);
+        u2.GetUpper().Store(dst + 6 * ldd);
+        u3.GetUpper().Store(dst + 7 * ldd);
     }
 
     /// <summary>dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 block (unpack, shuffle, lane swap).</summary>
@@ -176,7 +235,7 @@ internal static unsafe partial class CpuGemm
     /// (rows &lt; 12 or cols &lt; 32) is computed in full on the zero padding, stored to
     /// <paramref name="tile"/> and written back element by element.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static void Kernel12x32(float* a, float* b, int kc, float* c, long ldc, int rows, int cols,
         float alpha, float beta, float* bias, float* tile)
     {
@@ -275,7 +334,7 @@ internal static unsafe partial class CpuGemm
     }
 
     /// <summary>6 x 16 Vector256 micro-kernel (12 ymm accumulators); same contract as <see cref="Kernel12x32"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static void Kernel6x16(float* a, float* b, int kc, float* c, long ldc, int rows, int cols,
         float alpha, float beta, float* bias, float* tile)
     {
