@@ -72,9 +72,12 @@ internal static unsafe partial class CpuGemm
         bool transA, bool transB, float alpha, float beta, float* bias) =>
         Multiply(pool, c, a, b, m, n, k, transA, transB, alpha, beta, bias, BestIsa);
 
-    /// <summary>As <see cref="Multiply(CpuThreadPool, float*, float*, float*, int, int, int, bool, bool, float, float, float*)"/> with a chosen kernel set.</summary>
+    /// <summary>
+    /// As <see cref="Multiply(CpuThreadPool, float*, float*, float*, int, int, int, bool, bool, float, float, float*)"/>
+    /// with a chosen kernel set and packed-B budget (tests use both to reach every path on any machine).
+    /// </summary>
     internal static void Multiply(CpuThreadPool pool, float* c, float* a, float* b, int m, int n, int k,
-        bool transA, bool transB, float alpha, float beta, float* bias, GemmIsa isa)
+        bool transA, bool transB, float alpha, float beta, float* bias, GemmIsa isa, long packedBudget = PackedBudget)
     {
         if (m <= 0 || n <= 0)
         {
@@ -91,7 +94,7 @@ internal static unsafe partial class CpuGemm
         }
         else
         {
-            MultiplyPacked(pool, c, a, b, m, n, k, transA, transB, alpha, beta, bias, isa);
+            MultiplyPacked(pool, c, a, b, m, n, k, transA, transB, alpha, beta, bias, isa, packedBudget);
         }
     }
 
@@ -115,8 +118,8 @@ internal static unsafe partial class CpuGemm
 
         public static Blocking For(GemmIsa isa) => isa switch
         {
-            GemmIsa.Vector512 => new Blocking(12, 32, 512, 144, 4096),
-            GemmIsa.Vector256 => new Blocking(6, 16, 256, 144, 4096),
+            GemmIsa.Vector512 => new Blocking(12, 32, 768, 144, 4096),
+            GemmIsa.Vector256 => new Blocking(6, 16, 512, 96, 4096),
             _ => new Blocking(4, 8, 256, 64, 1024),
         };
     }
@@ -124,7 +127,7 @@ internal static unsafe partial class CpuGemm
 
     /// <summary>The packed (BLIS-style) path for every shape but the small-m transB one.</summary>
     private static void MultiplyPacked(CpuThreadPool pool, float* c, float* a, float* b, int m, int n, int k,
-        bool transA, bool transB, float alpha, float beta, float* bias, GemmIsa isa)
+        bool transA, bool transB, float alpha, float beta, float* bias, GemmIsa isa, long packedBudget)
     {
         Blocking bl = Blocking.For(isa);
         int mr = bl.MR, nr = bl.NR;
@@ -133,9 +136,11 @@ internal static unsafe partial class CpuGemm
         int kBlocks = (k + bl.KC - 1) / bl.KC;
         int kcStep = (k + kBlocks - 1) / kBlocks;
 
-        // Column chunks of equal size (whole panels) so the last one is not a sliver.
+        // Column chunks of equal size (whole panels). B is packed for as many k blocks at once as
+        // PackedBudget holds (all of them unless k is large), then one parallel loop runs them all.
         int nChunks = (n + bl.NC - 1) / bl.NC;
         int ncStep = RoundUp((n + nChunks - 1) / nChunks, nr);
+        int groupBlocks = (int)Math.Clamp(packedBudget / ((long)kcStep * ncStep), 1, kBlocks);
 
         // Enough work items to keep every thread busy when some are slowed down by other load:
         // rows are split first (A is then packed once per k block); columns only when rows run out.
@@ -145,8 +150,8 @@ internal static unsafe partial class CpuGemm
         int mc = RoundUp((m + rowBlocks - 1) / rowBlocks, mr);
         rowBlocks = (m + mc - 1) / mc;
 
-        // packedB[panel][kc][NR] for one (chunk, k block)
-        float* packedB = GemmScratch.Current.PackedB((long)kcStep * ncStep);
+        // packedB[k block of the group][panel][kc][NR]
+        float* packedB = GemmScratch.Current.PackedB((long)groupBlocks * kcStep * ncStep);
         for (int jc = 0; jc < n; jc += ncStep)
         {
             int nb = Math.Min(ncStep, n - jc);
@@ -156,34 +161,34 @@ internal static unsafe partial class CpuGemm
             int panelsPerBlock = (panels + colBlocks - 1) / colBlocks;
             colBlocks = (panels + panelsPerBlock - 1) / panelsPerBlock;
 
-            for (int pc = 0; pc < k; pc += kcStep)
+            for (int q0 = 0; q0 < kBlocks; q0 += groupBlocks)
             {
-                int kc = Math.Min(kcStep, k - pc);
+                int q1 = Math.Min(kBlocks, q0 + groupBlocks);
+                int packItems = (panels + PackPanelsPerItem - 1) / PackPanelsPerItem;
                 var pack = new PackBWork
                 {
-                    Dst = packedB, B = b, N = n, K = k, TransB = transB, Jc = jc, Nb = nb, Pc = pc, Kc = kc, NR = nr,
+                    Dst = packedB, B = b, N = n, K = k, TransB = transB, Jc = jc, Nb = nb, NR = nr,
+                    KcStep = kcStep, Q0 = q0, PackItems = packItems,
                 };
-                pool.For((panels + PackPanelsPerItem - 1) / PackPanelsPerItem, ref pack);
+                pool.For(packItems * (q1 - q0), ref pack);
 
-                bool first = pc == 0;
                 var work = new BlockWork
                 {
-                    C = c, A = a, PackedB = packedB, M = m, N = n, K = k, TransA = transA, Jc = jc, Pc = pc, Kc = kc,
-                    Mc = mc, Panels = panels, PanelsPerBlock = panelsPerBlock, ColBlocks = colBlocks,
-                    Alpha = alpha,
-                    // Later k blocks accumulate onto what the first one wrote; bias is added once.
-                    Beta = first ? beta : 1f,
-                    Bias = first && bias != null ? bias : null,
-                    MR = mr, NR = nr, Isa = isa,
+                    C = c, A = a, PackedB = packedB, M = m, N = n, K = k, TransA = transA, Jc = jc,
+                    KcStep = kcStep, Q0 = q0, Q1 = q1, Mc = mc, Panels = panels, PanelsPerBlock = panelsPerBlock,
+                    ColBlocks = colBlocks, Alpha = alpha, Beta = beta, Bias = bias, MR = mr, NR = nr, Isa = isa,
                 };
                 pool.For(rowBlocks * colBlocks, ref work);
             }
         }
     }
 
+    /// <summary>Floats of packed B held at once (16 MiB; at least one KC x NC block).</summary>
+    private const long PackedBudget = 4L << 20;
+
     private static int RoundUp(int x, int multiple) => (x + multiple - 1) / multiple * multiple;
 
-    /// <summary>Packs a run of B panels for one (column chunk, k block).</summary>
+    /// <summary>Packs a run of B panels of one k block of the group, for one column chunk.</summary>
     private struct PackBWork : IParallelWork
     {
         public float* Dst;
@@ -193,33 +198,42 @@ internal static unsafe partial class CpuGemm
         public bool TransB;
         public int Jc;
         public int Nb;
-        public int Pc;
-        public int Kc;
         public int NR;
+        public int KcStep;
+        public int Q0;
+        public int PackItems;
 
         public readonly void Execute(int item, int worker)
         {
-            int p0 = item * PackPanelsPerItem;
+            int g = item / PackItems;
+            int p0 = (item - g * PackItems) * PackPanelsPerItem;
+            int pc = (Q0 + g) * KcStep;
+            int kc = Math.Min(KcStep, K - pc);
+            int panels = (Nb + NR - 1) / NR;
             int j0 = Jc + p0 * NR;
             int cols = Math.Min(PackPanelsPerItem * NR, Jc + Nb - j0);
-            float* dst = Dst + (long)p0 * Kc * NR;
+            // This k block's panels start after the g earlier (full) blocks of the group.
+            float* dst = Dst + (long)g * KcStep * panels * NR + (long)p0 * kc * NR;
             if (TransB)
             {
                 // B stored [n, k]: element (pc + q, j + jj) at B[(j + jj) * k + pc + q]
-                for (int j = 0; j < cols; j += NR, dst += (long)Kc * NR)
+                for (int j = 0; j < cols; j += NR, dst += (long)kc * NR)
                 {
-                    PackTransposed(dst, B + (long)(j0 + j) * K + Pc, K, Math.Min(NR, cols - j), Kc, NR);
+                    PackTransposed(dst, B + (long)(j0 + j) * K + pc, K, Math.Min(NR, cols - j), kc, NR);
                 }
             }
             else
             {
                 // B stored [k, n]: element (pc + q, j) at B[(pc + q) * n + j]
-                PackRows(dst, B + (long)Pc * N + j0, N, cols, Kc, NR);
+                PackRows(dst, B + (long)pc * N + j0, N, cols, kc, NR);
             }
         }
     }
 
-    /// <summary>One macro tile: Mc rows of C times a run of B panels, for one k block.</summary>
+    /// <summary>
+    /// One macro tile: Mc rows of C times a run of B panels, over the k blocks of the group in
+    /// order. The first k block of the product applies beta and the bias; later ones add onto C.
+    /// </summary>
     private struct BlockWork : IParallelWork
     {
         public float* C;
@@ -230,8 +244,9 @@ internal static unsafe partial class CpuGemm
         public int K;
         public bool TransA;
         public int Jc;
-        public int Pc;
-        public int Kc;
+        public int KcStep;
+        public int Q0;
+        public int Q1;
         public int Mc;
         public int Panels;
         public int PanelsPerBlock;
@@ -251,55 +266,63 @@ internal static unsafe partial class CpuGemm
             int i0 = rowBlock * Mc;
             int mb = Math.Min(Mc, M - i0);
             int rowPanels = (mb + mr - 1) / mr;
+            int p0 = colBlock * PanelsPerBlock;
+            int p1 = Math.Min(Panels, p0 + PanelsPerBlock);
 
             GemmScratch scratch = GemmScratch.Current;
             // packedA[rowPanel][kc][MR]
-            float* packedA = scratch.PackedA((long)rowPanels * mr * Kc);
+            float* packedA = scratch.PackedA((long)rowPanels * mr * KcStep);
             float* tile = scratch.Tile((long)mr * nr);
-            if (TransA)
+            for (int q = Q0; q < Q1; q++)
             {
-                // A stored [k, m]: element (i, pc + q) at A[(pc + q) * m + i]
-                PackRows(packedA, A + (long)Pc * M + i0, M, mb, Kc, mr);
-            }
-            else
-            {
-                // A stored [m, k]: element (i, pc + q) at A[i * k + pc + q]
-                for (int ip = 0; ip < rowPanels; ip++)
+                int pc = q * KcStep;
+                int kc = Math.Min(KcStep, K - pc);
+                bool first = q == 0;
+                float beta = first ? Beta : 1f;
+                float* biasRow = first ? Bias : null;
+                if (TransA)
                 {
-                    int i = i0 + ip * mr;
-                    PackTransposed(packedA + (long)ip * Kc * mr, A + (long)i * K + Pc, K, Math.Min(mr, M - i), Kc, mr);
+                    // A stored [k, m]: element (i, pc + p) at A[(pc + p) * m + i]
+                    PackRows(packedA, A + (long)pc * M + i0, M, mb, kc, mr);
                 }
-            }
-
-            int p0 = colBlock * PanelsPerBlock;
-            int p1 = Math.Min(Panels, p0 + PanelsPerBlock);
-            for (int jp = p0; jp < p1; jp++)
-            {
-                int j = Jc + jp * nr;
-                int cols = Math.Min(nr, N - j);
-                float* bp = PackedB + (long)jp * Kc * nr;
-                float* bias = Bias == null ? null : Bias + j;
-                for (int ip = 0; ip < rowPanels; ip++)
+                else
                 {
-                    int i = i0 + ip * mr;
-                    int rows = Math.Min(mr, M - i);
-                    float* ap = packedA + (long)ip * Kc * mr;
-                    float* cp = C + (long)i * N + j;
-                    switch (Isa)
+                    // A stored [m, k]: element (i, pc + p) at A[i * k + pc + p]
+                    for (int ip = 0; ip < rowPanels; ip++)
                     {
-                        case GemmIsa.Vector512:
-                            Kernel12x32(ap, bp, Kc, cp, N, rows, cols, Alpha, Beta, bias, tile);
-                            break;
-                        case GemmIsa.Vector256:
-                            Kernel6x16(ap, bp, Kc, cp, N, rows, cols, Alpha, Beta, bias, tile);
-                            break;
-                        default:
-                            KernelScalar(ap, bp, Kc, cp, N, rows, cols, Alpha, Beta, bias, tile, mr, nr);
-                            break;
+                        int i = i0 + ip * mr;
+                        PackTransposed(packedA + (long)ip * kc * mr, A + (long)i * K + pc, K, Math.Min(mr, M - i), kc, mr);
+                    }
+                }
+
+                float* packedB = PackedB + (long)(q - Q0) * KcStep * Panels * nr;
+                for (int jp = p0; jp < p1; jp++)
+                {
+                    int j = Jc + jp * nr;
+                    int cols = Math.Min(nr, N - j);
+                    float* bp = packedB + (long)jp * kc * nr;
+                    float* bias = biasRow == null ? null : biasRow + j;
+                    for (int ip = 0; ip < rowPanels; ip++)
+                    {
+                        int i = i0 + ip * mr;
+                        int rows = Math.Min(mr, M - i);
+                        float* ap = packedA + (long)ip * kc * mr;
+                        float* cp = C + (long)i * N + j;
+                        switch (Isa)
+                        {
+                            case GemmIsa.Vector512:
+                                Kernel12x32(ap, bp, kc, cp, N, rows, cols, Alpha, beta, bias, tile);
+                                break;
+                            case GemmIsa.Vector256:
+                                Kernel6x16(ap, bp, kc, cp, N, rows, cols, Alpha, beta, bias, tile);
+                                break;
+                            default:
+                                KernelScalar(ap, bp, kc, cp, N, rows, cols, Alpha, beta, bias, tile, mr, nr);
+                                break;
+                        }
                     }
                 }
             }
-
         }
     }
 

@@ -243,6 +243,17 @@ internal static unsafe partial class CpuGemm
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
         Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        if (Sse.IsSupported)
+        {
+            // The tile of C is read or written after the k loop; start bringing its lines in now.
+            float* pc = c;
+            for (int ii = 0; ii < rows; ii++, pc += ldc)
+            {
+                Sse.Prefetch0(pc);
+                Sse.Prefetch0(pc + 31);
+            }
+        }
+
         for (int p = 0; p < kc; p++, a += 12, b += 32)
         {
             Vector512<float> b0 = Vector512.Load(b);

@@ -35,6 +35,7 @@ public sealed unsafe class GemmTests : IDisposable
         { 5, 200, 100 },
         { 64, 41, 71 },      // largest small-m
         { 65, 41, 71 },      // smallest packed transB
+        { 70, 4099, 9 },     // two column chunks (NC = 4096)
     };
 
     /// <summary>Every shape under every transpose combination.</summary>
@@ -246,6 +247,27 @@ public sealed unsafe class GemmTests : IDisposable
         }
     }
 
+    [Fact]
+    public void Packing_B_one_k_block_at_a_time_changes_nothing()
+    {
+        // With a packed-B budget of one block, each of the three k blocks is packed and run by its
+        // own pair of parallel loops instead of one: the bits must be the same.
+        const int m = 100, n = 70, k = 1600;
+        foreach (bool ta in new[] { false, true })
+        {
+            foreach (bool tb in new[] { false, true })
+            {
+                var (a, b) = Operands(m, n, k, seed: 81);
+                float[] c0 = TestData.Uniform(82, m * n);
+                float[] bias = TestData.Uniform(83, n);
+                float[] grouped = RunDirect(CpuGemm.BestIsa, a, b, c0, bias, m, n, k, ta, tb, 1f, 1f);
+                float[] blockwise = RunDirect(CpuGemm.BestIsa, a, b, c0, bias, m, n, k, ta, tb, 1f, 1f, packedBudget: 1);
+                Compare.Close(Reference(a, b, c0, bias, m, n, k, ta, tb, 1f, 1f), blockwise, Bound(k), $"tA={ta} tB={tb}");
+                Assert.True(grouped.AsSpan().SequenceEqual(blockwise), $"tA={ta} tB={tb}: grouping of k blocks changed the result");
+            }
+        }
+    }
+
     [Theory]
     [InlineData(1, 1)]
     [InlineData(5, 77)]
@@ -299,12 +321,12 @@ public sealed unsafe class GemmTests : IDisposable
     }
 
     private float[] RunDirect(GemmIsa isa, float[] a, float[] b, float[] c0, float[] bias,
-        int m, int n, int k, bool transA, bool transB, float alpha, float beta)
+        int m, int n, int k, bool transA, bool transB, float alpha, float beta, long packedBudget = 4L << 20)
     {
         float[] c = (float[])c0.Clone();
         fixed (float* pa = a, pb = b, pc = c, pbias = bias)
         {
-            CpuGemm.Multiply(acc.Pool, pc, pa, pb, m, n, k, transA, transB, alpha, beta, pbias, isa);
+            CpuGemm.Multiply(acc.Pool, pc, pa, pb, m, n, k, transA, transB, alpha, beta, pbias, isa, packedBudget);
         }
 
         return c;
