@@ -34,21 +34,26 @@ internal enum GemmIsa
 /// </summary>
 /// <remarks>
 /// <para>
-/// GotoBLAS/BLIS structure. For each chunk of NC columns and each block of KC of the inner
-/// dimension: B[kc, nc] is packed once into zero-padded kc x NR panels (in parallel, shared by all
-/// threads); then the macro tiles of C (MC rows x a run of panels) are handed out to the workers,
-/// each of which packs its MC x KC block of A into MR x kc panels in its own scratch and runs the
-/// register-resident MR x NR micro-kernel over its tile. Transposes are absorbed by the packing.
+/// GotoBLAS/BLIS structure. The inner dimension is cut into equal KC blocks (at most 768) and the
+/// columns into chunks of at most NC. For each chunk, one parallel loop packs B for all its k
+/// blocks (or for as many as <see cref="PackedBudget"/> holds when k is huge) into zero-padded
+/// kc x NR panels, shared read-only by every thread; a second parallel loop hands out the macro
+/// tiles of C (up to MC rows x a run of panels). Each tile walks the k blocks in order: it packs
+/// its rows of A for the block into MR x kc panels in its thread's scratch and runs the
+/// register-resident MR x NR micro-kernel (12 x 32 with Vector512, 6 x 16 with Vector256) over
+/// the tile; alpha, beta and the bias are applied in the first block's write-back, later blocks
+/// add onto C. Transposes are absorbed by the packing, so all four forms run the same kernel.
 /// </para>
 /// <para>
-/// Determinism: every element of C is the sum over the KC blocks, in order, of one FMA chain over
-/// the block's k in order, whatever tile, thread or split computed it. KC does not depend on the
-/// thread count (only the split of the columns into work items does, and that does not change any
-/// element's arithmetic), so the result is bit-identical for any number of threads.
+/// Determinism: every element of C is the sum over the k blocks, in order, of one FMA chain over
+/// the block's k in order, whatever tile, thread or split computed it. The k blocks depend on k
+/// alone; only the split of C into work items follows the thread count, and that does not change
+/// any element's arithmetic, so the result is bit-identical for any number of threads.
 /// </para>
 /// <para>
-/// Decode shapes (transB with a few rows) skip packing: <see cref="MultiplySmall"/> streams the
-/// weight rows directly as dot products, in parallel over the columns.
+/// Decode shapes (transB with at most <see cref="SmallRows"/> rows) skip packing:
+/// <see cref="MultiplySmall"/> streams the weight rows directly as dot products, in parallel over
+/// the columns.
 /// </para>
 /// </remarks>
 internal static unsafe partial class CpuGemm
@@ -123,7 +128,6 @@ internal static unsafe partial class CpuGemm
             _ => new Blocking(4, 8, 256, 64, 1024),
         };
     }
-
 
     /// <summary>The packed (BLIS-style) path for every shape but the small-m transB one.</summary>
     private static void MultiplyPacked(CpuThreadPool pool, float* c, float* a, float* b, int m, int n, int k,
