@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Engine.Kernels.Cpu;
 
@@ -33,11 +34,12 @@ internal static unsafe partial class CpuGemm
             a = at;
         }
 
-        // A chunk of B rows (chunk x k floats) stays in L2 while every group of A rows passes over it.
+        // Work items of a few groups of 4 columns: enough of them to balance the threads.
         int chunk = Math.Clamp((32 * 1024 / k) & ~3, 8, 64);
         var work = new SmallWork
         {
             C = c, A = a, B = b, M = m, N = n, K = k, Chunk = chunk, Alpha = alpha, Beta = beta, Bias = bias, Isa = isa,
+            Prefetch = Sse.IsSupported && (long)n * k > StreamedWeights,
         };
         pool.For((n + chunk - 1) / chunk, ref work);
     }
@@ -56,52 +58,63 @@ internal static unsafe partial class CpuGemm
         public float Beta;
         public float* Bias;
         public GemmIsa Isa;
+        public bool Prefetch;
 
         public readonly void Execute(int item, int worker)
         {
             int j0 = item * Chunk;
             int j1 = Math.Min(N, j0 + Chunk);
             float* r = stackalloc float[16];
-            int i = 0;
-            for (; i + 4 <= M; i += 4)
+            int j = j0;
+            // Four rows of B at a time (4 x k floats, kept in cache) against every row of A, so each
+            // weight is fetched from memory once.
+            for (; j + 4 <= j1; j += 4)
             {
-                int j = j0;
-                for (; j + 4 <= j1; j += 4)
+                float* bj = B + (long)j * K;
+                float* bias = Bias == null ? null : Bias + j;
+                int i = 0;
+                long span = 4L * K, groups = M / 4;
+                for (; i + 4 <= M; i += 4)
                 {
-                    Dot4x4(A + (long)i * K, B + (long)j * K, K, r, Isa);
+                    if (Prefetch && j + 8 <= N)
+                    {
+                        // A share of the next four weight rows, so that they stream in from memory
+                        // while these are used (the first row group alone would wait for them).
+                        long g = i / 4;
+                        float* next = bj + span;
+                        for (long t = (span * g / groups) & ~15L, end = span * (g + 1) / groups; t < end; t += 16)
+                        {
+                            Sse.Prefetch1(next + t);
+                        }
+                    }
+
+                    Dot4x4(A + (long)i * K, bj, K, r, Isa);
                     for (int ii = 0; ii < 4; ii++)
                     {
-                        Store4(C + (long)(i + ii) * N + j, r + ii * 4, Alpha, Beta, Bias == null ? null : Bias + j);
+                        Store4(C + (long)(i + ii) * N + j, r + ii * 4, Alpha, Beta, bias);
                     }
                 }
 
-                for (; j < j1; j++)
+                for (; i < M; i++)
                 {
-                    for (int ii = 0; ii < 4; ii++)
-                    {
-                        Store1(C + (long)(i + ii) * N + j, Dot1(A + (long)(i + ii) * K, B + (long)j * K, K, Isa),
-                            Alpha, Beta, Bias == null ? null : Bias + j);
-                    }
+                    Dot1x4(A + (long)i * K, bj, K, r, Isa);
+                    Store4(C + (long)i * N + j, r, Alpha, Beta, bias);
                 }
             }
 
-            for (; i < M; i++)
+            for (; j < j1; j++)
             {
-                float* ai = A + (long)i * K;
-                int j = j0;
-                for (; j + 4 <= j1; j += 4)
+                for (int i = 0; i < M; i++)
                 {
-                    Dot1x4(ai, B + (long)j * K, K, r, Isa);
-                    Store4(C + (long)i * N + j, r, Alpha, Beta, Bias == null ? null : Bias + j);
-                }
-
-                for (; j < j1; j++)
-                {
-                    Store1(C + (long)i * N + j, Dot1(ai, B + (long)j * K, K, Isa), Alpha, Beta, Bias == null ? null : Bias + j);
+                    Store1(C + (long)i * N + j, Dot1(A + (long)i * K, B + (long)j * K, K, Isa),
+                        Alpha, Beta, Bias == null ? null : Bias + j);
                 }
             }
         }
     }
+
+    /// <summary>Weights (floats of B) past which the small-m path prefetches them: more than the caches hold.</summary>
+    private const long StreamedWeights = 4L << 20;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store1(float* c, float r, float alpha, float beta, float* bias)

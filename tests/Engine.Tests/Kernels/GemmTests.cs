@@ -36,6 +36,7 @@ public sealed unsafe class GemmTests : IDisposable
         { 64, 41, 71 },      // largest small-m
         { 65, 41, 71 },      // smallest packed transB
         { 70, 4099, 9 },     // two column chunks (NC = 4096)
+        { 5, 2100, 2000 },   // small-m with weights past the cache size (prefetched)
     };
 
     /// <summary>Every shape under every transpose combination.</summary>
