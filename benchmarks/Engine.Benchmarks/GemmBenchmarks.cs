@@ -1,0 +1,79 @@
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Configs;
+using Engine.Core;
+using Engine.Kernels.Cpu;
+
+namespace Engine.Benchmarks;
+
+/// <summary>
+/// Square CPU GEMM, C[N, N] = op(A) op(B), in the three forms training uses: NN (input gradient
+/// dX = dY W), NT (Linear forward Y = X W^T) and TN (weight gradient dW = dY^T X), on all threads.
+/// </summary>
+/// <remarks>
+/// Run: <c>dotnet run -c Release --project benchmarks/Engine.Benchmarks -- --filter '*Gemm*'</c>.
+/// Compare with <c>OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 benchmarks/pytorch/bench_gemm.py</c>.
+/// </remarks>
+[MemoryDiagnoser]
+[Config(typeof(GemmBenchmarkConfig))]
+public class GemmBenchmarks
+{
+    private CpuAccelerator accelerator = null!;
+    private DeviceBuffer a = null!;
+    private DeviceBuffer b = null!;
+    private DeviceBuffer c = null!;
+
+    /// <summary>Matrix size: m = n = k.</summary>
+    [Params(512, 1024, 2048)]
+    public int N { get; set; }
+
+    /// <summary>NN, NT (B transposed) or TN (A transposed).</summary>
+    [Params("NN", "NT", "TN")]
+    public string Variant { get; set; } = "NN";
+
+    /// <summary>Allocates and fills the operands.</summary>
+    [GlobalSetup]
+    public void Setup()
+    {
+        accelerator = new CpuAccelerator();
+        long size = (long)N * N;
+        a = accelerator.Allocate(size);
+        b = accelerator.Allocate(size);
+        c = accelerator.Allocate(size);
+        accelerator.Upload(a.All, Random(size, 1));
+        accelerator.Upload(b.All, Random(size, 2));
+    }
+
+    /// <summary>One product.</summary>
+    [Benchmark]
+    public void Gemm() =>
+        accelerator.Gemm(c.All, a.All, b.All, N, N, N, transA: Variant[0] == 'T', transB: Variant[1] == 'T');
+
+    /// <summary>Releases the buffers and the accelerator.</summary>
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        a.Dispose();
+        b.Dispose();
+        c.Dispose();
+        accelerator.Dispose();
+    }
+
+    private static float[] Random(long size, int seed)
+    {
+        var rng = new Random(seed);
+        var data = new float[size];
+        for (long i = 0; i < size; i++)
+        {
+            data[i] = (float)(rng.NextDouble() - 0.5);
+        }
+
+        return data;
+    }
+}
+
+/// <summary>Adds the GFLOPS column to the default (in-process) configuration.</summary>
+public sealed class GemmBenchmarkConfig : ManualConfig
+{
+    /// <summary>Creates the configuration.</summary>
+    public GemmBenchmarkConfig() => AddColumn(new GflopsColumn());
+}
