@@ -16,12 +16,14 @@ internal static class BenchTrainCommand
         var batch = new Option<int>("--batch") { Description = "batch size B", Required = true };
         var steps = new Option<int>("--steps") { Description = "timed steps", DefaultValueFactory = _ => 10 };
         var warmup = new Option<int>("--warmup") { Description = "untimed steps first", DefaultValueFactory = _ => 2 };
+        var profile = new Option<bool>("--profile") { Description = "after timing, run the steps again with per-op timing and print the table to stderr" };
         var command = new Command("bench-train", "Time forward + backward + AdamW train steps on random weights and tokens; prints one JSON line.");
         shape.AddTo(command);
         command.Options.Add(seq);
         command.Options.Add(batch);
         command.Options.Add(steps);
         command.Options.Add(warmup);
+        command.Options.Add(profile);
         command.SetAction(r => CommandLine.Guard(() =>
         {
             int t = r.GetValue(seq), b = r.GetValue(batch), n = r.GetValue(steps), w = r.GetValue(warmup);
@@ -37,6 +39,13 @@ internal static class BenchTrainCommand
             double tokensPerSecond = bench.TokensPerStep / (ms / 1000.0);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{{\"ms_per_step\": {ms:F2}, \"tokens_per_s\": {tokensPerSecond:F1}, \"peak_rss_mb\": {ProcessStats.PeakRssMb():F1}}}"));
+            if (r.GetValue(profile))
+            {
+                acc.Profiler = new OpProfiler();
+                bench.Measure(0, n);
+                Console.Error.WriteLine($"per-op time over {n} steps:");
+                Console.Error.WriteLine(acc.Profiler.Report());
+            }
             return 0;
         }));
         return command;

@@ -8,7 +8,10 @@ internal abstract partial class Accelerator
         CheckPositive(n, nameof(n));
         Check(y, nameof(y), minLength: n);
         Check(x, nameof(x), minLength: n);
-        GeluForwardCore(y, x, n);
+        using (Profile("GeluForward"))
+        {
+            GeluForwardCore(y, x, n);
+        }
     }
 
     /// <summary>GELU backward: <c>dx = dy * gelu'(x)</c> (written, not accumulated; dx may alias dy).</summary>
@@ -18,7 +21,10 @@ internal abstract partial class Accelerator
         Check(dx, nameof(dx), minLength: n);
         Check(dy, nameof(dy), minLength: n);
         Check(x, nameof(x), minLength: n);
-        GeluBackwardCore(dx, dy, x, n);
+        using (Profile("GeluBackward"))
+        {
+            GeluBackwardCore(dx, dy, x, n);
+        }
     }
 
     /// <summary>
@@ -31,7 +37,10 @@ internal abstract partial class Accelerator
         CheckPositive(f, nameof(f));
         Check(y, nameof(y), minLength: (long)n * f);
         Check(gateUp, nameof(gateUp), minLength: 2L * n * f);
-        SwiGluForwardCore(y, gateUp, n, f);
+        using (Profile("SwiGluForward"))
+        {
+            SwiGluForwardCore(y, gateUp, n, f);
+        }
     }
 
     /// <summary>SwiGLU backward: writes <c>dGateUp</c> [N, 2F] from <c>dy</c> [N, F].</summary>
@@ -42,7 +51,10 @@ internal abstract partial class Accelerator
         Check(dGateUp, nameof(dGateUp), minLength: 2L * n * f);
         Check(dy, nameof(dy), minLength: (long)n * f);
         Check(gateUp, nameof(gateUp), minLength: 2L * n * f);
-        SwiGluBackwardCore(dGateUp, dy, gateUp, n, f);
+        using (Profile("SwiGluBackward"))
+        {
+            SwiGluBackwardCore(dGateUp, dy, gateUp, n, f);
+        }
     }
 
     /// <summary>Residual add <c>y = a + b</c>; <paramref name="y"/> may alias either input.</summary>
@@ -52,7 +64,10 @@ internal abstract partial class Accelerator
         Check(y, nameof(y), minLength: n);
         Check(a, nameof(a), minLength: n);
         Check(b, nameof(b), minLength: n);
-        AddCore(y, a, b, n);
+        using (Profile("Add"))
+        {
+            AddCore(y, a, b, n);
+        }
     }
 
     /// <summary>Scales in place: <c>x *= s</c>.</summary>
@@ -60,7 +75,10 @@ internal abstract partial class Accelerator
     {
         CheckPositive(n, nameof(n));
         Check(x, nameof(x), minLength: n);
-        ScaleCore(x, s, n);
+        using (Profile("Scale"))
+        {
+            ScaleCore(x, s, n);
+        }
     }
 
     protected abstract void GeluForwardCore(Tensor y, Tensor x, long n);

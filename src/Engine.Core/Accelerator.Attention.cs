@@ -23,7 +23,10 @@ internal abstract partial class Accelerator
         Check(output, nameof(output), minLength: rows * hq * d);
         Check(lse, nameof(lse), minLength: rows * hq);
         Check(qkv, nameof(qkv), minLength: rows * (hq + 2 * hkv) * d);
-        AttentionForwardCore(output, lse, qkv, b, t, hq, hkv, d, scale);
+        using (Profile("AttentionForward"))
+        {
+            AttentionForwardCore(output, lse, qkv, b, t, hq, hkv, d, scale);
+        }
     }
 
     /// <summary>
@@ -40,7 +43,10 @@ internal abstract partial class Accelerator
         Check(qkv, nameof(qkv), minLength: rows * (hq + 2 * hkv) * d);
         Check(output, nameof(output), minLength: rows * hq * d);
         Check(lse, nameof(lse), minLength: rows * hq);
-        AttentionBackwardCore(dqkv, doutput, qkv, output, lse, b, t, hq, hkv, d, scale);
+        using (Profile("AttentionBackward"))
+        {
+            AttentionBackwardCore(dqkv, doutput, qkv, output, lse, b, t, hq, hkv, d, scale);
+        }
     }
 
     protected abstract void AttentionForwardCore(Tensor output, Tensor lse, Tensor qkv, int b, int t, int hq, int hkv, int d, float scale);

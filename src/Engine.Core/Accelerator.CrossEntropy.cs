@@ -21,7 +21,10 @@ internal abstract partial class Accelerator
         CheckHead(x, w, targets, n, c, v);
         Check(logp, nameof(logp), minLength: n);
         CheckOptional(entropy, nameof(entropy), minLength: n);
-        TokenLogProbForwardCore(logp, entropy, x, w, targets, n, c, v);
+        using (Profile("TokenLogProbForward"))
+        {
+            TokenLogProbForwardCore(logp, entropy, x, w, targets, n, c, v);
+        }
     }
 
     /// <summary>
@@ -38,7 +41,10 @@ internal abstract partial class Accelerator
         Check(dw, nameof(dw), minLength: (long)v * c);
         Check(dlogp, nameof(dlogp), minLength: n);
         CheckOptional(dentropy, nameof(dentropy), minLength: n);
-        TokenLogProbBackwardCore(dx, dw, dlogp, dentropy, x, w, targets, n, c, v);
+        using (Profile("TokenLogProbBackward"))
+        {
+            TokenLogProbBackwardCore(dx, dw, dlogp, dentropy, x, w, targets, n, c, v);
+        }
     }
 
     /// <summary>
@@ -54,7 +60,10 @@ internal abstract partial class Accelerator
         Check(dx, nameof(dx), minLength: (long)n * c);
         Check(dw, nameof(dw), minLength: (long)v * c);
         Check(dlogp, nameof(dlogp), minLength: n);
-        TokenLogProbForwardBackwardCore(logp, dx, dw, dlogp, x, w, targets, n, c, v);
+        using (Profile("TokenLogProbForwardBackward"))
+        {
+            TokenLogProbForwardBackwardCore(logp, dx, dw, dlogp, x, w, targets, n, c, v);
+        }
     }
 
     protected abstract void TokenLogProbForwardCore(Tensor logp, Tensor entropy, Tensor x, Tensor w, Tensor targets, int n, int c, int v);

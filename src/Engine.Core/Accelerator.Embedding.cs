@@ -26,7 +26,10 @@ internal abstract partial class Accelerator
             Check(wpe, nameof(wpe), minLength: c);
         }
 
-        EmbeddingForwardCore(output, tokens, positions, wte, wpe, n, c);
+        using (Profile("EmbeddingForward"))
+        {
+            EmbeddingForwardCore(output, tokens, positions, wte, wpe, n, c);
+        }
     }
 
     /// <summary>
@@ -46,7 +49,10 @@ internal abstract partial class Accelerator
             Check(dwpe, nameof(dwpe), minLength: c);
         }
 
-        EmbeddingBackwardCore(dwte, dwpe, dout, tokens, positions, n, c);
+        using (Profile("EmbeddingBackward"))
+        {
+            EmbeddingBackwardCore(dwte, dwpe, dout, tokens, positions, n, c);
+        }
     }
 
     protected abstract void EmbeddingForwardCore(Tensor output, Tensor tokens, Tensor positions, Tensor wte, Tensor wpe, int n, int c);

@@ -24,7 +24,10 @@ internal abstract partial class Accelerator
         Check(a, nameof(a), minLength: (long)m * k);
         Check(b, nameof(b), minLength: (long)k * n);
         CheckOptional(bias, nameof(bias), minLength: n);
-        GemmCore(c, a, b, m, n, k, transA, transB, alpha, beta, bias);
+        using (Profile(transA ? (transB ? "Gemm TT" : "Gemm TN") : (transB ? "Gemm NT" : "Gemm NN")))
+        {
+            GemmCore(c, a, b, m, n, k, transA, transB, alpha, beta, bias);
+        }
     }
 
     /// <summary>Bias gradient: <c>db[cols] += sum over rows of dy[rows, cols]</c>.</summary>
@@ -34,7 +37,10 @@ internal abstract partial class Accelerator
         CheckPositive(cols, nameof(cols));
         Check(db, nameof(db), minLength: cols);
         Check(dy, nameof(dy), minLength: (long)rows * cols);
-        BiasBackwardCore(db, dy, rows, cols);
+        using (Profile("BiasBackward"))
+        {
+            BiasBackwardCore(db, dy, rows, cols);
+        }
     }
 
     protected abstract void GemmCore(Tensor c, Tensor a, Tensor b, int m, int n, int k, bool transA, bool transB,

@@ -39,7 +39,10 @@ internal abstract partial class Accelerator
         CheckKv(cache, n, heads, layer, shape);
         Check(qkv, nameof(qkv), minLength: (long)n * (heads + 2 * shape.KvHeads) * shape.HeadDim);
         Check(slots, nameof(slots), DType.I32, n);
-        KvCacheWriteCore(cache, qkv, slots, n, heads, layer, shape);
+        using (Profile("KvCacheWrite"))
+        {
+            KvCacheWriteCore(cache, qkv, slots, n, heads, layer, shape);
+        }
     }
 
     /// <summary>
@@ -71,7 +74,10 @@ internal abstract partial class Accelerator
         Check(blockTables, nameof(blockTables), DType.I32, maxBlocks);
         Check(rowSeq, nameof(rowSeq), DType.I32, n);
         Check(rowPos, nameof(rowPos), DType.I32, n);
-        PagedAttentionCore(output, qkv, cache, blockTables, rowSeq, rowPos, n, maxBlocks, heads, layer, shape, scale);
+        using (Profile("PagedAttention"))
+        {
+            PagedAttentionCore(output, qkv, cache, blockTables, rowSeq, rowPos, n, maxBlocks, heads, layer, shape, scale);
+        }
     }
 
     protected abstract void KvCacheWriteCore(Tensor cache, Tensor qkv, Tensor slots, int n, int heads, int layer, in KvCacheShape shape);

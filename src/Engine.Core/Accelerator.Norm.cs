@@ -22,7 +22,10 @@ internal abstract partial class Accelerator
         Check(rstd, nameof(rstd), minLength: n);
         Check(weight, nameof(weight), minLength: c);
         CheckOptional(bias, nameof(bias), minLength: c);
-        LayerNormForwardCore(output, mean, rstd, x, weight, bias, n, c, eps);
+        using (Profile("LayerNormForward"))
+        {
+            LayerNormForwardCore(output, mean, rstd, x, weight, bias, n, c, eps);
+        }
     }
 
     /// <summary>
@@ -39,7 +42,10 @@ internal abstract partial class Accelerator
         Check(weight, nameof(weight), minLength: c);
         Check(mean, nameof(mean), minLength: n);
         Check(rstd, nameof(rstd), minLength: n);
-        LayerNormBackwardCore(dx, dweight, dbias, dout, x, weight, mean, rstd, n, c);
+        using (Profile("LayerNormBackward"))
+        {
+            LayerNormBackwardCore(dx, dweight, dbias, dout, x, weight, mean, rstd, n, c);
+        }
     }
 
     /// <summary>
@@ -51,7 +57,10 @@ internal abstract partial class Accelerator
         CheckRows(n, c, output, x);
         Check(rstd, nameof(rstd), minLength: n);
         Check(weight, nameof(weight), minLength: c);
-        RmsNormForwardCore(output, rstd, x, weight, n, c, eps);
+        using (Profile("RmsNormForward"))
+        {
+            RmsNormForwardCore(output, rstd, x, weight, n, c, eps);
+        }
     }
 
     /// <summary>RMSNorm backward: <c>dx += d/dx</c>, <c>dweight += d/dweight</c>.</summary>
@@ -62,7 +71,10 @@ internal abstract partial class Accelerator
         Check(dweight, nameof(dweight), minLength: c);
         Check(weight, nameof(weight), minLength: c);
         Check(rstd, nameof(rstd), minLength: n);
-        RmsNormBackwardCore(dx, dweight, dout, x, weight, rstd, n, c);
+        using (Profile("RmsNormBackward"))
+        {
+            RmsNormBackwardCore(dx, dweight, dout, x, weight, rstd, n, c);
+        }
     }
 
     protected abstract void LayerNormForwardCore(Tensor output, Tensor mean, Tensor rstd, Tensor x, Tensor weight, Tensor bias, int n, int c, float eps);

@@ -22,7 +22,10 @@ internal abstract partial class Accelerator
         CheckPositive(n, nameof(n));
         Check(result, nameof(result), minLength: 1);
         Check(x, nameof(x), minLength: n);
-        SumOfSquaresCore(result, x, n);
+        using (Profile("SumOfSquares"))
+        {
+            SumOfSquaresCore(result, x, n);
+        }
     }
 
     /// <summary>
@@ -46,7 +49,10 @@ internal abstract partial class Accelerator
         Check(m, nameof(m), minLength: n);
         Check(v, nameof(v), minLength: n);
         CheckOptional(gradNormSquared, nameof(gradNormSquared), minLength: 1);
-        AdamWCore(param, grad, m, v, gradNormSquared, settings, n);
+        using (Profile("AdamW"))
+        {
+            AdamWCore(param, grad, m, v, gradNormSquared, settings, n);
+        }
     }
 
     protected abstract void SumOfSquaresCore(Tensor result, Tensor x, long n);

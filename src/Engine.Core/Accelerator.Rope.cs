@@ -19,7 +19,10 @@ internal abstract partial class Accelerator
     public void RopeForward(Tensor x, Tensor positions, Tensor cos, Tensor sin, int n, int rowStride, int firstHead, int heads, int d)
     {
         CheckRope(x, positions, cos, sin, n, rowStride, firstHead, heads, d);
-        RopeCore(x, positions, cos, sin, n, rowStride, firstHead, heads, d, inverse: false);
+        using (Profile("Rope"))
+        {
+            RopeCore(x, positions, cos, sin, n, rowStride, firstHead, heads, d, inverse: false);
+        }
     }
 
     /// <summary>
@@ -29,7 +32,10 @@ internal abstract partial class Accelerator
     public void RopeBackward(Tensor dx, Tensor positions, Tensor cos, Tensor sin, int n, int rowStride, int firstHead, int heads, int d)
     {
         CheckRope(dx, positions, cos, sin, n, rowStride, firstHead, heads, d);
-        RopeCore(dx, positions, cos, sin, n, rowStride, firstHead, heads, d, inverse: true);
+        using (Profile("Rope"))
+        {
+            RopeCore(dx, positions, cos, sin, n, rowStride, firstHead, heads, d, inverse: true);
+        }
     }
 
     /// <summary>Rotates by +angle (forward) or -angle (<paramref name="inverse"/>, the backward).</summary>

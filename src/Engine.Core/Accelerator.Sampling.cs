@@ -33,7 +33,10 @@ internal abstract partial class Accelerator
         Check(temperatures, nameof(temperatures), minLength: s);
         Check(topK, nameof(topK), DType.I32, s);
         Check(topP, nameof(topP), minLength: s);
-        SampleTokensCore(tokens, sampleLogp, policyLogp, logits, uniforms, temperatures, topK, topP, s, v);
+        using (Profile("SampleTokens"))
+        {
+            SampleTokensCore(tokens, sampleLogp, policyLogp, logits, uniforms, temperatures, topK, topP, s, v);
+        }
     }
 
     /// <summary>
@@ -47,7 +50,10 @@ internal abstract partial class Accelerator
         Check(dst, nameof(dst), minLength: (long)n * width);
         Check(src, nameof(src), minLength: width);
         Check(rows, nameof(rows), DType.I32, n);
-        GatherRowsCore(dst, src, rows, n, width);
+        using (Profile("GatherRows"))
+        {
+            GatherRowsCore(dst, src, rows, n, width);
+        }
     }
 
     protected abstract void SampleTokensCore(Tensor tokens, Tensor sampleLogp, Tensor policyLogp, Tensor logits, Tensor uniforms,

@@ -30,6 +30,12 @@ internal abstract partial class Accelerator : IDisposable
     /// <summary>True once disposed.</summary>
     public bool IsDisposed { get; private set; }
 
+    /// <summary>When set, every op's time is recorded here (see <see cref="OpProfiler"/>).</summary>
+    public OpProfiler? Profiler { get; set; }
+
+    /// <summary>Starts timing an op (a no-op without a profiler).</summary>
+    protected OpScope Profile(string op) => new(this, op);
+
     /// <summary>Allocates a zero-filled buffer of <paramref name="length"/> elements.</summary>
     public DeviceBuffer Allocate(long length, DType type = DType.F32)
     {
@@ -95,21 +101,30 @@ internal abstract partial class Accelerator : IDisposable
     {
         Check(src, "src");
         CheckSameLength(dst, src.Length, src.Buffer!.Type, nameof(dst));
-        CopyCore(dst, src);
+        using (Profile("Copy"))
+        {
+            CopyCore(dst, src);
+        }
     }
 
     /// <summary>Sets every element of a float view to <paramref name="value"/>.</summary>
     public void Fill(Tensor dst, float value)
     {
         Check(dst, nameof(dst), DType.F32);
-        FillCore(dst, value);
+        using (Profile("Fill"))
+        {
+            FillCore(dst, value);
+        }
     }
 
     /// <summary>Sets every element of a view to zero (any element type).</summary>
     public void Zero(Tensor dst)
     {
         Check(dst, nameof(dst));
-        ZeroCore(dst);
+        using (Profile("Zero"))
+        {
+            ZeroCore(dst);
+        }
     }
 
     /// <summary>Blocks until every queued op has finished.</summary>
