@@ -368,3 +368,61 @@ public sealed unsafe class GemmTests : IDisposable
         return c;
     }
 }
+
+/// <summary>
+/// A row of C must not depend on which other rows share the call: the sampler decodes a few rows
+/// at a time while training runs thousands, and both must give the same bits for the same row.
+/// </summary>
+public sealed class GemmBatchInvarianceTests : IDisposable
+{
+    private readonly Engine.Kernels.Cpu.CpuAccelerator acc = Engine.Tests.Support.TestDevices.Cpu();
+
+    [Theory]
+    [InlineData(false, true, 300, 96, 200)]
+    [InlineData(false, true, 130, 770, 1000)]
+    [InlineData(false, false, 150, 64, 96)]
+    [InlineData(true, false, 140, 80, 33)]
+    public void Each_row_is_the_same_whatever_the_rows_beside_it(bool transA, bool transB, int m, int n, int k)
+    {
+        float[] a = Engine.Tests.Support.TestData.Uniform(1, (long)m * k);
+        float[] b = Engine.Tests.Support.TestData.Uniform(2, (long)k * n);
+        float[] bias = Engine.Tests.Support.TestData.Uniform(3, n);
+        float[] full = Multiply(a, b, bias, m, n, k, transA, transB);
+        foreach (int rows in new[] { 1, 5, 16, 64, 65 })
+        {
+            for (int start = 0; start + rows <= m; start += 37)
+            {
+                float[] part = new float[(long)rows * k];
+                for (int i = 0; i < rows; i++)
+                {
+                    for (int p = 0; p < k; p++)
+                    {
+                        part[(long)i * k + p] = transA ? a[(long)p * m + start + i] : a[(long)(start + i) * k + p];
+                    }
+                }
+
+                float[] c = Multiply(part, b, bias, rows, n, k, false, transB);
+                for (int i = 0; i < rows * n; i++)
+                {
+                    Assert.True(BitConverter.SingleToInt32Bits(full[(long)start * n + i]) == BitConverter.SingleToInt32Bits(c[i]),
+                        $"rows [{start}, {start + rows}) of {m}: element {i} differs ({full[(long)start * n + i]:R} vs {c[i]:R})");
+                }
+            }
+        }
+    }
+
+    public void Dispose() => acc.Dispose();
+
+    private float[] Multiply(float[] a, float[] b, float[] bias, int m, int n, int k, bool transA, bool transB)
+    {
+        using var da = acc.Allocate(a.Length);
+        using var db = acc.Allocate(b.Length);
+        using var dbias = acc.Allocate(n);
+        using var dc = acc.Allocate((long)m * n);
+        acc.Upload(da.All, a);
+        acc.Upload(db.All, b);
+        acc.Upload(dbias.All, bias);
+        acc.Gemm(dc.All, da.All, db.All, m, n, k, transA, transB, bias: dbias.All);
+        return acc.ToArray(dc.All);
+    }
+}
