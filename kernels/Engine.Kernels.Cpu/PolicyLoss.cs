@@ -46,7 +46,7 @@ internal sealed unsafe partial class CpuAccelerator
         float* o = F(output), lp = F(logp), rf = F(logpRef);
         for (int t = 0; t < n; t++)
         {
-            o[t] = (float)PolicyLossMath.Kl(lp[t], rf[t], estimator).Value;
+            o[t] = (float)KlMath.Estimate(lp[t], rf[t], estimator).Value;
         }
     }
 }
@@ -82,7 +82,7 @@ internal static class PolicyLossMath
         double refKl = 0;
         if (!float.IsNaN(logpRef))
         {
-            var (value, derivative) = Kl(logp, logpRef, s.Kl);
+            var (value, derivative) = KlMath.Estimate(logp, logpRef, s.Kl);
             refKl = value;
             if (s.KlCoef != 0)
             {
@@ -93,24 +93,5 @@ internal static class PolicyLossMath
 
         loss -= (double)s.EntropyCoef * entropy;
         return new Term(loss, grad, r, clipHigh, clipLow, dual, refKl);
-    }
-
-    /// <summary>The KL estimate for <c>d = clamp(logp_ref - logp, -20, 20)</c> and its derivative with respect to logp.</summary>
-    public static (double Value, double Derivative) Kl(float logp, float logpRef, KlEstimator estimator)
-    {
-        double raw = (double)logpRef - logp;
-        double d = Math.Clamp(raw, -20, 20);
-        bool clamped = raw != d;
-        switch (estimator)
-        {
-            case KlEstimator.K1:
-                return (-d, clamped ? 0 : 1);
-            case KlEstimator.K2:
-                return (0.5 * d * d, clamped ? 0 : -d);
-            default:
-                double e = Math.Exp(d);
-                double k3 = e - d - 1;
-                return k3 > 10 ? (10, 0) : (k3, clamped ? 0 : 1 - e);
-        }
     }
 }

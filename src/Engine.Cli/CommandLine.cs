@@ -12,6 +12,9 @@ internal static class CommandLine
         {
             ForwardBackwardCommand.Create(),
             BenchTrainCommand.Create(),
+            RunCommands.Demo(),
+            RunCommands.Sft(),
+            RunCommands.Rl(),
             GenerateCommand.Create(),
             BenchGenerateCommand.Create(),
         };
@@ -41,6 +44,10 @@ internal static class CommandLine
         catch (Exception e)
         {
             Console.Error.WriteLine($"error: internal failure: {e.GetType().Name}: {e.Message}");
+            if (Environment.GetEnvironmentVariable("ENGINE_DEBUG") == "1")
+            {
+                Console.Error.WriteLine(e);
+            }
             return 2;
         }
     }

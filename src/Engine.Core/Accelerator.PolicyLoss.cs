@@ -13,6 +13,29 @@ internal enum KlEstimator
     K3,
 }
 
+/// <summary>The per-token KL estimators, shared by every backend and by host-side reward shaping.</summary>
+internal static class KlMath
+{
+    /// <summary>The estimate for <c>d = clamp(logp_ref - logp, -20, 20)</c> and its derivative with respect to logp.</summary>
+    public static (double Value, double Derivative) Estimate(float logp, float logpRef, KlEstimator estimator)
+    {
+        double raw = (double)logpRef - logp;
+        double d = Math.Clamp(raw, -20, 20);
+        bool clamped = raw != d;
+        switch (estimator)
+        {
+            case KlEstimator.K1:
+                return (-d, clamped ? 0 : 1);
+            case KlEstimator.K2:
+                return (0.5 * d * d, clamped ? 0 : -d);
+            default:
+                double e = Math.Exp(d);
+                double k3 = e - d - 1;
+                return k3 > 10 ? (10, 0) : (k3, clamped ? 0 : 1 - e);
+        }
+    }
+}
+
 /// <summary>Settings of the clipped policy-gradient loss (see rl-core.md).</summary>
 /// <param name="EpsLow">Lower clip: ratios below 1 - EpsLow are clipped.</param>
 /// <param name="EpsHigh">Upper clip (clip-higher): ratios above 1 + EpsHigh are clipped.</param>

@@ -22,9 +22,6 @@ internal sealed record GeneratorOptions
 
     /// <summary>Which waiting response takes a free slot.</summary>
     public ISchedulingPolicy Policy { get; init; } = FifoPolicy.Instance;
-
-    /// <summary>Sequence ids are <c>SequenceIdBase + prompt * G + sample</c>.</summary>
-    public long SequenceIdBase { get; init; }
 }
 
 /// <summary>Counters of the last <see cref="Generator.Generate"/> call.</summary>
@@ -116,8 +113,11 @@ internal sealed class Generator : IDisposable
     /// <summary>The KV cache (free list, peak bytes) for inspection.</summary>
     public PagedKvCache Cache => cache;
 
-    /// <summary>Samples <paramref name="g"/> responses to each prompt.</summary>
-    public IReadOnlyList<GenerationGroup> Generate(IReadOnlyList<int[]> prompts, int g, SamplingOptions sampling)
+    /// <summary>
+    /// Samples <paramref name="g"/> responses to each prompt. Response j of prompt i has sequence
+    /// id <c>sequenceIdBase + i * g + j</c>, which (with the seed) keys its random numbers.
+    /// </summary>
+    public IReadOnlyList<GenerationGroup> Generate(IReadOnlyList<int[]> prompts, int g, SamplingOptions sampling, long sequenceIdBase = 0)
     {
         Validate(prompts, g, sampling);
         ModelConfig cfg = model.Config;
@@ -130,7 +130,7 @@ internal sealed class Generator : IDisposable
         {
             for (int j = 0; j < g; j++)
             {
-                pending.Add(new PendingSample(p.Index, j, options.SequenceIdBase + (long)p.Index * g + j, p.Tokens.Length));
+                pending.Add(new PendingSample(p.Index, j, sequenceIdBase + (long)p.Index * g + j, p.Tokens.Length));
             }
         }
 

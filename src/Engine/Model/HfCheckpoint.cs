@@ -126,50 +126,61 @@ internal static class HfCheckpoint
     public static LoadedModel Load(Accelerator acc, string directory)
     {
         var (config, json) = ReadConfig(directory);
-        using SafeTensorsCheckpoint file = SafeTensorsCheckpoint.Open(directory);
-        string prefix = DetectPrefix(config, file);
         var model = new Transformer(acc, config);
         try
         {
-            IReadOnlyList<HfTensor> map = Map(model.Layout);
-            var known = new HashSet<string>(map.Select(t => prefix + t.Name), StringComparer.Ordinal);
-            foreach (SafeTensorInfo info in file.Tensors)
-            {
-                if (!known.Contains(info.Name) && !IsIgnorable(config, info.Name, prefix))
-                {
-                    throw new EngineException($"{directory}: unexpected tensor '{info.Name}' (not part of a {config.Family} model with this config.json)");
-                }
-            }
-
-            foreach (HfTensor t in map)
-            {
-                string name = prefix + t.Name;
-                if (!file.TryGetInfo(name, out SafeTensorInfo info))
-                {
-                    throw new EngineException($"{directory}: missing tensor '{name}'");
-                }
-
-                if (!info.Shape.SequenceEqual(t.Shape))
-                {
-                    throw new EngineException($"{directory}: tensor '{name}' has shape {info.ShapeText}, expected {SafeTensorInfo.FormatShape(t.Shape)}");
-                }
-
-                float[] data = file.ReadAsFloat32(name);
-                if (t.Transposed)
-                {
-                    data = Transpose(data, t.Shape[0], t.Shape[1]);
-                }
-
-                acc.Upload(model.Params.Slice(t.Target.Offset + t.Offset, t.Length), data);
-            }
+            var (prefix, names) = LoadInto(model, directory);
+            return new LoadedModel(model, json, prefix, names);
         }
         catch
         {
             model.Dispose();
             throw;
         }
+    }
 
-        return new LoadedModel(model, json, prefix, file.Tensors.Select(t => t.Name).ToArray());
+    /// <summary>
+    /// Reads a checkpoint's tensors into an existing model of the same configuration (checked by
+    /// names and shapes); returns the file's name prefix and tensor names.
+    /// </summary>
+    public static (string Prefix, IReadOnlyList<string> Names) LoadInto(Transformer model, string directory)
+    {
+        ModelConfig config = model.Config;
+        using SafeTensorsCheckpoint file = SafeTensorsCheckpoint.Open(directory);
+        string prefix = DetectPrefix(config, file);
+        IReadOnlyList<HfTensor> map = Map(model.Layout);
+        var known = new HashSet<string>(map.Select(t => prefix + t.Name), StringComparer.Ordinal);
+        foreach (SafeTensorInfo info in file.Tensors)
+        {
+            if (!known.Contains(info.Name) && !IsIgnorable(config, info.Name, prefix))
+            {
+                throw new EngineException($"{directory}: unexpected tensor '{info.Name}' (not part of a {config.Family} model with this config.json)");
+            }
+        }
+
+        foreach (HfTensor t in map)
+        {
+            string name = prefix + t.Name;
+            if (!file.TryGetInfo(name, out SafeTensorInfo info))
+            {
+                throw new EngineException($"{directory}: missing tensor '{name}'");
+            }
+
+            if (!info.Shape.SequenceEqual(t.Shape))
+            {
+                throw new EngineException($"{directory}: tensor '{name}' has shape {info.ShapeText}, expected {SafeTensorInfo.FormatShape(t.Shape)}");
+            }
+
+            float[] data = file.ReadAsFloat32(name);
+            if (t.Transposed)
+            {
+                data = Transpose(data, t.Shape[0], t.Shape[1]);
+            }
+
+            model.Acc.Upload(model.Params.Slice(t.Target.Offset + t.Offset, t.Length), data);
+        }
+
+        return (prefix, file.Tensors.Select(t => t.Name).ToArray());
     }
 
     /// <summary>

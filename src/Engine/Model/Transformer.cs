@@ -12,6 +12,8 @@ internal sealed partial class Transformer : IDisposable
 {
     private readonly DeviceBuffer? ropeCos;   // [P, D/2]
     private readonly DeviceBuffer? ropeSin;   // [P, D/2]
+    private const int MaxCachedPlans = 4;
+    private readonly List<ActivationPlan> plans = [];
     private ActivationPlan? plan;
 
     public Transformer(Accelerator acc, ModelConfig config)
@@ -64,7 +66,10 @@ internal sealed partial class Transformer : IDisposable
         Acc.Zero(Gradients.All);
     }
 
-    /// <summary>Returns the plan for (B, T), replacing the cached one if the shape changed.</summary>
+    /// <summary>
+    /// Makes the plan for (B, T) current, reusing one of the few most recently used plans (RL
+    /// batches come in a handful of padded lengths) or allocating it.
+    /// </summary>
     public ActivationPlan Prepare(int b, int t)
     {
         if (b <= 0 || t <= 0)
@@ -77,13 +82,37 @@ internal sealed partial class Transformer : IDisposable
             throw new EngineException($"sequence length {t} exceeds the model's {Config.MaxPositions} positions");
         }
 
-        if (plan is not null && plan.B == b && plan.T == t)
+        ActivationPlan? cached = null;
+        foreach (ActivationPlan p in plans)
         {
-            return plan;
+            if (p.B == b && p.T == t)
+            {
+                cached = p;
+            }
         }
 
-        plan?.Dispose();
-        plan = new ActivationPlan(Acc, Config, b, t);
+        if (cached is null)
+        {
+            if (plans.Count == MaxCachedPlans)
+            {
+                plans[0].Dispose();
+                plans.RemoveAt(0);
+            }
+
+            cached = new ActivationPlan(Acc, Config, b, t);
+        }
+        else if (!ReferenceEquals(plans[^1], cached))
+        {
+            plans.Remove(cached);
+            plans.Add(cached);
+        }
+
+        if (plans.Count == 0 || !ReferenceEquals(plans[^1], cached))
+        {
+            plans.Add(cached);
+        }
+
+        plan = cached;
         return plan;
     }
 
@@ -270,7 +299,11 @@ internal sealed partial class Transformer : IDisposable
 
     public void Dispose()
     {
-        plan?.Dispose();
+        foreach (ActivationPlan p in plans)
+        {
+            p.Dispose();
+        }
+
         Grads?.Dispose();
         Params.Dispose();
         ropeCos?.Dispose();

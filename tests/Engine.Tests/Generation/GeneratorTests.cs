@@ -79,7 +79,7 @@ public sealed class GeneratorTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(reference, Signature(Run(model, prompts, 4, sampling, new GeneratorOptions { MaxSlots = 7, BlockSize = 5, MaxPrefillRows = 4 })));
 
         // A prompt alone gives what it gave inside the batch, when its sequence ids are the same.
-        var alone = Run(model, [prompts[1]], 4, sampling, new GeneratorOptions { MaxSlots = 2, SequenceIdBase = 4 });
+        var alone = Run(model, [prompts[1]], 4, sampling, new GeneratorOptions { MaxSlots = 2 }, sequenceIdBase: 4);
         Assert.Equal(Signature(Run(model, prompts, 4, sampling, new GeneratorOptions()).Skip(1).Take(1)), Signature(alone));
         Assert.NotEqual(reference, Signature(Run(model, prompts, 4, sampling with { Seed = 100 }, new GeneratorOptions())));
     }
@@ -250,14 +250,14 @@ public sealed class GeneratorTests(ITestOutputHelper output) : IDisposable
         return max;
     }
 
-    private static IReadOnlyList<GenerationGroup> Run(Transformer model, int[][] prompts, int g, SamplingOptions sampling, GeneratorOptions options) =>
-        Run(model, prompts, g, sampling, options, out _);
+    private static IReadOnlyList<GenerationGroup> Run(Transformer model, int[][] prompts, int g, SamplingOptions sampling, GeneratorOptions options,
+        long sequenceIdBase = 0) => Run(model, prompts, g, sampling, options, out _, sequenceIdBase);
 
     private static IReadOnlyList<GenerationGroup> Run(Transformer model, int[][] prompts, int g, SamplingOptions sampling, GeneratorOptions options,
-        out GenerationStats stats)
+        out GenerationStats stats, long sequenceIdBase = 0)
     {
         using var gen = new Generator(model, options);
-        var groups = gen.Generate(prompts, g, sampling);
+        var groups = gen.Generate(prompts, g, sampling, sequenceIdBase);
         stats = gen.Stats;
         Assert.Equal(gen.Cache.TotalBlocks, gen.Cache.FreeBlocks);
         return groups;

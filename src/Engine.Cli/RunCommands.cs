@@ -1,0 +1,268 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Engine.Config;
+using Engine.Core;
+using Spectre.Console;
+
+namespace Engine.Cli;
+
+/// <summary><c>engine demo</c>, <c>engine sft</c> and <c>engine rl</c>: training runs with a run folder, report and progress bars.</summary>
+internal static class RunCommands
+{
+    public static Command Demo()
+    {
+        var command = new Command("demo", "The main job: trains a small policy from scratch by SFT on a built-in task, then improves it with DAPO; prints test accuracy before and after RL and the report's path.");
+        var common = new CommonRunOptions(command, "runs/demo");
+        command.SetAction(r => CommandLine.Guard(() => common.Run(r, Engine.DemoDefaults.Options())));
+        return command;
+    }
+
+    public static Command Sft()
+    {
+        var command = new Command("sft", "Supervised fine-tuning on a built-in task (warm-starts a policy or trains a teacher).");
+        var common = new CommonRunOptions(command, "runs/sft");
+        var flags = SettingFlags.Add<SftOptions>(command);
+        var modelFlags = SettingFlags.Add<ModelOptions>(command, "model-");
+        var taskFlags = SettingFlags.Add<TaskOptions>(command, "task-");
+        command.SetAction(r => CommandLine.Guard(() =>
+        {
+            RunOptions o = Engine.DemoDefaults.Options() with { Rl = null };
+            return common.Run(r, o, x => x with
+            {
+                Sft = OptionsBinder.Apply(x.Sft ?? new SftOptions(), flags.Collect(r), "command line"),
+                Model = OptionsBinder.Apply(x.Model, modelFlags.Collect(r), "command line"),
+                Task = OptionsBinder.Apply(x.Task, taskFlags.Collect(r), "command line"),
+            });
+        }));
+        return command;
+    }
+
+    public static Command Rl()
+    {
+        var command = new Command("rl", "Reinforcement learning (GRPO or DAPO) on a built-in task from a checkpoint or a new model.");
+        var common = new CommonRunOptions(command, "runs/rl");
+        var algo = new Option<string>("--algo") { Description = "grpo or dapo (the preset the other settings start from)", DefaultValueFactory = _ => "dapo" };
+        command.Options.Add(algo);
+        var flags = SettingFlags.Add<RlOptions>(command, exclude: ["algorithm"]);
+        var modelFlags = SettingFlags.Add<ModelOptions>(command, "model-");
+        var taskFlags = SettingFlags.Add<TaskOptions>(command, "task-");
+        command.SetAction(r => CommandLine.Guard(() =>
+        {
+            RlOptions preset = r.GetValue(algo) switch
+            {
+                "grpo" => RlOptions.Grpo(),
+                "dapo" => RlOptions.Dapo(),
+                var other => throw new EngineException($"--algo must be grpo or dapo, got '{other}'"),
+            };
+            RlOptions demoRl = Engine.DemoDefaults.Options().Rl!;
+            preset = preset with
+            {
+                Steps = demoRl.Steps, LearningRate = demoRl.LearningRate, WarmupSteps = demoRl.WarmupSteps, MaxNewTokens = demoRl.MaxNewTokens,
+                OverlongBuffer = demoRl.OverlongBuffer, PromptsPerStep = demoRl.PromptsPerStep, SamplesPerPrompt = demoRl.SamplesPerPrompt,
+            };
+            RunOptions o = Engine.DemoDefaults.Options() with { Sft = null, Rl = preset };
+            return common.Run(r, o, x => x with
+            {
+                Rl = OptionsBinder.Apply(x.Rl!, flags.Collect(r), "command line"),
+                Model = OptionsBinder.Apply(x.Model, modelFlags.Collect(r), "command line"),
+                Task = OptionsBinder.Apply(x.Task, taskFlags.Collect(r), "command line"),
+            });
+        }));
+        return command;
+    }
+
+    /// <summary>--out, --config, --device, --resume and --set, shared by the run commands.</summary>
+    private sealed class CommonRunOptions
+    {
+        private readonly Option<string> output;
+        private readonly Option<string?> config = new("--config") { Description = "JSON config file with sections task, model, sft, rl and the key device" };
+        private readonly Option<string?> device = new("--device") { Description = "cpu, opencl[:N], cuda[:N] or auto" };
+        private readonly Option<bool> resume = new("--resume") { Description = "continue the run in --out from its last checkpoint" };
+        private readonly Option<string[]> set = new("--set") { Description = "override any setting: section.key=value (e.g. rl.eps_high=0.28)", AllowMultipleArgumentsPerToken = true };
+
+        public CommonRunOptions(Command command, string defaultOut)
+        {
+            output = new Option<string>("--out") { Description = "run folder", DefaultValueFactory = _ => defaultOut };
+            command.Options.Add(output);
+            command.Options.Add(config);
+            command.Options.Add(device);
+            command.Options.Add(resume);
+            command.Options.Add(set);
+        }
+
+        public int Run(ParseResult r, RunOptions defaults, Func<RunOptions, RunOptions>? flags = null)
+        {
+            RunOptions options = defaults;
+            if (r.GetValue(config) is string file)
+            {
+                options = RunOptions.FromFile(file, options);
+            }
+
+            if (flags is not null)
+            {
+                options = flags(options);
+            }
+
+            options = ApplySets(options, r.GetValue(set) ?? []);
+            if (r.GetValue(device) is string d)
+            {
+                options = options with { Device = d };
+            }
+
+            options.Validate();
+            string outDir = r.GetValue(output)!;
+            RunResult result = RunWithProgress(options, outDir, r.GetValue(resume));
+            if (result.AccuracyBeforeRl is double before)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy before RL: {before:P1}"));
+            }
+
+            if (result.AccuracyAfterRl is double after)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy after RL:  {after:P1}"));
+            }
+
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wall time: {result.WallSeconds:F1} s"));
+            Console.WriteLine($"report: {result.ReportPath}");
+            return 0;
+        }
+
+        private static RunOptions ApplySets(RunOptions options, IEnumerable<string> sets)
+        {
+            var patch = new JsonObject();
+            foreach (string item in sets)
+            {
+                int eq = item.IndexOf('=', StringComparison.Ordinal);
+                int dot = item.IndexOf('.', StringComparison.Ordinal);
+                if (eq < 0)
+                {
+                    throw new EngineException($"--set {item}: expected section.key=value");
+                }
+
+                string key = item[..eq].Trim(), value = item[(eq + 1)..].Trim();
+                if (key == "device")
+                {
+                    options = options with { Device = value };
+                    continue;
+                }
+
+                if (dot < 0 || dot > eq)
+                {
+                    throw new EngineException($"--set {item}: expected section.key=value (sections: task, model, sft, rl)");
+                }
+
+                string section = key[..dot], name = key[(dot + 1)..];
+                Type type = section switch
+                {
+                    "task" => typeof(TaskOptions),
+                    "model" => typeof(ModelOptions),
+                    "sft" => typeof(SftOptions),
+                    "rl" => typeof(RlOptions),
+                    _ => throw new EngineException($"--set {item}: unknown section '{section}' (expected task, model, sft, rl)"),
+                };
+                var setting = OptionsBinder.Settings(type).FirstOrDefault(s => s.Name == name);
+                JsonNode? parsed = setting.Property is null ? JsonValue.Create(value) : OptionsBinder.ParseValue(value, setting.Property.PropertyType, $"--set {key}");
+                var sectionPatch = patch[section] as JsonObject ?? new JsonObject();
+                sectionPatch[name] = parsed;
+                patch[section] = sectionPatch;
+            }
+
+            return patch.Count == 0 ? options : options.WithJson(patch, "--set");
+        }
+
+        private static RunResult RunWithProgress(RunOptions options, string outDir, bool resume)
+        {
+            if (Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+            {
+                var plain = new Progress<RunProgress>(p =>
+                {
+                    if (p.Step == p.TotalSteps || p.Step % Math.Max(1, p.TotalSteps / 10) == 0 || p.Phase == "eval")
+                    {
+                        Console.Error.WriteLine($"[{p.Phase} {p.Step}/{p.TotalSteps}] {p.Status}");
+                    }
+                });
+                return TrainingRun.Execute(options, outDir, resume, new SynchronousProgress(plain));
+            }
+
+            RunResult? result = null;
+            AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+                new RemainingTimeColumn()).Start(ctx =>
+            {
+                var tasks = new Dictionary<string, ProgressTask>();
+                var reporter = new SynchronousProgress(new Progress<RunProgress>(), p =>
+                {
+                    if (p.Phase == "eval")
+                    {
+                        return;
+                    }
+
+                    if (!tasks.TryGetValue(p.Phase, out ProgressTask? task))
+                    {
+                        task = ctx.AddTask(p.Phase.ToUpperInvariant(), maxValue: p.TotalSteps);
+                        tasks[p.Phase] = task;
+                    }
+
+                    task.Value = p.Step;
+                    task.Description = $"{p.Phase.ToUpperInvariant()} {Markup.Escape(p.Status)}";
+                });
+                result = TrainingRun.Execute(options, outDir, resume, reporter);
+            });
+            return result!;
+        }
+    }
+
+    /// <summary>Reports on the calling thread (Progress&lt;T&gt; posts to the thread pool).</summary>
+    private sealed class SynchronousProgress(IProgress<RunProgress> inner, Action<RunProgress>? action = null) : IProgress<RunProgress>
+    {
+        public void Report(RunProgress value)
+        {
+            if (action is not null)
+            {
+                action(value);
+            }
+            else if (inner is Progress<RunProgress> p)
+            {
+                ((IProgress<RunProgress>)p).Report(value);
+            }
+        }
+    }
+}
+
+/// <summary>One command-line flag per setting of an options record.</summary>
+internal sealed class SettingFlags
+{
+    private readonly List<(string Name, Type Type, Option<string?> Option)> flags = [];
+
+    public static SettingFlags Add<T>(Command command, string prefix = "", IReadOnlyCollection<string>? exclude = null)
+    {
+        var result = new SettingFlags();
+        foreach (var (name, flag, property) in OptionsBinder.Settings(typeof(T)))
+        {
+            if (exclude?.Contains(name) == true)
+            {
+                continue;
+            }
+
+            var option = new Option<string?>("--" + prefix + flag[2..]) { Description = $"{typeof(T).Name}.{property.Name} ({name})" };
+            command.Options.Add(option);
+            result.flags.Add((name, property.PropertyType, option));
+        }
+
+        return result;
+    }
+
+    public JsonObject Collect(ParseResult r)
+    {
+        var o = new JsonObject();
+        foreach (var (name, type, option) in flags)
+        {
+            if (r.GetValue(option) is string value)
+            {
+                o[name] = OptionsBinder.ParseValue(value, type, option.Name);
+            }
+        }
+
+        return o;
+    }
+}

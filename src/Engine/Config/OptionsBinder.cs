@@ -1,0 +1,173 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Engine.Core;
+
+namespace Engine.Config;
+
+/// <summary>
+/// Binds option records (SftOptions, RlOptions, ...) to JSON objects and command-line values:
+/// snake_case names in JSON, kebab-case flags on the command line, every public settable property a
+/// setting. Unknown names, wrong types and values out of range get one clear error each.
+/// </summary>
+internal static class OptionsBinder
+{
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+    };
+
+    /// <summary>The settings of an options type: JSON name, flag name and property.</summary>
+    public static IReadOnlyList<(string Name, string Flag, PropertyInfo Property)> Settings(Type type) =>
+        type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.CanWrite && IsSupported(p.PropertyType))
+            .Select(p => (JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name), "--" + JsonNamingPolicy.KebabCaseLower.ConvertName(p.Name), p))
+            .ToList();
+
+    /// <summary>The options as a JSON object with every setting.</summary>
+    public static JsonObject ToJson<T>(T options) => JsonSerializer.SerializeToNode(options, Json)!.AsObject();
+
+    /// <summary>
+    /// <paramref name="defaults"/> with the settings of <paramref name="overrides"/> applied. Throws an
+    /// <see cref="EngineException"/> naming <paramref name="source"/> and the setting for an unknown
+    /// name (with the closest known one) or a value of the wrong type.
+    /// </summary>
+    public static T Apply<T>(T defaults, JsonObject? overrides, string source)
+    {
+        if (overrides is null || overrides.Count == 0)
+        {
+            return defaults;
+        }
+
+        var settings = Settings(typeof(T)).ToDictionary(s => s.Name, s => s.Property, StringComparer.Ordinal);
+        JsonObject merged = ToJson(defaults);
+        foreach (var (key, value) in overrides)
+        {
+            if (!settings.TryGetValue(key, out PropertyInfo? property))
+            {
+                string? near = Closest(key, settings.Keys);
+                throw new EngineException($"{source}: unknown setting '{key}'{(near is null ? "" : $" (did you mean '{near}'?)")}");
+            }
+
+            CheckType(value, property.PropertyType, key, source);
+            merged[key] = value?.DeepClone();
+        }
+
+        try
+        {
+            return merged.Deserialize<T>(Json)!;
+        }
+        catch (JsonException e)
+        {
+            throw new EngineException($"{source}: {e.Message}");
+        }
+    }
+
+    /// <summary>Parses a command-line value into the JSON value of a setting of <paramref name="type"/>.</summary>
+    public static JsonNode? ParseValue(string text, Type type, string flag)
+    {
+        Type t = Nullable.GetUnderlyingType(type) ?? type;
+        var inv = CultureInfo.InvariantCulture;
+        if (t == typeof(string))
+        {
+            return JsonValue.Create(text);
+        }
+
+        if (t == typeof(bool))
+        {
+            return bool.TryParse(text, out bool b) ? JsonValue.Create(b) : throw new EngineException($"{flag}: expected true or false, got '{text}'");
+        }
+
+        if (t == typeof(int))
+        {
+            return int.TryParse(text, NumberStyles.Integer, inv, out int i) ? JsonValue.Create(i) : throw new EngineException($"{flag}: expected an integer, got '{text}'");
+        }
+
+        if (t == typeof(long))
+        {
+            return long.TryParse(text, NumberStyles.Integer, inv, out long l) ? JsonValue.Create(l) : throw new EngineException($"{flag}: expected an integer, got '{text}'");
+        }
+
+        if (t == typeof(ulong))
+        {
+            return ulong.TryParse(text, NumberStyles.Integer, inv, out ulong u) ? JsonValue.Create(u) : throw new EngineException($"{flag}: expected a non-negative integer, got '{text}'");
+        }
+
+        if (double.TryParse(text, NumberStyles.Float, inv, out double d) && double.IsFinite(d))
+        {
+            return t == typeof(float) ? JsonValue.Create((float)d) : JsonValue.Create(d);
+        }
+
+        throw new EngineException($"{flag}: expected a number, got '{text}'");
+    }
+
+    private static bool IsSupported(Type type)
+    {
+        Type t = Nullable.GetUnderlyingType(type) ?? type;
+        return t == typeof(string) || t == typeof(bool) || t == typeof(int) || t == typeof(long) || t == typeof(ulong) || t == typeof(float) ||
+               t == typeof(double);
+    }
+
+    private static void CheckType(JsonNode? value, Type type, string key, string source)
+    {
+        Type t = Nullable.GetUnderlyingType(type) ?? type;
+        JsonValueKind kind = value?.GetValueKind() ?? JsonValueKind.Null;
+        bool ok = t == typeof(string) ? kind == JsonValueKind.String
+            : t == typeof(bool) ? kind is JsonValueKind.True or JsonValueKind.False
+            : kind == JsonValueKind.Number && (t == typeof(float) || t == typeof(double) || IsInteger(value!, t));
+        if (kind == JsonValueKind.Null && Nullable.GetUnderlyingType(type) is not null)
+        {
+            ok = true;
+        }
+
+        if (!ok)
+        {
+            string expected = t == typeof(string) ? "a string" : t == typeof(bool) ? "true or false"
+                : t == typeof(float) || t == typeof(double) ? "a number" : "an integer";
+            throw new EngineException($"{source}: setting '{key}' must be {expected}, got {value?.ToJsonString() ?? "null"}");
+        }
+    }
+
+    private static bool IsInteger(JsonNode value, Type t)
+    {
+        double d = double.Parse(value.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture);
+        return d == Math.Floor(d) && (t != typeof(ulong) || d >= 0) && (t != typeof(int) || d is >= int.MinValue and <= int.MaxValue);
+    }
+
+    private static string? Closest(string key, IEnumerable<string> names)
+    {
+        string? best = null;
+        int bestDistance = int.MaxValue;
+        foreach (string name in names)
+        {
+            int d = Distance(key, name);
+            if (d < bestDistance)
+            {
+                bestDistance = d;
+                best = name;
+            }
+        }
+
+        return bestDistance <= Math.Max(2, key.Length / 3) ? best : null;
+    }
+
+    private static int Distance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int previous = row[0];
+            row[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int current = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), previous + (a[i - 1] == b[j - 1] ? 0 : 1));
+                previous = current;
+            }
+        }
+
+        return row[b.Length];
+    }
+}

@@ -1,0 +1,199 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Engine.Core;
+using Engine.Generation;
+using Engine.Model;
+using Engine.Rl;
+using Engine.Runs;
+using Engine.Tokenizers;
+using Engine.Training;
+
+namespace Engine;
+
+/// <summary>Where a run is, for progress displays.</summary>
+/// <param name="Phase">"sft", "rl" or "eval".</param>
+/// <param name="Step">Steps done in the phase.</param>
+/// <param name="TotalSteps">Steps the phase will take.</param>
+/// <param name="Status">A short line about the last step (loss, reward, accuracy ...).</param>
+public sealed record RunProgress(string Phase, int Step, int TotalSteps, string Status);
+
+/// <summary>The outcome of a run.</summary>
+/// <param name="RunDirectory">The run folder.</param>
+/// <param name="AccuracyBeforeRl">Greedy test accuracy when RL started (after SFT), if evaluated.</param>
+/// <param name="AccuracyAfterRl">Greedy test accuracy after RL, if RL ran.</param>
+/// <param name="WallSeconds">Wall time of the whole run (resumed segments included).</param>
+/// <param name="ReportPath">The HTML report.</param>
+/// <param name="SummaryPath">summary.json.</param>
+public sealed record RunResult(string RunDirectory, double? AccuracyBeforeRl, double? AccuracyAfterRl, double WallSeconds, string ReportPath,
+    string SummaryPath);
+
+/// <summary>
+/// A training run: SFT then RL on a task, from a new model or a checkpoint, writing the run folder
+/// (config.json, metrics.jsonl, checkpoints, report.html, summary.json). A run resumed from its
+/// last checkpoint continues bit-identically on the CPU.
+/// </summary>
+public static class TrainingRun
+{
+    /// <summary>
+    /// Runs (or, with <paramref name="resume"/>, continues) a run in <paramref name="runDirectory"/>.
+    /// When resuming, the options are read from the folder's config.json.
+    /// </summary>
+    public static RunResult Execute(RunOptions options, string runDirectory, bool resume = false, IProgress<RunProgress>? progress = null)
+    {
+        long started = Stopwatch.GetTimestamp();
+        using var folder = new RunFolder(runDirectory);
+        if (resume)
+        {
+            options = RunOptions.FromFile(folder.ConfigPath);
+        }
+
+        options.Validate();
+        ITask task = options.Task.Create();
+        using Accelerator acc = Backends.Registry.Open(options.Device.Length == 0 ? null : options.Device);
+        var (model, tokenizer) = CreateModel(acc, options.Model, task);
+        using Transformer policy = model;
+        var codec = TaskCodec.For(tokenizer, policy.Config.EosTokenIds);
+        RlOptions? rl = options.Rl is { Steps: > 0 } r ? r : null;
+        SftOptions? sft = options.Sft is { Steps: > 0 } s ? s : null;
+        using var generator = new Generator(policy, new GeneratorOptions
+        {
+            MaxSlots = rl?.MaxConcurrentSequences ?? 64,
+            KvBudgetBytes = (long)(rl?.KvCacheMb ?? 64) << 20,
+        });
+
+        JsonObject? state = null;
+        string? checkpoint = resume ? TrainingCheckpoint.Latest(folder.CheckpointsPath) : null;
+        if (resume && checkpoint is not null)
+        {
+            state = JsonNode.Parse(File.ReadAllText(Path.Combine(checkpoint, TrainingCheckpoint.StateFile)))!.AsObject();
+            string phase = (string)state["phase"]!;
+            int step = (int)HtmlReport.Number(state["step"])!.Value;
+            folder.TruncateMetrics(m => PhaseOrder((string)m["phase"]!) < PhaseOrder(phase) ||
+                                        ((string)m["phase"]! == phase && HtmlReport.Number(m["step"]) <= step));
+        }
+        else
+        {
+            folder.TruncateMetrics(_ => false);
+            folder.WriteConfig(options.ToJson());
+        }
+
+        double priorWall = HtmlReport.Number(state?["wall_seconds"]) ?? 0;
+        double? accuracyBefore = HtmlReport.Number(state?["accuracy_before_rl"]);
+        double? accuracyAfter = null;
+        string checkpointPhase = (string?)state?["phase"] ?? "";
+        int checkpointStep = (int)(HtmlReport.Number(state?["step"]) ?? 0);
+        double Wall() => priorWall + Stopwatch.GetElapsedTime(started).TotalSeconds;
+        Action<string> saveTokenizer = path => SaveTokenizer(tokenizer, path);
+
+        if (sft is not null && !(checkpointPhase == "rl" || (checkpointPhase == "sft" && checkpointStep >= sft.Steps)))
+        {
+            using var trainer = new SftTrainer(policy, codec, task, sft, generator);
+            if (checkpointPhase == "sft")
+            {
+                TrainingCheckpoint.Load(checkpoint!, policy, trainer.Optimizer);
+                trainer.StepsDone = checkpointStep;
+            }
+
+            while (trainer.StepsDone < sft.Steps)
+            {
+                SftStepMetrics m = trainer.Step();
+                folder.Log("sft", m);
+                progress?.Report(new RunProgress("sft", m.Step, sft.Steps, $"loss {m.Loss:F4}" + (m.TestAccuracy is double a ? $", test accuracy {a:P1}" : "")));
+            }
+
+            progress?.Report(new RunProgress("eval", 0, 1, "evaluating after SFT"));
+            accuracyBefore = trainer.Evaluate();
+            TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"sft-{sft.Steps:D6}"), policy, trainer.Optimizer,
+                State("sft", sft.Steps, Wall(), accuracyBefore), saveTokenizer);
+        }
+
+        if (rl is not null)
+        {
+            using var trainer = new RlTrainer(policy, codec, task, rl, generator);
+            if (checkpointPhase == "rl")
+            {
+                TrainingCheckpoint.Load(checkpoint!, policy, trainer.Optimizer, trainer.Reference);
+                trainer.StepsDone = checkpointStep;
+            }
+            else if (checkpointPhase == "sft" && sft is null)
+            {
+                TrainingCheckpoint.Load(checkpoint!, policy, trainer.Optimizer);
+            }
+
+            if (accuracyBefore is null)
+            {
+                progress?.Report(new RunProgress("eval", 0, 1, "evaluating before RL"));
+                accuracyBefore = trainer.Evaluate();
+            }
+
+            while (trainer.StepsDone < rl.Steps)
+            {
+                RlStepMetrics m = trainer.Step();
+                folder.Log("rl", m);
+                progress?.Report(new RunProgress("rl", m.Step, rl.Steps,
+                    $"reward {m.RewardMean:F3}, rollout accuracy {m.Accuracy:P1}" + (m.TestAccuracy is double a ? $", test {a:P1}" : "")));
+                if (rl.CheckpointEvery > 0 && m.Step % rl.CheckpointEvery == 0 && m.Step < rl.Steps)
+                {
+                    TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"rl-{m.Step:D6}"), policy, trainer.Optimizer,
+                        State("rl", m.Step, Wall(), accuracyBefore), saveTokenizer, trainer.Reference);
+                }
+            }
+
+            progress?.Report(new RunProgress("eval", 0, 1, "evaluating after RL"));
+            accuracyAfter = trainer.Evaluate();
+            TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"rl-{rl.Steps:D6}"), policy, trainer.Optimizer,
+                State("rl", rl.Steps, Wall(), accuracyBefore), saveTokenizer, trainer.Reference);
+        }
+
+        double wall = Wall();
+        var summary = new JsonObject
+        {
+            ["task"] = task.Name,
+            ["device"] = acc.Info.ToString(),
+            ["parameters"] = policy.Layout.ParameterCount,
+            ["sft_steps"] = sft?.Steps ?? 0,
+            ["rl_steps"] = rl?.Steps ?? 0,
+            ["rl_algorithm"] = rl?.Algorithm,
+            ["accuracy_before_rl"] = accuracyBefore,
+            ["accuracy_after_rl"] = accuracyAfter,
+            ["accuracy_gain_points"] = accuracyBefore is double x && accuracyAfter is double y ? Math.Round(100 * (y - x), 2) : null,
+            ["eval_examples"] = rl?.EvalExamples ?? sft?.EvalExamples,
+            ["wall_seconds"] = Math.Round(wall, 2),
+        };
+        folder.WriteSummary(summary);
+        HtmlReport.Write(folder.ReportPath, $"Engine run: {task.Name}", folder.ReadMetrics(), summary, options.ToJson());
+        return new RunResult(folder.Path, accuracyBefore, accuracyAfter, wall, folder.ReportPath, folder.SummaryPath);
+    }
+
+    private static int PhaseOrder(string phase) => phase == "sft" ? 0 : 1;
+
+    private static JsonObject State(string phase, int step, double wallSeconds, double? accuracyBefore) => new()
+    {
+        ["phase"] = phase,
+        ["step"] = step,
+        ["wall_seconds"] = wallSeconds,
+        ["accuracy_before_rl"] = accuracyBefore,
+    };
+
+    private static (Transformer Model, ITokenizer Tokenizer) CreateModel(Accelerator acc, ModelOptions options, ITask task)
+    {
+        if (options.InitFrom.Length > 0)
+        {
+            LoadedModel loaded = HfCheckpoint.Load(acc, options.InitFrom);
+            return (loaded.Model, TokenizerLoader.Load(options.InitFrom));
+        }
+
+        var tokenizer = new CharTokenizer(task.Alphabet);
+        var model = new Transformer(acc, options.Build(tokenizer.VocabSize) with { EosTokenIds = [tokenizer.EosTokenId!.Value] });
+        ModelInit.Initialize(model, options.InitSeed, options.InitStd);
+        return (model, tokenizer);
+    }
+
+    private static void SaveTokenizer(ITokenizer tokenizer, string path)
+    {
+        if (tokenizer is CharTokenizer chars)
+        {
+            chars.Save(path);
+        }
+    }
+}
