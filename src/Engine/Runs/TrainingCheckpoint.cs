@@ -87,12 +87,22 @@ internal static class TrainingCheckpoint
         return state;
     }
 
-    /// <summary>The newest complete checkpoint under <paramref name="checkpoints"/>, or null.</summary>
-    public static string? Latest(string checkpoints) =>
-        Directory.Exists(checkpoints)
-            ? Directory.GetDirectories(checkpoints).Where(d => File.Exists(Path.Combine(d, StateFile)) && !d.Contains(".tmp-", StringComparison.Ordinal))
-                .OrderBy(d => d, StringComparer.Ordinal).LastOrDefault()
-            : null;
+    /// <summary>The latest complete checkpoint under <paramref name="checkpoints"/> (SFT before RL, then by step), or null.</summary>
+    public static string? Latest(string checkpoints)
+    {
+        if (!Directory.Exists(checkpoints))
+        {
+            return null;
+        }
+
+        return Directory.GetDirectories(checkpoints)
+            .Where(d => !d.Contains(".tmp-", StringComparison.Ordinal) && File.Exists(Path.Combine(d, StateFile)))
+            .Select(d => (Dir: d, State: JsonNode.Parse(File.ReadAllText(Path.Combine(d, StateFile)))!.AsObject()))
+            .OrderBy(c => (string?)c.State["phase"] == "sft" ? 0 : 1)
+            .ThenBy(c => HtmlReport.Number(c.State["step"]) ?? 0)
+            .Select(c => c.Dir)
+            .LastOrDefault();
+    }
 
     private static void ReadFlat(SafeTensorsFile file, string name, DeviceBuffer target, Transformer model)
     {

@@ -115,9 +115,10 @@ public static class TrainingRun
                 TrainingCheckpoint.Load(checkpoint!, policy, trainer.Optimizer, trainer.Reference);
                 trainer.StepsDone = checkpointStep;
             }
-            else if (checkpointPhase == "sft" && sft is null)
+            else if (checkpointPhase == "sft")
             {
-                TrainingCheckpoint.Load(checkpoint!, policy, trainer.Optimizer);
+                // SFT finished before the interruption: RL starts from its weights with a fresh optimizer.
+                HfCheckpoint.LoadInto(policy, Path.Combine(checkpoint!, "model"));
             }
 
             if (accuracyBefore is null)
