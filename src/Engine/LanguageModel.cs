@@ -2,6 +2,7 @@ using Engine.Core;
 using Engine.Generation;
 using Engine.Model;
 using Engine.Tokenizers;
+using Engine.Training;
 
 namespace Engine;
 
@@ -88,6 +89,47 @@ public sealed class LanguageModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// A new, randomly initialised model for a task, with a character tokenizer over the task's
+    /// alphabet (plus &lt;pad&gt;, &lt;bos&gt;, &lt;eos&gt;).
+    /// </summary>
+    /// <param name="task">The task whose alphabet the tokenizer covers.</param>
+    /// <param name="options">Model shape and initialisation (its <c>InitFrom</c> must be empty).</param>
+    /// <param name="device">Device spec (see <see cref="Devices.Resolve"/>); null: ENGINE_DEVICE, then the CPU.</param>
+    public static LanguageModel CreateForTask(ITask task, ModelOptions options, string? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.InitFrom.Length > 0)
+        {
+            return Load(options.InitFrom, device);
+        }
+
+        Accelerator acc = Backends.Registry.Open(device);
+        try
+        {
+            var tokenizer = new CharTokenizer(task.Alphabet);
+            var model = new Transformer(acc, options.Build(tokenizer.VocabSize) with { EosTokenIds = [tokenizer.EosTokenId!.Value] });
+            ModelInit.Initialize(model, options.InitSeed, options.InitStd);
+            return new LanguageModel(acc, model, tokenizer, null, "");
+        }
+        catch
+        {
+            acc.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Starts supervised fine-tuning of this model on a task (prompt tokens masked out of the loss).</summary>
+    public SftSession StartSft(ITask task, SftOptions options) => new(new SftTrainer(Model, Codec(), task, options, GetGenerator()));
+
+    /// <summary>Starts reinforcement learning of this model on a task (GRPO/DAPO per <paramref name="options"/>).</summary>
+    public RlSession StartRl(ITask task, RlOptions options) => new(new Rl.RlTrainer(Model, Codec(), task, options));
+
+    /// <summary>Greedy accuracy on the first <paramref name="examples"/> test examples of a task.</summary>
+    public double Evaluate(ITask task, int examples = 200) =>
+        Evaluator.Accuracy(GetGenerator(), Codec(), task, task.MaxResponseLength + 1, examples);
+
     /// <summary>Encodes text with the model's tokenizer.</summary>
     public int[] Encode(string text) => RequireTokenizer().Encode(text);
 
@@ -149,6 +191,48 @@ public sealed class LanguageModel : IDisposable
         return generator;
     }
 
+    private TaskCodec Codec() => TaskCodec.For(RequireTokenizer(), Model.Config.EosTokenIds);
+
     private ITokenizer RequireTokenizer() =>
         Tokenizer ?? throw new EngineException("this model has no tokenizer: pass one when loading or give token ids");
+}
+
+/// <summary>Supervised fine-tuning in progress on a <see cref="LanguageModel"/>; one <see cref="Step"/> per optimizer step.</summary>
+public sealed class SftSession : IDisposable
+{
+    private readonly SftTrainer trainer;
+
+    internal SftSession(SftTrainer trainer) => this.trainer = trainer;
+
+    /// <summary>Steps taken.</summary>
+    public int StepsDone => trainer.StepsDone;
+
+    /// <summary>Trains on the next batch and returns what the step did.</summary>
+    public SftStepMetrics Step() => trainer.Step();
+
+    /// <summary>Greedy test accuracy of the current weights.</summary>
+    public double Evaluate(int? examples = null) => trainer.Evaluate(examples);
+
+    /// <inheritdoc />
+    public void Dispose() => trainer.Dispose();
+}
+
+/// <summary>Reinforcement learning in progress on a <see cref="LanguageModel"/>; one <see cref="Step"/> per RL step.</summary>
+public sealed class RlSession : IDisposable
+{
+    private readonly Rl.RlTrainer trainer;
+
+    internal RlSession(Rl.RlTrainer trainer) => this.trainer = trainer;
+
+    /// <summary>RL steps taken.</summary>
+    public int StepsDone => trainer.StepsDone;
+
+    /// <summary>Samples, scores, filters, computes advantages and updates the policy; returns the step's metrics.</summary>
+    public RlStepMetrics Step() => trainer.Step();
+
+    /// <summary>Greedy test accuracy of the current policy.</summary>
+    public double Evaluate(int? examples = null) => trainer.Evaluate(examples);
+
+    /// <inheritdoc />
+    public void Dispose() => trainer.Dispose();
 }

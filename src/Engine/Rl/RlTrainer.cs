@@ -6,54 +6,6 @@ using Engine.Training;
 
 namespace Engine.Rl;
 
-/// <summary>What one RL step did (one line of metrics.jsonl).</summary>
-internal sealed record RlStepMetrics
-{
-    public int Step { get; init; }
-
-    public double RewardMean { get; init; }
-
-    public double Accuracy { get; init; }
-
-    public double ResponseLength { get; init; }
-
-    public double Entropy { get; init; }
-
-    public double ClipFractionHigh { get; init; }
-
-    public double ClipFractionLow { get; init; }
-
-    public double RatioMean { get; init; }
-
-    public double ApproxKl { get; init; }
-
-    public double RefKl { get; init; }
-
-    public double Loss { get; init; }
-
-    public double GradNorm { get; init; }
-
-    public double LearningRate { get; init; }
-
-    public int GroupsKept { get; init; }
-
-    public int GroupsGenerated { get; init; }
-
-    public int GenerationBatches { get; init; }
-
-    public long TokensGenerated { get; init; }
-
-    public long TokensTrained { get; init; }
-
-    public double SamplingSeconds { get; init; }
-
-    public double TrainingSeconds { get; init; }
-
-    public double TokensPerSecond { get; init; }
-
-    public double? TestAccuracy { get; init; }
-}
-
 /// <summary>
 /// The GRPO/DAPO loop (rl-core.md): rollout with the generation engine -> reward -> dynamic-sampling
 /// filter with refill up to max_generation_batches -> group advantages -> PPO epochs over

@@ -4,22 +4,6 @@ using Engine.Model;
 
 namespace Engine.Training;
 
-/// <summary>What one SFT step did (one line of metrics.jsonl).</summary>
-internal sealed record SftStepMetrics
-{
-    public int Step { get; init; }
-
-    public double Loss { get; init; }
-
-    public double GradNorm { get; init; }
-
-    public double LearningRate { get; init; }
-
-    public double TokensPerSecond { get; init; }
-
-    public double? TestAccuracy { get; init; }
-}
-
 /// <summary>
 /// Supervised fine-tuning on a task's (prompt, reference) pairs: next-token cross-entropy on the
 /// response tokens (and EOS) only, AdamW with warm-up and cosine decay. Example order is keyed by

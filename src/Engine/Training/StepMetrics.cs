@@ -1,0 +1,93 @@
+namespace Engine;
+
+/// <summary>What one SFT step did (one line of metrics.jsonl).</summary>
+public sealed record SftStepMetrics
+{
+    /// <summary>Steps completed after this one.</summary>
+    public int Step { get; init; }
+
+    /// <summary>Mean loss of the step.</summary>
+    public double Loss { get; init; }
+
+    /// <summary>Global gradient norm before clipping (of the last optimizer step).</summary>
+    public double GradNorm { get; init; }
+
+    /// <summary>Learning rate used (of the last optimizer step).</summary>
+    public double LearningRate { get; init; }
+
+    /// <summary>Tokens processed per second (sampled and trained).</summary>
+    public double TokensPerSecond { get; init; }
+
+    /// <summary>Greedy test accuracy, when this step evaluated.</summary>
+    public double? TestAccuracy { get; init; }
+}
+
+/// <summary>What one RL step did (one line of metrics.jsonl).</summary>
+public sealed record RlStepMetrics
+{
+    /// <summary>Steps completed after this one.</summary>
+    public int Step { get; init; }
+
+    /// <summary>Mean reward over every sampled response (shaping included).</summary>
+    public double RewardMean { get; init; }
+
+    /// <summary>Fraction of sampled responses the verifier accepted.</summary>
+    public double Accuracy { get; init; }
+
+    /// <summary>Mean response length in tokens.</summary>
+    public double ResponseLength { get; init; }
+
+    /// <summary>Mean policy entropy over the trained tokens.</summary>
+    public double Entropy { get; init; }
+
+    /// <summary>Fraction of trained tokens clipped above (A &gt; 0, r &gt; 1 + eps_high).</summary>
+    public double ClipFractionHigh { get; init; }
+
+    /// <summary>Fraction of trained tokens clipped below (A &lt; 0, r &lt; 1 - eps_low).</summary>
+    public double ClipFractionLow { get; init; }
+
+    /// <summary>Mean importance ratio over the trained tokens.</summary>
+    public double RatioMean { get; init; }
+
+    /// <summary>Mean of logp_old - logp_new over the trained tokens.</summary>
+    public double ApproxKl { get; init; }
+
+    /// <summary>Mean KL estimate to the reference policy (0 without one).</summary>
+    public double RefKl { get; init; }
+
+    /// <summary>Mean loss of the step.</summary>
+    public double Loss { get; init; }
+
+    /// <summary>Global gradient norm before clipping (of the last optimizer step).</summary>
+    public double GradNorm { get; init; }
+
+    /// <summary>Learning rate used (of the last optimizer step).</summary>
+    public double LearningRate { get; init; }
+
+    /// <summary>Prompt groups trained on (after dynamic sampling).</summary>
+    public int GroupsKept { get; init; }
+
+    /// <summary>Prompt groups sampled.</summary>
+    public int GroupsGenerated { get; init; }
+
+    /// <summary>Generation batches used to fill the step.</summary>
+    public int GenerationBatches { get; init; }
+
+    /// <summary>Response tokens sampled.</summary>
+    public long TokensGenerated { get; init; }
+
+    /// <summary>Tokens (prompt and response) through the training forward/backward.</summary>
+    public long TokensTrained { get; init; }
+
+    /// <summary>Wall time spent sampling.</summary>
+    public double SamplingSeconds { get; init; }
+
+    /// <summary>Wall time spent in the update.</summary>
+    public double TrainingSeconds { get; init; }
+
+    /// <summary>Tokens processed per second (sampled and trained).</summary>
+    public double TokensPerSecond { get; init; }
+
+    /// <summary>Greedy test accuracy, when this step evaluated.</summary>
+    public double? TestAccuracy { get; init; }
+}

@@ -1,0 +1,120 @@
+using System.Text.Json.Nodes;
+using Engine.Core;
+using Engine.Tests.Cli;
+
+namespace Engine.Tests.Config;
+
+/// <summary>Every hyper-parameter is settable from a config file and the command line, with clear errors.</summary>
+[Collection(nameof(ConsoleCollection))]
+public sealed class ConfigTests : IDisposable
+{
+    private readonly TempDir temp = new();
+
+    [Fact]
+    public void A_config_file_sets_every_section()
+    {
+        string file = Write("""
+            {"task": {"name": "sorting", "parameters": "min_length=2,max_length=4"}, "model": {"layers": 3, "dim": 64},
+             "sft": {"steps": 7, "learning_rate": 0.01}, "rl": {"eps_high": 0.3, "loss_aggregation": "seq-mean-token-sum-norm", "dynamic_sampling": false},
+             "device": "cpu"}
+            """);
+        RunOptions o = RunOptions.FromFile(file);
+        Assert.Equal("sorting", o.Task.Name);
+        Assert.Equal(3, o.Model.Layers);
+        Assert.Equal(7, o.Sft!.Steps);
+        Assert.Equal(0.01f, o.Sft.LearningRate);
+        Assert.Equal(0.3f, o.Rl!.EpsHigh);
+        Assert.False(o.Rl.DynamicSampling);
+        Assert.Equal("seq-mean-token-sum-norm", o.Rl.LossAggregation);
+        o.Validate();
+    }
+
+    [Theory]
+    [InlineData("""{"rl": {"eps_hihg": 0.3}}""", "unknown setting 'eps_hihg' (did you mean 'eps_high'?)")]
+    [InlineData("""{"rl": {"eps_high": "big"}}""", "setting 'eps_high' must be a number")]
+    [InlineData("""{"rl": {"steps": 2.5}}""", "setting 'steps' must be an integer")]
+    [InlineData("""{"sft": {"steps": true}}""", "setting 'steps' must be an integer")]
+    [InlineData("""{"rl": {"dynamic_sampling": 1}}""", "setting 'dynamic_sampling' must be true or false")]
+    [InlineData("""{"training": {}}""", "unknown section 'training'")]
+    [InlineData("""{"rl": 3}""", "'rl' must be an object")]
+    [InlineData("""{"rl": {"eps_low"}""", "invalid JSON")]
+    public void Wrong_names_and_types_are_named(string json, string message)
+    {
+        string file = Write(json);
+        var e = Assert.Throws<EngineException>(() => RunOptions.FromFile(file));
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+        Assert.Contains(file, e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"rl": {"top_p": 1.5}}""", "top_p must be in (0, 1]")]
+    [InlineData("""{"rl": {"eps_low": 1.2}}""", "eps_low must be in")]
+    [InlineData("""{"rl": {"loss_aggregation": "mean"}}""", "loss_aggregation must be")]
+    [InlineData("""{"rl": {"kl_estimator": "k4"}}""", "kl_estimator must be k1, k2 or k3")]
+    [InlineData("""{"rl": {"samples_per_prompt": 0}}""", "samples_per_prompt must be at least 1")]
+    [InlineData("""{"rl": {"dual_clip": 0.5}}""", "dual_clip must be 0 (off) or greater than 1")]
+    [InlineData("""{"sft": {"learning_rate": -1}}""", "learning_rate must be a positive number")]
+    [InlineData("""{"task": {"name": "chess"}}""", "unknown task")]
+    public void Values_out_of_range_are_named(string json, string message)
+    {
+        RunOptions o = RunOptions.FromFile(Write(json));
+        var e = Assert.Throws<EngineException>(o.Validate);
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Presets_switch_each_dapo_technique_on_its_own()
+    {
+        RlOptions[] ladder = Enumerable.Range(0, 6).Select(RlOptions.Ladder).ToArray();
+        Assert.Equal(RlOptions.Grpo(), ladder[0]);
+        Assert.Equal(RlOptions.Dapo(), ladder[5]);
+        Assert.False(ladder[0].OverlongFiltering || ladder[0].SoftOverlongPunishment || ladder[0].DynamicSampling);
+        Assert.Equal(0.2f, ladder[0].EpsHigh);
+        Assert.Equal("seq-mean-token-mean", ladder[0].LossAggregation);
+        Assert.True(ladder[1].OverlongFiltering);
+        Assert.Equal(0.28f, ladder[2].EpsHigh);
+        Assert.True(ladder[3].SoftOverlongPunishment);
+        Assert.Equal("token-mean", ladder[4].LossAggregation);
+        Assert.True(ladder[5].DynamicSampling);
+        Assert.Equal(0f, ladder[5].KlCoef);
+    }
+
+    [Fact]
+    public void The_cli_rejects_a_bad_flag_value_in_one_line()
+    {
+        var (code, _, stderr) = CliRunner.Run("rl", "--eps-high", "wide", "--out", temp.File("run"));
+        Assert.Equal(1, code);
+        Assert.StartsWith("error: --eps-high: expected a number, got 'wide'", stderr.Trim(), StringComparison.Ordinal);
+        var (code2, _, stderr2) = CliRunner.Run("demo", "--set", "rl.eps_hihg=0.3", "--out", temp.File("run2"));
+        Assert.Equal(1, code2);
+        Assert.Contains("unknown setting 'eps_hihg' (did you mean 'eps_high'?)", stderr2, StringComparison.Ordinal);
+        var (code3, _, stderr3) = CliRunner.Run("rl", "--algo", "ppo", "--out", temp.File("run3"));
+        Assert.Equal(1, code3);
+        Assert.Contains("--algo must be grpo or dapo", stderr3, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Cli_flags_override_the_config_file()
+    {
+        string file = Write("""
+            {"rl": {"steps": 1, "prompts_per_step": 2, "samples_per_prompt": 2, "eval_examples": 2, "eval_every": 0, "kv_cache_mb": 8},
+             "model": {"layers": 1, "dim": 16, "heads": 2, "max_positions": 12}, "task": {"parameters": "max_digits=1"}}
+            """);
+        string run = temp.File("flags");
+        var (code, stdout, stderr) = CliRunner.Run("rl", "--config", file, "--eps-high", "0.35", "--out", run);
+        Assert.True(code == 0, stderr);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!;
+        Assert.Equal(0.35, (double)config["rl"]!["eps_high"]!, 5);
+        Assert.Equal(2, (int)config["rl"]!["prompts_per_step"]!);
+        Assert.Contains("report:", stdout, StringComparison.Ordinal);
+    }
+
+    public void Dispose() => temp.Dispose();
+
+    private string Write(string json)
+    {
+        string path = temp.File($"config-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, json);
+        return path;
+    }
+}
