@@ -29,12 +29,12 @@ public sealed unsafe class GemmTests : IDisposable
         { 13, 33, 257 },     // one past MR, NR and KC
         { 145, 40, 70 },     // one row past MC = 144
         { 150, 97, 513 },    // three KC blocks, edge tiles everywhere
-        { 1, 300, 33 },      // single row (small-m when transB)
+        { 1, 300, 33 },      // single row (small-m, B transposed in registers when transB)
         { 3, 37, 70 },
         { 4, 36, 16 },
         { 5, 200, 100 },
         { 64, 41, 71 },      // largest small-m
-        { 65, 41, 71 },      // smallest packed transB
+        { 65, 41, 71 },      // smallest packed
         { 70, 4099, 9 },     // two column chunks (NC = 4096)
         { 5, 2100, 2000 },   // small-m with weights past the cache size (prefetched)
     };
