@@ -51,14 +51,15 @@ internal enum GemmIsa
 /// any element's arithmetic, so the result is bit-identical for any number of threads.
 /// </para>
 /// <para>
-/// Decode shapes (transB with at most <see cref="SmallRows"/> rows) skip packing:
-/// <see cref="MultiplySmall"/> streams the weight rows directly as dot products, in parallel over
-/// the columns.
+/// Decode shapes (at most <see cref="SmallRows"/> rows, any transposes) skip packing B:
+/// <see cref="MultiplySmall"/> reads it in place, once, in parallel over the columns, with the same
+/// k blocks, the same per-element FMA chains and the same write-back, so every element of C has
+/// the same bits on either path (batch invariance: a row of C depends on its row of op(A) only).
 /// </para>
 /// </remarks>
 internal static unsafe partial class CpuGemm
 {
-    /// <summary>Rows at or below which a transB product takes the unpacked small-m path.</summary>
+    /// <summary>Rows at or below which a product takes the unpacked small-m path (vector kernel sets).</summary>
     internal const int SmallRows = 64;
 
     /// <summary>Panels of B packed by one work item of the packing loop.</summary>
@@ -93,9 +94,9 @@ internal static unsafe partial class CpuGemm
         {
             ScaleOnly(c, m, n, beta, bias);
         }
-        else if (transB && m <= SmallRows)
+        else if (m <= SmallRows && isa != GemmIsa.Scalar)
         {
-            MultiplySmall(pool, c, a, b, m, n, k, transA, alpha, beta, bias, isa);
+            MultiplySmall(pool, c, a, b, m, n, k, transA, transB, alpha, beta, bias, isa);
         }
         else
         {
@@ -137,8 +138,7 @@ internal static unsafe partial class CpuGemm
         int mr = bl.MR, nr = bl.NR;
 
         // Inner-dimension blocks of equal size: they depend on k alone, never on the thread count.
-        int kBlocks = (k + bl.KC - 1) / bl.KC;
-        int kcStep = (k + kBlocks - 1) / kBlocks;
+        KSplit(k, bl.KC, out int kBlocks, out int kcStep);
 
         // Column chunks of equal size (whole panels). B is packed for as many k blocks at once as
         // PackedBudget holds (all of them unless k is large), then one parallel loop runs them all.

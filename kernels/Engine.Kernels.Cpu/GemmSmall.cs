@@ -5,354 +5,475 @@ using System.Runtime.Intrinsics.X86;
 namespace Engine.Kernels.Cpu;
 
 /// <summary>
-/// The small-m transB path (decode: a few rows against a big weight matrix W[n, k]). Packing B
-/// would cost as much as the product itself, so each output is a dot product of a row of A with a
-/// row of B, both contiguous in k, streamed straight from memory; parallel over chunks of columns.
+/// The small-m path (decode: a few rows against a big weight matrix, any transposes). Packing B
+/// would cost as much as the product itself, so B is read in place, once, and the rows of A go
+/// into the vector lanes; yet every element gets exactly the packed path's arithmetic.
 /// </summary>
+/// <remarks>
+/// <para>
+/// The canonical order, shared by every path and kernel set: element (i, j) is, for each k block
+/// of <see cref="KSplit"/> in order, one FMA chain <c>acc = fma(A(i, p), B(p, j), acc)</c> from
+/// zero over the block's p in order, then written back as <c>C = alpha * acc + beta * C + bias</c>
+/// (one FMA, then the bias; beta = 1 and no bias for later blocks), as <see cref="WriteTile"/>
+/// does. fma is symmetric in its two factors, and a vector FMA is lane by lane the scalar one, so
+/// how the lanes are filled does not matter: a row of C depends on its row of A only, whatever m,
+/// the row's position, the columns beside it, the transposes or the thread count.
+/// </para>
+/// <para>
+/// Rows across (m &gt;= 3, or not transB): op(A) is copied transposed to <c>at[k][lda]</c> (zero
+/// padded), so one vector load gives one k step of 16 (Vector512), 8 or 4 rows. Each element of B
+/// is broadcast from where it lies (an embedded-broadcast FMA operand) into the vector of rows; a
+/// group of 8 columns keeps 8 accumulators. Work items are runs of columns (all rows, all k);
+/// each group of 8 columns walks the k blocks and, for each, every group of rows, so its block of
+/// B comes from memory once and is reused from L1 by the other row groups.
+/// </para>
+/// <para>
+/// Columns across (m &lt;= 2 and transB, where rows across would leave most lanes idle): 32 weight
+/// rows at a time are transposed in registers, 8 x 8 blocks, and multiplied by broadcast elements
+/// of A, as the packed micro-kernel does but without writing B anywhere; the next 32 rows are
+/// prefetched when B exceeds the caches (the LM head).
+/// </para>
+/// </remarks>
 internal static unsafe partial class CpuGemm
 {
-    /// <summary>
-    /// C[m, n] = alpha * A[m, k] B[n, k]^T + beta * C + bias, m &lt;= <see cref="SmallRows"/>.
-    /// When transA (A stored [k, m]) A is first copied to [m, k] in the caller's scratch.
-    /// </summary>
-    private static void MultiplySmall(CpuThreadPool pool, float* c, float* a, float* b, int m, int n, int k,
-        bool transA, float alpha, float beta, float* bias, GemmIsa isa)
-    {
-        if (transA)
-        {
-            // at[m, k] = a[k, m]^T
-            float* at = GemmScratch.Current.Operand((long)m * k);
-            for (int p = 0; p < k; p++)
-            {
-                float* src = a + (long)p * m;
-                for (int i = 0; i < m; i++)
-                {
-                    at[(long)i * k + p] = src[i];
-                }
-            }
+    /// <summary>Columns of B handled by one micro-kernel call of the small-m path.</summary>
+    private const int SmallCols = 8;
 
-            a = at;
-        }
+    /// <summary>Rows at or below which a transB product transposes B in registers (columns across).</summary>
+    private const int TransposedRows = 2;
 
-        // Work items of a few groups of 4 columns: enough of them to balance the threads.
-        int chunk = Math.Clamp((32 * 1024 / k) & ~3, 8, 64);
-        var work = new SmallWork
-        {
-            C = c, A = a, B = b, M = m, N = n, K = k, Chunk = chunk, Alpha = alpha, Beta = beta, Bias = bias, Isa = isa,
-            Prefetch = Sse.IsSupported && (long)n * k > StreamedWeights,
-        };
-        pool.For((n + chunk - 1) / chunk, ref work);
-    }
-
-    /// <summary>One chunk of output columns of the small-m path, for all rows.</summary>
-    private struct SmallWork : IParallelWork
-    {
-        public float* C;
-        public float* A;
-        public float* B;
-        public int M;
-        public int N;
-        public int K;
-        public int Chunk;
-        public float Alpha;
-        public float Beta;
-        public float* Bias;
-        public GemmIsa Isa;
-        public bool Prefetch;
-
-        public readonly void Execute(int item, int worker)
-        {
-            int j0 = item * Chunk;
-            int j1 = Math.Min(N, j0 + Chunk);
-            float* r = stackalloc float[16];
-            int j = j0;
-            // Four rows of B at a time (4 x k floats, kept in cache) against every row of A, so each
-            // weight is fetched from memory once.
-            for (; j + 4 <= j1; j += 4)
-            {
-                float* bj = B + (long)j * K;
-                float* bias = Bias == null ? null : Bias + j;
-                int i = 0;
-                long span = 4L * K, groups = M / 4;
-                for (; i + 4 <= M; i += 4)
-                {
-                    if (Prefetch && j + 8 <= N)
-                    {
-                        // A share of the next four weight rows, so that they stream in from memory
-                        // while these are used (the first row group alone would wait for them).
-                        long g = i / 4;
-                        float* next = bj + span;
-                        for (long t = (span * g / groups) & ~15L, end = span * (g + 1) / groups; t < end; t += 16)
-                        {
-                            Sse.Prefetch1(next + t);
-                        }
-                    }
-
-                    Dot4x4(A + (long)i * K, bj, K, r, Isa);
-                    for (int ii = 0; ii < 4; ii++)
-                    {
-                        Store4(C + (long)(i + ii) * N + j, r + ii * 4, Alpha, Beta, bias);
-                    }
-                }
-
-                for (; i < M; i++)
-                {
-                    Dot1x4(A + (long)i * K, bj, K, r, Isa);
-                    Store4(C + (long)i * N + j, r, Alpha, Beta, bias);
-                }
-            }
-
-            for (; j < j1; j++)
-            {
-                for (int i = 0; i < M; i++)
-                {
-                    Store1(C + (long)i * N + j, Dot1(A + (long)i * K, B + (long)j * K, K, Isa),
-                        Alpha, Beta, Bias == null ? null : Bias + j);
-                }
-            }
-        }
-    }
+    /// <summary>Weight rows (columns of C) of one transposed panel.</summary>
+    private const int TPanel = 32;
 
     /// <summary>Weights (floats of B) past which the small-m path prefetches them: more than the caches hold.</summary>
     private const long StreamedWeights = 4L << 20;
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store1(float* c, float r, float alpha, float beta, float* bias)
+    /// <summary>
+    /// The k blocks of the canonical order for one kernel set: <paramref name="blocks"/> equal blocks
+    /// of <paramref name="step"/> (the last may be shorter), depending on k alone.
+    /// </summary>
+    private static void KSplit(int k, int kc, out int blocks, out int step)
     {
-        float v = beta == 0 ? r * alpha : MathF.FusedMultiplyAdd(r, alpha, *c * beta);
-        *c = bias == null ? v : v + *bias;
+        blocks = (k + kc - 1) / kc;
+        step = (k + blocks - 1) / blocks;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store4(float* c, float* r, float alpha, float beta, float* bias)
+    /// <summary>
+    /// C[m, n] = alpha * op(A)[m, k] op(B)[k, n] + beta * C + bias, m &lt;= <see cref="SmallRows"/>,
+    /// vector kernel sets only (the scalar set takes the packed path).
+    /// </summary>
+    private static void MultiplySmall(CpuThreadPool pool, float* c, float* a, float* b, int m, int n, int k,
+        bool transA, bool transB, float alpha, float beta, float* bias, GemmIsa isa)
     {
-        Store1(c, r[0], alpha, beta, bias);
-        Store1(c + 1, r[1], alpha, beta, bias == null ? null : bias + 1);
-        Store1(c + 2, r[2], alpha, beta, bias == null ? null : bias + 2);
-        Store1(c + 3, r[3], alpha, beta, bias == null ? null : bias + 3);
-    }
+        // Row groups: full vectors of `lanes` rows, then one narrower (or padded) vector for the rest.
+        int lanes = isa == GemmIsa.Vector512 ? 16 : 8;
+        int fullRows = m / lanes * lanes;
+        int rest = m - fullRows;
+        int restWidth = rest == 0 ? 0 : rest <= 4 ? 4 : rest <= 8 ? 8 : lanes;
+        int lda = fullRows + restWidth;
 
-    // Every dot product below has the same arithmetic whatever kernel computes it: lane-wise FMA
-    // chains over the full vectors of k in order, the vector's Sum, then an FMA chain over the tail.
-
-    /// <summary>r[4 x 4] = A[4 rows, k] . B[4 rows, k] (row stride k for both).</summary>
-    private static void Dot4x4(float* a, float* b, int k, float* r, GemmIsa isa)
-    {
-        if (isa == GemmIsa.Vector512)
+        // at[k][lda] = op(A)^T, rows of A across, zero padded past m
+        float* at = GemmScratch.Current.Operand((long)lda * k);
+        if (transA)
         {
-            Dot4x4V512(a, b, k, r);
-        }
-        else if (isa == GemmIsa.Vector256)
-        {
-            Dot4x4V256(a, b, k, r);
+            // A stored [k, m]: row p of A^T is contiguous
+            PackRows(at, a, m, m, k, lda);
         }
         else
         {
-            for (int ii = 0; ii < 4; ii++)
+            // A stored [m, k]
+            PackTransposed(at, a, k, m, k, lda);
+        }
+
+        KSplit(k, Blocking.For(isa).KC, out int kBlocks, out int kcStep);
+        // With 1 or 2 rows, most lanes would idle: whole panels of 32 columns of a transB product take
+        // the kernel that transposes B in registers instead (columns across, like the packed path).
+        bool transposed = transB && m <= TransposedRows && Avx.IsSupported;
+        int granule = transposed ? TPanel : SmallCols;
+        int perItem = Math.Clamp(RoundUp((n + 8 * pool.ThreadCount - 1) / (8 * pool.ThreadCount), granule), granule, 64);
+        var work = new SmallWork
+        {
+            C = c, At = at, B = b, M = m, N = n, K = k, Lda = lda, FullRows = fullRows, Lanes = lanes, RestWidth = restWidth,
+            TransB = transB, Transposed = transposed, Streamed = (long)n * k > StreamedWeights, KBlocks = kBlocks, KcStep = kcStep, PerItem = perItem, Alpha = alpha, Beta = beta, Bias = bias,
+        };
+        pool.For((n + perItem - 1) / perItem, ref work);
+    }
+
+    /// <summary>One run of output columns of the small-m path, for all rows and all k.</summary>
+    private struct SmallWork : IParallelWork
+    {
+        public float* C;
+        public float* At;
+        public float* B;
+        public int M;
+        public int N;
+        public int K;
+        public int Lda;
+        public int FullRows;
+        public int Lanes;
+        public int RestWidth;
+        public bool TransB;
+        public bool Transposed;
+        public bool Streamed;
+        public int KBlocks;
+        public int KcStep;
+        public int PerItem;
+        public float Alpha;
+        public float Beta;
+        public float* Bias;
+
+        public readonly void Execute(int item, int worker)
+        {
+            // tile[column][lane], or tile[row][32] for a transposed panel: one kernel call's accumulators
+            float* tile = stackalloc float[SmallCols * 16];
+            int j1 = Math.Min(N, (item + 1) * PerItem);
+            // B(p, j) at B[j * sj + p * sp]
+            long sj = TransB ? K : 1, sp = TransB ? 1 : N;
+            int j = item * PerItem;
+            if (Transposed)
             {
-                for (int jj = 0; jj < 4; jj++)
+                // Whole panels of 32 weight rows, transposed in registers (m <= 2).
+                for (; j + TPanel <= j1; j += TPanel)
                 {
-                    r[ii * 4 + jj] = Dot1(a + (long)ii * k, b + (long)jj * k, k, isa);
+                    float* w = B + (long)j * K;
+                    float* nextPanel = Streamed && j + 2 * TPanel <= N ? w + (long)TPanel * K : null;
+                    for (int q = 0; q < KBlocks; q++)
+                    {
+                        int pc = q * KcStep;
+                        int kc = Math.Min(KcStep, K - pc);
+                        float* x = At + (long)pc * Lda;
+                        float* next = nextPanel == null ? null : nextPanel + pc;
+                        switch (M)
+                        {
+                            case 1:
+                                SmallKernelT<Rows1>(x, Lda, w + pc, K, kc, tile, next);
+                                break;
+                            default:
+                                SmallKernelT<Rows2>(x, Lda, w + pc, K, kc, tile, next);
+                                break;
+                        }
+
+                        bool first = q == 0;
+                        WriteTile(tile, TPanel, C + j, N, M, TPanel, Alpha, first ? Beta : 1f,
+                            first && Bias != null ? Bias + j : null);
+                    }
+                }
+            }
+
+            for (; j < j1; j += SmallCols)
+            {
+                int cols = Math.Min(SmallCols, j1 - j);
+                for (int q = 0; q < KBlocks; q++)
+                {
+                    int pc = q * KcStep;
+                    int kc = Math.Min(KcStep, K - pc);
+                    bool first = q == 0;
+                    float beta = first ? Beta : 1f;
+                    float* bias = first && Bias != null ? Bias + j : null;
+                    float* w = B + j * sj + pc * sp;
+                    float* x = At + (long)pc * Lda;
+                    for (int i = 0; i < FullRows; i += Lanes)
+                    {
+                        if (Lanes == 16)
+                        {
+                            SmallKernel512(x + i, Lda, w, sj, sp, cols, kc, tile);
+                        }
+                        else
+                        {
+                            SmallKernel256(x + i, Lda, w, sj, sp, cols, kc, tile);
+                        }
+
+                        WriteTileColumns(tile, Lanes, C + (long)i * N + j, N, Lanes, cols, Alpha, beta, bias);
+                    }
+
+                    if (RestWidth > 0)
+                    {
+                        float* xr = x + FullRows;
+                        switch (RestWidth)
+                        {
+                            case 4:
+                                SmallKernel128(xr, Lda, w, sj, sp, cols, kc, tile);
+                                break;
+                            case 8:
+                                SmallKernel256(xr, Lda, w, sj, sp, cols, kc, tile);
+                                break;
+                            default:
+                                SmallKernel512(xr, Lda, w, sj, sp, cols, kc, tile);
+                                break;
+                        }
+
+                        WriteTileColumns(tile, RestWidth, C + (long)FullRows * N + j, N, M - FullRows, cols, Alpha, beta, bias);
+                    }
                 }
             }
         }
     }
 
-    /// <summary>r[4] = a[k] . B[4 rows, k].</summary>
-    private static void Dot1x4(float* a, float* b, int k, float* r, GemmIsa isa)
+    /// <summary>
+    /// Writes a column-major accumulator tile (element (ii, jj) at <c>tile[jj * ldt + ii]</c>):
+    /// <c>C = alpha * acc + beta * C + bias</c>, the same arithmetic as <see cref="WriteTile"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void WriteTileColumns(float* tile, int ldt, float* c, long ldc, int rows, int cols,
+        float alpha, float beta, float* bias)
     {
-        if (isa == GemmIsa.Vector512)
+        for (int ii = 0; ii < rows; ii++)
         {
-            Dot1x4V512(a, b, k, r);
-        }
-        else
-        {
-            for (int jj = 0; jj < 4; jj++)
+            float* t = tile + ii;
+            float* row = c + ii * ldc;
+            for (int jj = 0; jj < cols; jj++)
             {
-                r[jj] = Dot1(a, b + (long)jj * k, k, isa);
+                float acc = t[jj * ldt];
+                float v = beta == 0 ? acc * alpha : MathF.FusedMultiplyAdd(acc, alpha, row[jj] * beta);
+                row[jj] = bias == null ? v : v + bias[jj];
             }
         }
     }
 
-    /// <summary>One dot product of length k.</summary>
-    private static float Dot1(float* a, float* b, int k, GemmIsa isa)
+    /// <summary>
+    /// 16 rows x 8 columns over kc steps of k: <c>acc_j = fma(x[p * lda .. + 16], B(p, j), acc_j)</c>
+    /// with B(p, j) at <c>w[j * sj + p * sp]</c>; columns past <paramref name="cols"/> repeat the
+    /// last one. Stores the accumulators to tile[8][16].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void SmallKernel512(float* x, long lda, float* w, long sj, long sp, int cols, int kc, float* tile)
     {
+        float* w0 = w, w1 = w + Math.Min(1, cols - 1) * sj, w2 = w + Math.Min(2, cols - 1) * sj;
+        float* w3 = w + Math.Min(3, cols - 1) * sj, w4 = w + Math.Min(4, cols - 1) * sj;
+        float* w5 = w + Math.Min(5, cols - 1) * sj, w6 = w + Math.Min(6, cols - 1) * sj;
+        float* w7 = w + Math.Min(7, cols - 1) * sj;
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        Vector512<float> c4 = default, c5 = default, c6 = default, c7 = default;
+        long off = 0;
+        for (int p = 0; p < kc; p++, x += lda, off += sp)
+        {
+            Vector512<float> a = Vector512.Load(x);
+            c0 = Vector512.FusedMultiplyAdd(a, Vector512.Create(w0[off]), c0);
+            c1 = Vector512.FusedMultiplyAdd(a, Vector512.Create(w1[off]), c1);
+            c2 = Vector512.FusedMultiplyAdd(a, Vector512.Create(w2[off]), c2);
+            c3 = Vector512.FusedMultiplyAdd(a, Vector512.Create(w3[off]), c3);
+            c4 = Vector512.FusedMultiplyAdd(a, Vector512.Create(w4[off]), c4);
+            c5 = Vector512.FusedMultiplyAdd(a, Vector512.Create(w5[off]), c5);
+            c6 = Vector512.FusedMultiplyAdd(a, Vector512.Create(w6[off]), c6);
+            c7 = Vector512.FusedMultiplyAdd(a, Vector512.Create(w7[off]), c7);
+        }
+
+        c0.Store(tile);
+        c1.Store(tile + 16);
+        c2.Store(tile + 32);
+        c3.Store(tile + 48);
+        c4.Store(tile + 64);
+        c5.Store(tile + 80);
+        c6.Store(tile + 96);
+        c7.Store(tile + 112);
+    }
+
+    /// <summary>8 rows x 8 columns; as <see cref="SmallKernel512"/>, tile[8][8].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void SmallKernel256(float* x, long lda, float* w, long sj, long sp, int cols, int kc, float* tile)
+    {
+        float* w0 = w, w1 = w + Math.Min(1, cols - 1) * sj, w2 = w + Math.Min(2, cols - 1) * sj;
+        float* w3 = w + Math.Min(3, cols - 1) * sj, w4 = w + Math.Min(4, cols - 1) * sj;
+        float* w5 = w + Math.Min(5, cols - 1) * sj, w6 = w + Math.Min(6, cols - 1) * sj;
+        float* w7 = w + Math.Min(7, cols - 1) * sj;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        Vector256<float> c4 = default, c5 = default, c6 = default, c7 = default;
+        long off = 0;
+        for (int p = 0; p < kc; p++, x += lda, off += sp)
+        {
+            Vector256<float> a = Vector256.Load(x);
+            c0 = Vector256.FusedMultiplyAdd(a, Vector256.Create(w0[off]), c0);
+            c1 = Vector256.FusedMultiplyAdd(a, Vector256.Create(w1[off]), c1);
+            c2 = Vector256.FusedMultiplyAdd(a, Vector256.Create(w2[off]), c2);
+            c3 = Vector256.FusedMultiplyAdd(a, Vector256.Create(w3[off]), c3);
+            c4 = Vector256.FusedMultiplyAdd(a, Vector256.Create(w4[off]), c4);
+            c5 = Vector256.FusedMultiplyAdd(a, Vector256.Create(w5[off]), c5);
+            c6 = Vector256.FusedMultiplyAdd(a, Vector256.Create(w6[off]), c6);
+            c7 = Vector256.FusedMultiplyAdd(a, Vector256.Create(w7[off]), c7);
+        }
+
+        c0.Store(tile);
+        c1.Store(tile + 8);
+        c2.Store(tile + 16);
+        c3.Store(tile + 24);
+        c4.Store(tile + 32);
+        c5.Store(tile + 40);
+        c6.Store(tile + 48);
+        c7.Store(tile + 56);
+    }
+
+    /// <summary>4 rows x 8 columns; as <see cref="SmallKernel512"/>, tile[8][4].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void SmallKernel128(float* x, long lda, float* w, long sj, long sp, int cols, int kc, float* tile)
+    {
+        float* w0 = w, w1 = w + Math.Min(1, cols - 1) * sj, w2 = w + Math.Min(2, cols - 1) * sj;
+        float* w3 = w + Math.Min(3, cols - 1) * sj, w4 = w + Math.Min(4, cols - 1) * sj;
+        float* w5 = w + Math.Min(5, cols - 1) * sj, w6 = w + Math.Min(6, cols - 1) * sj;
+        float* w7 = w + Math.Min(7, cols - 1) * sj;
+        Vector128<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        Vector128<float> c4 = default, c5 = default, c6 = default, c7 = default;
+        long off = 0;
+        for (int p = 0; p < kc; p++, x += lda, off += sp)
+        {
+            Vector128<float> a = Vector128.Load(x);
+            c0 = Vector128.FusedMultiplyAdd(a, Vector128.Create(w0[off]), c0);
+            c1 = Vector128.FusedMultiplyAdd(a, Vector128.Create(w1[off]), c1);
+            c2 = Vector128.FusedMultiplyAdd(a, Vector128.Create(w2[off]), c2);
+            c3 = Vector128.FusedMultiplyAdd(a, Vector128.Create(w3[off]), c3);
+            c4 = Vector128.FusedMultiplyAdd(a, Vector128.Create(w4[off]), c4);
+            c5 = Vector128.FusedMultiplyAdd(a, Vector128.Create(w5[off]), c5);
+            c6 = Vector128.FusedMultiplyAdd(a, Vector128.Create(w6[off]), c6);
+            c7 = Vector128.FusedMultiplyAdd(a, Vector128.Create(w7[off]), c7);
+        }
+
+        c0.Store(tile);
+        c1.Store(tile + 4);
+        c2.Store(tile + 8);
+        c3.Store(tile + 12);
+        c4.Store(tile + 16);
+        c5.Store(tile + 20);
+        c6.Store(tile + 24);
+        c7.Store(tile + 28);
+    }
+
+    /// <summary>A row count known to the JIT, so <see cref="SmallKernelT{TR}"/> compiles to the FMAs it needs only.</summary>
+    private interface IRowCount
+    {
+        static abstract int Rows { get; }
+    }
+
+    private struct Rows1 : IRowCount
+    {
+        public static int Rows => 1;
+    }
+
+    private struct Rows2 : IRowCount
+    {
+        public static int Rows => 2;
+    }
+
+    /// <summary>
+    /// TR.Rows (1 or 2) rows x 32 columns over kc steps of k, B stored [n, k] (row stride ldw):
+    /// 8 x 8 blocks of four groups of 8 weight rows are transposed in registers and run through
+    /// <c>acc[i][cols] = fma(x[p * lda + i], B[cols, p], acc[i][cols])</c> for p in order, the
+    /// packed micro-kernel's chain. Stores the accumulators to tile[2][32] (row-major). With
+    /// <paramref name="next"/> set, the same steps of k of the next 32 rows are prefetched.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void SmallKernelT<TR>(float* x, long lda, float* w, long ldw, int kc, float* tile, float* next)
+        where TR : struct, IRowCount
+    {
+        Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;
+        Vector256<float> c10 = default, c11 = default, c12 = default, c13 = default;
+        float* w1 = w + 8 * ldw, w2 = w1 + 8 * ldw, w3 = w2 + 8 * ldw;
         int p = 0;
-        float s = 0;
-        if (isa == GemmIsa.Vector512)
+        // 16 steps of k at a time, each group's two 8 x 8 blocks back to back: a row's cache line
+        // is used up at once, so the 32 rows never need to stay in L1 together (with k a power of
+        // two they fall into a few sets and evict each other).
+        for (; p + 16 <= kc; p += 16, x += 16 * lda)
         {
-            Vector512<float> acc = default;
-            for (; p + 16 <= k; p += 16)
+            if (next != null)
             {
-                acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + p), Vector512.Load(b + p), acc);
+                float* f = next + p;
+                for (int r = 0; r < TPanel; r++, f += ldw)
+                {
+                    Sse.Prefetch1(f);
+                }
             }
 
-            s = Vector512.Sum(acc);
+            TransposedStep<TR>(w + p, ldw, x, lda, ref c00, ref c10);
+            TransposedStep<TR>(w + p + 8, ldw, x + 8 * lda, lda, ref c00, ref c10);
+            TransposedStep<TR>(w1 + p, ldw, x, lda, ref c01, ref c11);
+            TransposedStep<TR>(w1 + p + 8, ldw, x + 8 * lda, lda, ref c01, ref c11);
+            TransposedStep<TR>(w2 + p, ldw, x, lda, ref c02, ref c12);
+            TransposedStep<TR>(w2 + p + 8, ldw, x + 8 * lda, lda, ref c02, ref c12);
+            TransposedStep<TR>(w3 + p, ldw, x, lda, ref c03, ref c13);
+            TransposedStep<TR>(w3 + p + 8, ldw, x + 8 * lda, lda, ref c03, ref c13);
         }
-        else if (isa == GemmIsa.Vector256)
+
+        if (p + 8 <= kc)
         {
-            Vector256<float> acc = default;
-            for (; p + 8 <= k; p += 8)
-            {
-                acc = Vector256.FusedMultiplyAdd(Vector256.Load(a + p), Vector256.Load(b + p), acc);
-            }
-
-            s = Vector256.Sum(acc);
+            TransposedStep<TR>(w + p, ldw, x, lda, ref c00, ref c10);
+            TransposedStep<TR>(w1 + p, ldw, x, lda, ref c01, ref c11);
+            TransposedStep<TR>(w2 + p, ldw, x, lda, ref c02, ref c12);
+            TransposedStep<TR>(w3 + p, ldw, x, lda, ref c03, ref c13);
+            p += 8;
+            x += 8 * lda;
         }
-        else
+
+        for (; p < kc; p++, x += lda)
         {
-            for (; p < k; p++)
-            {
-                s += a[p] * b[p];
-            }
-
-            return s;
+            TransposedTail<TR>(w + p, ldw, x, ref c00, ref c10);
+            TransposedTail<TR>(w1 + p, ldw, x, ref c01, ref c11);
+            TransposedTail<TR>(w2 + p, ldw, x, ref c02, ref c12);
+            TransposedTail<TR>(w3 + p, ldw, x, ref c03, ref c13);
         }
 
-        return Tail(a, b, p, k, s);
+        c00.Store(tile);
+        c01.Store(tile + 8);
+        c02.Store(tile + 16);
+        c03.Store(tile + 24);
+        c10.Store(tile + 32);
+        c11.Store(tile + 40);
+        c12.Store(tile + 48);
+        c13.Store(tile + 56);
     }
 
+    /// <summary>
+    /// 8 steps of k for one group of 8 weight rows (row stride ldw): transposed in registers, then
+    /// the FMAs in k order. Rows r and r + 4 are loaded side by side (one 128-bit half each), so
+    /// two shuffle stages give whole columns [B(rows 0..3, p) | B(rows 4..7, p)].
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Tail(float* a, float* b, int p, int k, float s)
+    private static void TransposedStep<TR>(float* w, long ldw, float* x, long lda,
+        ref Vector256<float> c0, ref Vector256<float> c1)
+        where TR : struct, IRowCount
     {
-        for (; p < k; p++)
-        {
-            s = MathF.FusedMultiplyAdd(a[p], b[p], s);
-        }
-
-        return s;
+        TransposedHalf<TR>(w, ldw, x, lda, ref c0, ref c1);
+        TransposedHalf<TR>(w + 4, ldw, x + 4 * lda, lda, ref c0, ref c1);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4x4V512(float* a, float* b, int k, float* r)
+    /// <summary>The first or second 4 steps of <see cref="TransposedStep{TR}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransposedHalf<TR>(float* w, long ldw, float* x, long lda,
+        ref Vector256<float> c0, ref Vector256<float> c1)
+        where TR : struct, IRowCount
     {
-        float* a1 = a + k, a2 = a1 + k, a3 = a2 + k;
-        float* b1 = b + k, b2 = b1 + k, b3 = b2 + k;
-        Vector512<float> s00 = default, s01 = default, s02 = default, s03 = default;
-        Vector512<float> s10 = default, s11 = default, s12 = default, s13 = default;
-        Vector512<float> s20 = default, s21 = default, s22 = default, s23 = default;
-        Vector512<float> s30 = default, s31 = default, s32 = default, s33 = default;
-        int p = 0;
-        for (; p + 16 <= k; p += 16)
-        {
-            Vector512<float> y0 = Vector512.Load(b + p);
-            Vector512<float> y1 = Vector512.Load(b1 + p);
-            Vector512<float> y2 = Vector512.Load(b2 + p);
-            Vector512<float> y3 = Vector512.Load(b3 + p);
-            Vector512<float> x = Vector512.Load(a + p);
-            s00 = Vector512.FusedMultiplyAdd(x, y0, s00);
-            s01 = Vector512.FusedMultiplyAdd(x, y1, s01);
-            s02 = Vector512.FusedMultiplyAdd(x, y2, s02);
-            s03 = Vector512.FusedMultiplyAdd(x, y3, s03);
-            x = Vector512.Load(a1 + p);
-            s10 = Vector512.FusedMultiplyAdd(x, y0, s10);
-            s11 = Vector512.FusedMultiplyAdd(x, y1, s11);
-            s12 = Vector512.FusedMultiplyAdd(x, y2, s12);
-            s13 = Vector512.FusedMultiplyAdd(x, y3, s13);
-            x = Vector512.Load(a2 + p);
-            s20 = Vector512.FusedMultiplyAdd(x, y0, s20);
-            s21 = Vector512.FusedMultiplyAdd(x, y1, s21);
-            s22 = Vector512.FusedMultiplyAdd(x, y2, s22);
-            s23 = Vector512.FusedMultiplyAdd(x, y3, s23);
-            x = Vector512.Load(a3 + p);
-            s30 = Vector512.FusedMultiplyAdd(x, y0, s30);
-            s31 = Vector512.FusedMultiplyAdd(x, y1, s31);
-            s32 = Vector512.FusedMultiplyAdd(x, y2, s32);
-            s33 = Vector512.FusedMultiplyAdd(x, y3, s33);
-        }
-
-        r[0] = Tail(a, b, p, k, Vector512.Sum(s00));
-        r[1] = Tail(a, b1, p, k, Vector512.Sum(s01));
-        r[2] = Tail(a, b2, p, k, Vector512.Sum(s02));
-        r[3] = Tail(a, b3, p, k, Vector512.Sum(s03));
-        r[4] = Tail(a1, b, p, k, Vector512.Sum(s10));
-        r[5] = Tail(a1, b1, p, k, Vector512.Sum(s11));
-        r[6] = Tail(a1, b2, p, k, Vector512.Sum(s12));
-        r[7] = Tail(a1, b3, p, k, Vector512.Sum(s13));
-        r[8] = Tail(a2, b, p, k, Vector512.Sum(s20));
-        r[9] = Tail(a2, b1, p, k, Vector512.Sum(s21));
-        r[10] = Tail(a2, b2, p, k, Vector512.Sum(s22));
-        r[11] = Tail(a2, b3, p, k, Vector512.Sum(s23));
-        r[12] = Tail(a3, b, p, k, Vector512.Sum(s30));
-        r[13] = Tail(a3, b1, p, k, Vector512.Sum(s31));
-        r[14] = Tail(a3, b2, p, k, Vector512.Sum(s32));
-        r[15] = Tail(a3, b3, p, k, Vector512.Sum(s33));
+        float* w4 = w + 4 * ldw;
+        Vector256<float> r0 = Avx.InsertVector128(Sse.LoadVector128(w).ToVector256Unsafe(), Sse.LoadVector128(w4), 1);
+        Vector256<float> r1 = Avx.InsertVector128(Sse.LoadVector128(w + ldw).ToVector256Unsafe(), Sse.LoadVector128(w4 + ldw), 1);
+        Vector256<float> r2 = Avx.InsertVector128(Sse.LoadVector128(w + 2 * ldw).ToVector256Unsafe(), Sse.LoadVector128(w4 + 2 * ldw), 1);
+        Vector256<float> r3 = Avx.InsertVector128(Sse.LoadVector128(w + 3 * ldw).ToVector256Unsafe(), Sse.LoadVector128(w4 + 3 * ldw), 1);
+        Vector256<float> t0 = Avx.UnpackLow(r0, r1);
+        Vector256<float> t1 = Avx.UnpackHigh(r0, r1);
+        Vector256<float> t2 = Avx.UnpackLow(r2, r3);
+        Vector256<float> t3 = Avx.UnpackHigh(r2, r3);
+        TransposedFma<TR>(Avx.Shuffle(t0, t2, 0x44), x, ref c0, ref c1);
+        TransposedFma<TR>(Avx.Shuffle(t0, t2, 0xEE), x + lda, ref c0, ref c1);
+        TransposedFma<TR>(Avx.Shuffle(t1, t3, 0x44), x + 2 * lda, ref c0, ref c1);
+        TransposedFma<TR>(Avx.Shuffle(t1, t3, 0xEE), x + 3 * lda, ref c0, ref c1);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot1x4V512(float* a, float* b, int k, float* r)
+    /// <summary>One step of k for one group of 8 weight rows, gathered element by element.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransposedTail<TR>(float* w, long ldw, float* x,
+        ref Vector256<float> c0, ref Vector256<float> c1)
+        where TR : struct, IRowCount
     {
-        float* b1 = b + k, b2 = b1 + k, b3 = b2 + k;
-        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
-        int p = 0;
-        for (; p + 16 <= k; p += 16)
-        {
-            Vector512<float> x = Vector512.Load(a + p);
-            s0 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b + p), s0);
-            s1 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b1 + p), s1);
-            s2 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b2 + p), s2);
-            s3 = Vector512.FusedMultiplyAdd(x, Vector512.Load(b3 + p), s3);
-        }
-
-        r[0] = Tail(a, b, p, k, Vector512.Sum(s0));
-        r[1] = Tail(a, b1, p, k, Vector512.Sum(s1));
-        r[2] = Tail(a, b2, p, k, Vector512.Sum(s2));
-        r[3] = Tail(a, b3, p, k, Vector512.Sum(s3));
+        Vector256<float> col = Vector256.Create(w[0], w[ldw], w[2 * ldw], w[3 * ldw], w[4 * ldw], w[5 * ldw], w[6 * ldw], w[7 * ldw]);
+        TransposedFma<TR>(col, x, ref c0, ref c1);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4x4V256(float* a, float* b, int k, float* r)
+    /// <summary>acc[i] = fma(x[i], col, acc[i]) for the TR.Rows rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransposedFma<TR>(Vector256<float> col, float* x,
+        ref Vector256<float> c0, ref Vector256<float> c1)
+        where TR : struct, IRowCount
     {
-        float* a1 = a + k, a2 = a1 + k, a3 = a2 + k;
-        float* b1 = b + k, b2 = b1 + k, b3 = b2 + k;
-        Vector256<float> s00 = default, s01 = default, s02 = default, s03 = default;
-        Vector256<float> s10 = default, s11 = default, s12 = default, s13 = default;
-        Vector256<float> s20 = default, s21 = default, s22 = default, s23 = default;
-        Vector256<float> s30 = default, s31 = default, s32 = default, s33 = default;
-        int p = 0;
-        for (; p + 8 <= k; p += 8)
+        c0 = Vector256.FusedMultiplyAdd(Vector256.Create(x[0]), col, c0);
+        if (TR.Rows > 1)
         {
-            Vector256<float> y0 = Vector256.Load(b + p);
-            Vector256<float> y1 = Vector256.Load(b1 + p);
-            Vector256<float> y2 = Vector256.Load(b2 + p);
-            Vector256<float> y3 = Vector256.Load(b3 + p);
-            Vector256<float> x = Vector256.Load(a + p);
-            s00 = Vector256.FusedMultiplyAdd(x, y0, s00);
-            s01 = Vector256.FusedMultiplyAdd(x, y1, s01);
-            s02 = Vector256.FusedMultiplyAdd(x, y2, s02);
-            s03 = Vector256.FusedMultiplyAdd(x, y3, s03);
-            x = Vector256.Load(a1 + p);
-            s10 = Vector256.FusedMultiplyAdd(x, y0, s10);
-            s11 = Vector256.FusedMultiplyAdd(x, y1, s11);
-            s12 = Vector256.FusedMultiplyAdd(x, y2, s12);
-            s13 = Vector256.FusedMultiplyAdd(x, y3, s13);
-            x = Vector256.Load(a2 + p);
-            s20 = Vector256.FusedMultiplyAdd(x, y0, s20);
-            s21 = Vector256.FusedMultiplyAdd(x, y1, s21);
-            s22 = Vector256.FusedMultiplyAdd(x, y2, s22);
-            s23 = Vector256.FusedMultiplyAdd(x, y3, s23);
-            x = Vector256.Load(a3 + p);
-            s30 = Vector256.FusedMultiplyAdd(x, y0, s30);
-            s31 = Vector256.FusedMultiplyAdd(x, y1, s31);
-            s32 = Vector256.FusedMultiplyAdd(x, y2, s32);
-            s33 = Vector256.FusedMultiplyAdd(x, y3, s33);
+            c1 = Vector256.FusedMultiplyAdd(Vector256.Create(x[1]), col, c1);
         }
-
-        r[0] = Tail(a, b, p, k, Vector256.Sum(s00));
-        r[1] = Tail(a, b1, p, k, Vector256.Sum(s01));
-        r[2] = Tail(a, b2, p, k, Vector256.Sum(s02));
-        r[3] = Tail(a, b3, p, k, Vector256.Sum(s03));
-        r[4] = Tail(a1, b, p, k, Vector256.Sum(s10));
-        r[5] = Tail(a1, b1, p, k, Vector256.Sum(s11));
-        r[6] = Tail(a1, b2, p, k, Vector256.Sum(s12));
-        r[7] = Tail(a1, b3, p, k, Vector256.Sum(s13));
-        r[8] = Tail(a2, b, p, k, Vector256.Sum(s20));
-        r[9] = Tail(a2, b1, p, k, Vector256.Sum(s21));
-        r[10] = Tail(a2, b2, p, k, Vector256.Sum(s22));
-        r[11] = Tail(a2, b3, p, k, Vector256.Sum(s23));
-        r[12] = Tail(a3, b, p, k, Vector256.Sum(s30));
-        r[13] = Tail(a3, b1, p, k, Vector256.Sum(s31));
-        r[14] = Tail(a3, b2, p, k, Vector256.Sum(s32));
-        r[15] = Tail(a3, b3, p, k, Vector256.Sum(s33));
     }
 }

@@ -29,12 +29,12 @@ public sealed unsafe class GemmTests : IDisposable
         { 13, 33, 257 },     // one past MR, NR and KC
         { 145, 40, 70 },     // one row past MC = 144
         { 150, 97, 513 },    // three KC blocks, edge tiles everywhere
-        { 1, 300, 33 },      // single row (small-m when transB)
+        { 1, 300, 33 },      // single row (small-m, B transposed in registers when transB)
         { 3, 37, 70 },
         { 4, 36, 16 },
         { 5, 200, 100 },
         { 64, 41, 71 },      // largest small-m
-        { 65, 41, 71 },      // smallest packed transB
+        { 65, 41, 71 },      // smallest packed
         { 70, 4099, 9 },     // two column chunks (NC = 4096)
         { 5, 2100, 2000 },   // small-m with weights past the cache size (prefetched)
     };
@@ -370,59 +370,242 @@ public sealed unsafe class GemmTests : IDisposable
 }
 
 /// <summary>
-/// A row of C must not depend on which other rows share the call: the sampler decodes a few rows
-/// at a time while training runs thousands, and both must give the same bits for the same row.
+/// Batch invariance: every element of C must be a function of its row of op(A), its column of
+/// op(B), k, alpha, beta, the bias and the old C only, bit for bit, whatever the number of rows
+/// (and so the path: small-m, transposed small-m or packed), the row's position, the columns
+/// beside it, the transposes and the thread count. The sampler decodes a few rows at a time while
+/// training runs thousands, and both must give the same bits for the same row.
 /// </summary>
-public sealed class GemmBatchInvarianceTests : IDisposable
+public sealed unsafe class GemmBatchInvarianceTests : IDisposable
 {
-    private readonly Engine.Kernels.Cpu.CpuAccelerator acc = Engine.Tests.Support.TestDevices.Cpu();
+    private readonly CpuAccelerator two = TestDevices.Cpu(2);
+    private readonly CpuAccelerator one = TestDevices.Cpu(1);
+
+    public void Dispose()
+    {
+        two.Dispose();
+        one.Dispose();
+    }
+
+    /// <summary>Numbers of rows of the sub-batches: both small-m kernels, both sides of every row group and of the small-m limit.</summary>
+    private static readonly int[] BatchRows = [1, 2, 3, 5, 16, 17, 64, 65];
 
     [Theory]
     [InlineData(false, true, 300, 96, 200)]
-    [InlineData(false, true, 130, 770, 1000)]
+    [InlineData(false, true, 130, 770, 1000)]   // two k blocks
     [InlineData(false, false, 150, 64, 96)]
     [InlineData(true, false, 140, 80, 33)]
+    [InlineData(true, true, 100, 45, 1700)]     // three k blocks of 567, n not a multiple of 8
+    [InlineData(false, true, 90, 100, 7)]       // k shorter than a vector
+    [InlineData(false, false, 80, 33, 1100)]
+    [InlineData(true, false, 70, 130, 769)]     // one past a k block
     public void Each_row_is_the_same_whatever_the_rows_beside_it(bool transA, bool transB, int m, int n, int k)
     {
-        float[] a = Engine.Tests.Support.TestData.Uniform(1, (long)m * k);
-        float[] b = Engine.Tests.Support.TestData.Uniform(2, (long)k * n);
-        float[] bias = Engine.Tests.Support.TestData.Uniform(3, n);
-        float[] full = Multiply(a, b, bias, m, n, k, transA, transB);
-        foreach (int rows in new[] { 1, 5, 16, 64, 65 })
+        float[] a = TestData.Uniform(1, (long)m * k);
+        float[] b = TestData.Uniform(2, (long)k * n);
+        float[] bias = TestData.Uniform(3, n);
+        float[] full = Multiply(two, CpuGemm.BestIsa, a, b, null, bias, m, n, k, transA, transB, 1f, 0f);
+        foreach (int rows in BatchRows)
         {
             for (int start = 0; start + rows <= m; start += 37)
             {
-                float[] part = new float[(long)rows * k];
-                for (int i = 0; i < rows; i++)
+                float[] c = Multiply(one, CpuGemm.BestIsa, RowsOf(a, start, rows, k), b, null, bias, rows, n, k, transA, transB, 1f, 0f);
+                AssertRowsEqual(full, start, c, rows, n, $"tA={transA} tB={transB} rows [{start}, {start + rows}) of {m}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(1f, 0f, false)]
+    [InlineData(1f, 0f, true)]
+    [InlineData(0.5f, 1f, false)]
+    [InlineData(1.25f, 0.75f, true)]
+    [InlineData(-2f, -0.5f, true)]
+    public void Alpha_beta_and_bias_keep_rows_independent(float alpha, float beta, bool withBias)
+    {
+        const int m = 100, n = 70, k = 1000;
+        float[] a = TestData.Uniform(11, (long)m * k);
+        float[] b = TestData.Uniform(12, (long)k * n);
+        float[] c0 = TestData.Uniform(13, (long)m * n);
+        float[]? bias = withBias ? TestData.Uniform(14, n) : null;
+        foreach (bool tb in new[] { true, false })
+        {
+            float[] full = Multiply(two, CpuGemm.BestIsa, a, b, c0, bias, m, n, k, false, tb, alpha, beta);
+            foreach (int rows in new[] { 1, 2, 7, 64 })
+            {
+                int start = m - rows - 3;
+                float[] c = Multiply(one, CpuGemm.BestIsa, RowsOf(a, start, rows, k), b, RowsOf(c0, start, rows, n), bias,
+                    rows, n, k, false, tb, alpha, beta);
+                AssertRowsEqual(full, start, c, rows, n, $"tB={tb} alpha={alpha} beta={beta} bias={withBias} rows={rows}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 100, 300)]
+    [InlineData(2, 64, 40)]
+    [InlineData(9, 77, 1000)]
+    [InlineData(40, 50, 800)]
+    [InlineData(200, 45, 70)]
+    public void The_four_transpose_forms_give_the_same_bits(int m, int n, int k)
+    {
+        float[] a = TestData.Uniform(21, (long)m * k);
+        float[] b = TestData.Uniform(22, (long)k * n);
+        float[] c0 = TestData.Uniform(23, (long)m * n);
+        float[] bias = TestData.Uniform(24, n);
+        float[] reference = Multiply(two, CpuGemm.BestIsa, a, b, c0, bias, m, n, k, false, false, 0.9f, 0.4f);
+        foreach (var (ta, tb) in new[] { (false, true), (true, false), (true, true) })
+        {
+            float[] c = Multiply(two, CpuGemm.BestIsa, a, b, c0, bias, m, n, k, ta, tb, 0.9f, 0.4f);
+            AssertRowsEqual(reference, 0, c, m, n, $"C[{m},{n}] k={k} tA={ta} tB={tb} vs NN");
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 300, 200)]
+    [InlineData(2, 200, 96)]
+    [InlineData(12, 150, 800)]
+    [InlineData(100, 300, 100)]
+    public void Each_column_is_the_same_whatever_the_columns_beside_it(int m, int n, int k)
+    {
+        float[] a = TestData.Uniform(31, (long)m * k);
+        float[] b = TestData.Uniform(32, (long)k * n);
+        float[] bias = TestData.Uniform(33, n);
+        foreach (bool tb in new[] { true, false })
+        {
+            float[] full = Multiply(two, CpuGemm.BestIsa, a, b, null, bias, m, n, k, false, tb, 1f, 0f);
+            foreach (var (j0, cols) in new[] { (0, 1), (5, 31), (33, 40), (n - 65, 65) })
+            {
+                // op(B)[k, cols] and bias[cols] from column j0
+                float[] part = new float[(long)k * cols];
+                for (int p = 0; p < k; p++)
                 {
-                    for (int p = 0; p < k; p++)
-                    {
-                        part[(long)i * k + p] = transA ? a[(long)p * m + start + i] : a[(long)(start + i) * k + p];
-                    }
+                    Array.Copy(b, (long)p * n + j0, part, (long)p * cols, cols);
                 }
 
-                float[] c = Multiply(part, b, bias, rows, n, k, false, transB);
-                for (int i = 0; i < rows * n; i++)
+                float[] c = Multiply(one, CpuGemm.BestIsa, a, part, null, bias.AsSpan(j0, cols).ToArray(), m, cols, k, false, tb, 1f, 0f);
+                for (int i = 0; i < m; i++)
                 {
-                    Assert.True(BitConverter.SingleToInt32Bits(full[(long)start * n + i]) == BitConverter.SingleToInt32Bits(c[i]),
-                        $"rows [{start}, {start + rows}) of {m}: element {i} differs ({full[(long)start * n + i]:R} vs {c[i]:R})");
+                    for (int j = 0; j < cols; j++)
+                    {
+                        float x = full[(long)i * n + j0 + j], y = c[(long)i * cols + j];
+                        Assert.True(BitConverter.SingleToInt32Bits(x) == BitConverter.SingleToInt32Bits(y),
+                            $"m={m} tB={tb} columns [{j0}, {j0 + cols}): C[{i},{j0 + j}] differs ({x:R} vs {y:R})");
+                    }
                 }
             }
         }
     }
 
-    public void Dispose() => acc.Dispose();
-
-    private float[] Multiply(float[] a, float[] b, float[] bias, int m, int n, int k, bool transA, bool transB)
+    [Theory]
+    [InlineData(2)]
+    [InlineData(13)]
+    [InlineData(64)]
+    [InlineData(130)]
+    public void Rows_in_reverse_order_give_the_same_rows(int m)
     {
-        using var da = acc.Allocate(a.Length);
-        using var db = acc.Allocate(b.Length);
-        using var dbias = acc.Allocate(n);
-        using var dc = acc.Allocate((long)m * n);
-        acc.Upload(da.All, a);
-        acc.Upload(db.All, b);
-        acc.Upload(dbias.All, bias);
-        acc.Gemm(dc.All, da.All, db.All, m, n, k, transA, transB, bias: dbias.All);
-        return acc.ToArray(dc.All);
+        const int n = 90, k = 300;
+        float[] a = TestData.Uniform(41, (long)m * k);
+        float[] b = TestData.Uniform(42, (long)k * n);
+        float[] reversed = new float[a.Length];
+        for (int i = 0; i < m; i++)
+        {
+            Array.Copy(a, (long)i * k, reversed, (long)(m - 1 - i) * k, k);
+        }
+
+        foreach (bool tb in new[] { true, false })
+        {
+            float[] c = Multiply(two, CpuGemm.BestIsa, a, b, null, null, m, n, k, false, tb, 1f, 0f);
+            float[] r = Multiply(two, CpuGemm.BestIsa, reversed, b, null, null, m, n, k, false, tb, 1f, 0f);
+            for (int i = 0; i < m; i++)
+            {
+                AssertRowsEqual(c, i, r.AsSpan((m - 1 - i) * n, n).ToArray(), 1, n, $"m={m} tB={tb} row {i} reversed");
+            }
+        }
+    }
+
+    /// <summary>Kernel sets this machine can run: the narrower ones have their own k blocks and small-m kernels.</summary>
+    public static TheoryData<int> Isas
+    {
+        get
+        {
+            var data = new TheoryData<int>();
+            for (GemmIsa isa = GemmIsa.Scalar; isa <= CpuGemm.BestIsa; isa++)
+            {
+                data.Add((int)isa);
+            }
+
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void Every_kernel_set_is_batch_invariant(int isaIndex)
+    {
+        var isa = (GemmIsa)isaIndex;
+        const int m = 150, n = 75, k = 1100;
+        float[] a = TestData.Uniform(51, (long)m * k);
+        float[] b = TestData.Uniform(52, (long)k * n);
+        float[] c0 = TestData.Uniform(53, (long)m * n);
+        float[] bias = TestData.Uniform(54, n);
+        foreach (bool tb in new[] { true, false })
+        {
+            float[] full = Multiply(two, isa, a, b, c0, bias, m, n, k, false, tb, 0.75f, 0.5f);
+            foreach (int rows in new[] { 1, 2, 5, 9, 16, 64 })
+            {
+                int start = (m - rows) * 2 / 3;
+                float[] c = Multiply(one, isa, RowsOf(a, start, rows, k), b, RowsOf(c0, start, rows, n), bias,
+                    rows, n, k, false, tb, 0.75f, 0.5f);
+                AssertRowsEqual(full, start, c, rows, n, $"{isa} tB={tb} rows [{start}, {start + rows})");
+            }
+        }
+    }
+
+    /// <summary>Rows [start, start + rows) of a row-major matrix with <paramref name="width"/> columns.</summary>
+    private static float[] RowsOf(float[] x, int start, int rows, int width) =>
+        x.AsSpan(start * width, rows * width).ToArray();
+
+    private static void AssertRowsEqual(float[] full, int start, float[] part, int rows, int n, string what)
+    {
+        for (int i = 0; i < rows * n; i++)
+        {
+            float x = full[(long)start * n + i], y = part[i];
+            Assert.True(BitConverter.SingleToInt32Bits(x) == BitConverter.SingleToInt32Bits(y),
+                $"{what}: C[{start + i / n},{i % n}] differs ({x:R} vs {y:R})");
+        }
+    }
+
+    /// <summary>
+    /// alpha * op(A) op(B) + beta * C0 + bias with op(A) given as rows [m, k] and op(B) as [k, n],
+    /// stored transposed as the flags say.
+    /// </summary>
+    private static float[] Multiply(CpuAccelerator device, GemmIsa isa, float[] a, float[] b, float[]? c0, float[]? bias,
+        int m, int n, int k, bool transA, bool transB, float alpha, float beta)
+    {
+        float[] sa = transA ? Transpose(a, m, k) : a;
+        float[] sb = transB ? Transpose(b, k, n) : b;
+        float[] c = c0 is null ? new float[(long)m * n] : (float[])c0.Clone();
+        fixed (float* pa = sa, pb = sb, pc = c, pbias = bias)
+        {
+            CpuGemm.Multiply(device.Pool, pc, pa, pb, m, n, k, transA, transB, alpha, beta, pbias, isa);
+        }
+
+        return c;
+    }
+
+    /// <summary>x[rows, cols] transposed to [cols, rows].</summary>
+    private static float[] Transpose(float[] x, int rows, int cols)
+    {
+        var t = new float[x.Length];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < cols; c++)
+            {
+                t[(long)c * rows + r] = x[(long)r * cols + c];
+            }
+        }
+
+        return t;
     }
 }
