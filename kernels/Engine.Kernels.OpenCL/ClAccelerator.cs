@@ -47,6 +47,7 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
 
         Wg = wg;
         GemmTile = wg >= 256 ? 64 : 32;
+        TiledGemm = !device.IsCpu;
         options = string.Create(CultureInfo.InvariantCulture,
             $"-cl-std=CL1.2 -D WG={Wg} -D GEMM_TS={GemmTile} -D GEMM_TK=16 -D GEMM_WPT=4");
 
@@ -307,6 +308,8 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
 internal enum ClKernel
 {
     Gemm,
+    GemmCpu,
+    GemmCpuNT,
     BiasBackward,
     EmbeddingForward,
     EmbeddingBackward,
@@ -349,6 +352,8 @@ internal static class ClKernels
     {
         var t = new (string, string)[(int)ClKernel.Count];
         t[(int)ClKernel.Gemm] = ("Gemm.cl", "gemm");
+        t[(int)ClKernel.GemmCpu] = ("Gemm.cl", "gemm_cpu");
+        t[(int)ClKernel.GemmCpuNT] = ("Gemm.cl", "gemm_cpu_nt");
         t[(int)ClKernel.BiasBackward] = ("Gemm.cl", "bias_backward");
         t[(int)ClKernel.EmbeddingForward] = ("Embedding.cl", "embedding_forward");
         t[(int)ClKernel.EmbeddingBackward] = ("Embedding.cl", "embedding_backward");

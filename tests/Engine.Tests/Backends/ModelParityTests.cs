@@ -1,6 +1,10 @@
 using Engine.Core;
 using Engine.Generation;
+using Engine.IO;
 using Engine.Model;
+using Engine.Tests.Model;
+using Engine.Tests.Support;
+using Engine.Tools;
 using Engine.Training;
 using Xunit.Abstractions;
 
@@ -74,6 +78,37 @@ public sealed class ModelParityTests(BackendFixture fx, ITestOutputHelper output
                 Parity.Close(output, device, $"Generate {family} {name}.sampleLogp", cpuRun.SampleLogp, devRun.SampleLogp, 1e-5);
             }
         }
+    }
+
+    [Theory]
+    [BackendDevices]
+    public void Hugging_face_fixtures_match_the_cpu_and_pytorch(string device)
+    {
+        foreach (string fixture in new[] { "gpt2", "llama_gqa" })
+        {
+            string dir = PyTorchParityTests.FixturePath(fixture);
+            int[][] rows = ForwardBackward.ReadTokens(Path.Combine(dir, "tokens.json"));
+            var cpu = ForwardBackwardOn(fx.Cpu, dir, rows);
+            var dev = ForwardBackwardOn(fx.Device(device), dir, rows);
+            using var expected = SafeTensorsFile.Open(Path.Combine(dir, "expected.safetensors"));
+            Parity.Close(output, device, $"ForwardBackward {fixture}.logits", cpu.Logits, dev.Logits, 1e-5);
+            Parity.Close(output, device, $"ForwardBackward {fixture}.loss", [cpu.Loss], [dev.Loss], 1e-6);
+            Parity.Close(output, device, $"ForwardBackward {fixture}.grads", cpu.Grads, dev.Grads, 1e-5);
+
+            // And the device against PyTorch's float64 reference, with the CPU test's bound.
+            double vsTorch = Math.Max(Compare.RelativeError(expected.ReadAsFloat32("logits"), dev.Logits),
+                Compare.RelativeError(expected.ReadAsFloat32("loss"), [dev.Loss]));
+            Parity.Record(output, device, $"ForwardBackward {fixture} vs PyTorch.logits+loss", vsTorch, PyTorchParityTests.Bound);
+            Assert.True(vsTorch <= PyTorchParityTests.Bound, $"{fixture} on {device}: {vsTorch:E2} from PyTorch");
+        }
+    }
+
+    private static (float Loss, float[] Logits, float[] Grads) ForwardBackwardOn(Accelerator acc, string dir, int[][] rows)
+    {
+        LoadedModel loaded = HfCheckpoint.Load(acc, dir);
+        using Transformer model = loaded.Model;
+        var (loss, logits) = ForwardBackward.Compute(model, rows);
+        return (loss, logits, acc.ToArray(model.Grads!.All));
     }
 
     private static (int[] Tokens, float[] PolicyLogp, float[] SampleLogp) Generate(Transformer model, int[][] prompts, SamplingOptions sampling)

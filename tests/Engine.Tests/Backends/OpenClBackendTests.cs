@@ -89,6 +89,38 @@ public sealed class OpenClBackendTests(BackendFixture fx, ITestOutputHelper outp
 
     [Theory]
     [BackendDevices(DeviceKind.OpenCL)]
+    public void Both_gemm_kernels_match_the_cpu(string device)
+    {
+        // The parity suite runs the device's default kernel; this runs the other one too (the tiled
+        // local-memory kernel of GPUs, or the register-blocked kernels of CPU devices).
+        var acc = (ClAccelerator)fx.Device(device);
+        bool original = acc.TiledGemm;
+        try
+        {
+            foreach (bool tiled in new[] { true, false })
+            {
+                acc.TiledGemm = tiled;
+                foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 13, 5), (3, 70, 33), (65, 33, 70), (130, 67, 129) })
+                {
+                    foreach (var (transA, transB, alpha, beta) in new[] { (false, false, 1f, 0f), (false, true, 0.5f, 1f), (true, false, 1f, 1f), (true, true, -1f, 0.25f) })
+                    {
+                        var ops = new Operands().F("c", TestData.Uniform(1, (long)m * n)).F("a", TestData.Uniform(2, (long)m * k))
+                            .F("b", TestData.Uniform(3, (long)k * n)).F("bias", TestData.Uniform(4, n));
+                        string form = (transA ? "T" : "N") + (transB ? "T" : "N");
+                        Parity.Check(fx, device, output, $"Gemm {(tiled ? "tiled" : "cpu-kernel")} {form} {m}x{n}x{k}", ops,
+                            (a, v) => a.Gemm(v["c"], v["a"], v["b"], m, n, k, transA, transB, alpha, beta, v["bias"]), ("c", 1e-5));
+                    }
+                }
+            }
+        }
+        finally
+        {
+            acc.TiledGemm = original;
+        }
+    }
+
+    [Theory]
+    [BackendDevices(DeviceKind.OpenCL)]
     public void Bad_indices_give_nan_rows_instead_of_stray_accesses(string device)
     {
         Accelerator acc = fx.Device(device);
