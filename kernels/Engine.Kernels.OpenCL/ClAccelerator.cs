@@ -29,6 +29,7 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
     private readonly nint[] kernels = new nint[(int)ClKernel.Count];
     private readonly nint dummy;
     private readonly string options;
+    private readonly ClScratch copyStaging;
 
     public ClAccelerator(ClDeviceHandle device)
     {
@@ -59,6 +60,7 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
         attentionDi = new ClScratch(this, "attention backward");
         headLogits = new ClScratch(this, "LM-head logits");
         samplingValues = new ClScratch(this, "sampling");
+        copyStaging = new ClScratch(this, "overlapping copy");
     }
 
     public override DeviceInfo Info => device.Info;
@@ -101,9 +103,28 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
             return;
         }
 
-        ClNative.Check(ClNative.EnqueueCopyBuffer(queue, Mem(src), Mem(dst), (nuint)(src.Offset * 4), (nuint)(dst.Offset * 4),
-            (nuint)(dst.Length * 4), 0, null, null), "clEnqueueCopyBuffer");
+        nint from = Mem(src), to = Mem(dst);
+        long bytes = dst.Length * 4, srcAt = src.Offset * 4, dstAt = dst.Offset * 4;
+        if (from == to && srcAt < dstAt + bytes && dstAt < srcAt + bytes)
+        {
+            // OpenCL refuses overlapping copies (CL_MEM_COPY_OVERLAP); go through scratch (memmove semantics, as the CPU).
+            if (srcAt == dstAt)
+            {
+                return;
+            }
+
+            nint staging = copyStaging.Ensure(bytes);
+            CopyBytes(from, srcAt, staging, 0, bytes);
+            from = staging;
+            srcAt = 0;
+        }
+
+        CopyBytes(from, srcAt, to, dstAt, bytes);
     }
+
+    private void CopyBytes(nint from, long fromOffset, nint to, long toOffset, long bytes) =>
+        ClNative.Check(ClNative.EnqueueCopyBuffer(queue, from, to, (nuint)fromOffset, (nuint)toOffset, (nuint)bytes, 0, null, null),
+            "clEnqueueCopyBuffer");
 
     protected override void FillCore(Tensor dst, float value)
     {
@@ -157,6 +178,7 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
         attentionDi.Dispose();
         headLogits.Dispose();
         samplingValues.Dispose();
+        copyStaging.Dispose();
         ClNative.ReleaseMemObject(dummy);
         ClNative.ReleaseCommandQueue(queue);
     }

@@ -16,6 +16,8 @@ public sealed class LayerParityTests(BackendFixture fx, ITestOutputHelper output
             acc.Copy(v["b"].Slice(3, 29), v["a"].Slice(7, 29));
             acc.Fill(v["a"].Slice(1, 13), -2.5f);
             acc.Zero(v["c"].Slice(5, 7));
+            acc.Copy(v["b"].Slice(0, 20), v["b"].Slice(6, 20));  // overlapping, within one buffer
+            acc.Copy(v["c"].Slice(4, 10), v["c"].Slice(1, 10));
         }, ("a", 0), ("b", 0), ("c", 0));
     }
 

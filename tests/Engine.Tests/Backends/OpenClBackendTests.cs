@@ -160,6 +160,27 @@ public sealed class OpenClBackendTests(BackendFixture fx, ITestOutputHelper outp
         Assert.True(a.AsSpan().SequenceEqual(b), "two identical train runs on the device differ");
     }
 
+    [Theory]
+    [BackendDevices(DeviceKind.OpenCL)]
+    public void Train_steps_allocate_nothing_on_the_host(string device)
+    {
+        Accelerator acc = fx.Device(device);
+        var config = global::Engine.Model.ModelConfig.LlamaFamily(global::Engine.Model.ModelFamily.Qwen2, vocab: 61, dim: 32, layers: 2,
+            heads: 4, kvHeads: 2, ffn: 40, maxPositions: 40, tied: false);
+        using var bench = new SyntheticBenchmark(acc, config, 2, 17, seed: 3);
+        bench.Step();
+        bench.Step();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++)
+        {
+            bench.Step();
+        }
+
+        long bytes = GC.GetAllocatedBytesForCurrentThread() - before;
+        output.WriteLine($"{bytes} bytes allocated over 5 steps");
+        Assert.True(bytes <= 256, $"5 train steps allocated {bytes} bytes on the host (kernel launches must not allocate)");
+    }
+
     private static ClDeviceHandle Handle(string device)
     {
         DeviceInfo info = Devices.Resolve(device);

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using Engine.Core;
 using Engine.Kernels.Cpu;
@@ -173,13 +172,10 @@ internal sealed class Results
 /// <summary>
 /// Runs an op on the CPU backend and on a device and compares named outputs with a relative-error
 /// bound each (<see cref="Compare.RelativeError(ReadOnlySpan{float}, ReadOnlySpan{float})"/>),
-/// writing every measured error to the test output and to <see cref="Worst"/>.
+/// writing every measured error to the test output (lines starting "PARITY", for reports).
 /// </summary>
 internal static class Parity
 {
-    /// <summary>The worst relative error seen per (op output, device kind) in this process, for reports.</summary>
-    public static ConcurrentDictionary<string, double> Worst { get; } = new(StringComparer.Ordinal);
-
     /// <summary>Runs <paramref name="op"/> on both accelerators; returns (cpu, device) results.</summary>
     public static (Results Cpu, Results Device) Run(BackendFixture fx, string spec, Operands operands, Action<Accelerator, Views> op) =>
         (operands.Run(fx.Cpu, op), operands.Run(fx.Device(spec), op));
@@ -207,13 +203,9 @@ internal static class Parity
         return err;
     }
 
-    /// <summary>Reports a measured error (already computed) and keeps the worst per name.</summary>
-    public static void Record(ITestOutputHelper output, string spec, string what, double err, double bound)
-    {
-        string kind = spec.Split(':')[0];
-        Worst.AddOrUpdate($"{what} [{kind}]", err, (_, old) => Math.Max(old, err));
+    /// <summary>Reports a measured error (already computed).</summary>
+    public static void Record(ITestOutputHelper output, string spec, string what, double err, double bound) =>
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"PARITY {what,-44} {spec,-10} rel.err {err:E2} (bound {bound:E0})"));
-    }
 
     /// <summary>Asserts two integer outputs are equal, reporting the number of differences.</summary>
     public static void Equal(ITestOutputHelper output, string spec, string what, int[] expected, int[] actual)
