@@ -1,26 +1,35 @@
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Configs;
 using Engine.Core;
-using Engine.Kernels.Cpu;
 
 namespace Engine.Benchmarks;
 
 /// <summary>
-/// Square CPU GEMM, C[N, N] = op(A) op(B), in the three forms training uses: NN (input gradient
-/// dX = dY W), NT (Linear forward Y = X W^T) and TN (weight gradient dW = dY^T X), on all threads.
+/// Square GEMM, C[N, N] = op(A) op(B), in the three forms training uses: NN (input gradient
+/// dX = dY W), NT (Linear forward Y = X W^T) and TN (weight gradient dW = dY^T X), on every
+/// backend (<see cref="BenchmarkDevices"/>: the CPU on all threads, OpenCL devices ...). Each
+/// invocation waits for the device, so asynchronous backends are timed to completion.
 /// </summary>
 /// <remarks>
-/// Run: <c>dotnet run -c Release --project benchmarks/Engine.Benchmarks -- --filter '*Gemm*'</c>.
+/// Run: <c>dotnet run -c Release --project benchmarks/Engine.Benchmarks -- --filter '*Gemm*'</c>
+/// (one backend: <c>ENGINE_BENCH_DEVICES=opencl:0</c>).
 /// Compare with <c>OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 benchmarks/pytorch/bench_gemm.py</c>.
 /// </remarks>
 [MemoryDiagnoser]
 [Config(typeof(GemmBenchmarkConfig))]
 public class GemmBenchmarks
 {
-    private CpuAccelerator accelerator = null!;
+    private Accelerator accelerator = null!;
     private DeviceBuffer a = null!;
     private DeviceBuffer b = null!;
     private DeviceBuffer c = null!;
+
+    /// <summary>Device spec: cpu, opencl:0 ...</summary>
+    [ParamsSource(nameof(DeviceSpecs))]
+    public string Device { get; set; } = "cpu";
+
+    /// <summary>Devices to run on.</summary>
+    public static IEnumerable<string> DeviceSpecs => BenchmarkDevices.Specs;
 
     /// <summary>Matrix size: m = n = k.</summary>
     [Params(512, 1024, 2048)]
@@ -34,7 +43,7 @@ public class GemmBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        accelerator = new CpuAccelerator();
+        accelerator = BenchmarkDevices.Open(Device);
         long size = (long)N * N;
         a = accelerator.Allocate(size);
         b = accelerator.Allocate(size);
@@ -43,10 +52,13 @@ public class GemmBenchmarks
         accelerator.Upload(b.All, Random(size, 2));
     }
 
-    /// <summary>One product.</summary>
+    /// <summary>One product, waited for.</summary>
     [Benchmark]
-    public void Gemm() =>
+    public void Gemm()
+    {
         accelerator.Gemm(c.All, a.All, b.All, N, N, N, transA: Variant[0] == 'T', transB: Variant[1] == 'T');
+        accelerator.Synchronize();
+    }
 
     /// <summary>Releases the buffers and the accelerator.</summary>
     [GlobalCleanup]
