@@ -78,7 +78,7 @@ internal sealed class CpuProvider : IAcceleratorProvider
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         string name = RuntimeInformation.ProcessArchitecture + " CPU";
         return new DeviceInfo(DeviceKind.Cpu, 0, name, memory, Environment.ProcessorCount,
-            $"{isa}, {CpuThreadPool.DefaultThreadCount} threads");
+            $"{isa}, {CpuThreadPool.DefaultThreadCount} threads") { IsHostCpu = true };
     }
 
     public IReadOnlyList<DeviceInfo> Probe() => [Describe()];

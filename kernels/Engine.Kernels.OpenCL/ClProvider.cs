@@ -126,7 +126,10 @@ internal sealed class ClProvider : IAcceleratorProvider
                 : (type & ClNative.DeviceTypeAccelerator) != 0 ? "accelerator" : "other";
             string details = string.Create(CultureInfo.InvariantCulture,
                 $"platform {platformName}; {typeName}; {version}; driver {driver}; {cVersion}{(fp64 ? "; fp64" : "")}");
-            var info = new DeviceInfo(DeviceKind.OpenCL, result.Count, name, (long)Math.Min(memory, long.MaxValue), (int)units, details);
+            var info = new DeviceInfo(DeviceKind.OpenCL, result.Count, name, (long)Math.Min(memory, long.MaxValue), (int)units, details)
+            {
+                IsHostCpu = (type & ClNative.DeviceTypeCpu) != 0,
+            };
             result.Add(new ClDeviceHandle(info, platform, device, name, driver, version, platformName,
                 (type & ClNative.DeviceTypeCpu) != 0));
         }

@@ -15,7 +15,7 @@ internal interface IAcceleratorProvider
 
 /// <summary>
 /// Device selection over a set of providers. A spec is <c>cpu</c>, <c>auto</c> (the GPU with the
-/// most memory, else the CPU), <c>kind</c> (its first device), <c>kind:index</c> or
+/// most memory, else the CPU backend; OpenCL platforms that run on the CPU are never chosen), <c>kind</c> (its first device), <c>kind:index</c> or
 /// <c>kind:name-substring</c>, with kind one of cpu, opencl, cuda. When no spec is given the
 /// <c>ENGINE_DEVICE</c> environment variable is used, and then <c>cpu</c>.
 /// </summary>
@@ -40,7 +40,7 @@ internal sealed class AcceleratorRegistry
         if (lower == "auto")
         {
             var all = ListDevices();
-            return all.Where(d => d.Kind != DeviceKind.Cpu).OrderByDescending(d => d.MemoryBytes).FirstOrDefault()
+            return all.Where(d => d.Kind != DeviceKind.Cpu && !d.IsHostCpu).OrderByDescending(d => d.MemoryBytes).FirstOrDefault()
                    ?? all.First(d => d.Kind == DeviceKind.Cpu);
         }
 

@@ -22,6 +22,12 @@ public enum DeviceKind
 /// <param name="Details">Backend-specific details such as the driver version or instruction sets.</param>
 public sealed record DeviceInfo(DeviceKind Kind, int Index, string Name, long MemoryBytes, int ComputeUnits, string Details)
 {
+    /// <summary>
+    /// True when the device is a host CPU (the CPU backend, or an OpenCL platform such as PoCL that
+    /// runs on the CPU); <c>auto</c> prefers devices that are not.
+    /// </summary>
+    public bool IsHostCpu { get; init; }
+
     /// <summary>The device spec string that selects this device, e.g. <c>cpu</c> or <c>opencl:0</c>.</summary>
     public string Spec => Kind == DeviceKind.Cpu ? "cpu" : $"{Kind.ToString().ToLowerInvariant()}:{Index}";
 

@@ -187,3 +187,16 @@ public sealed class OpenClBackendTests(BackendFixture fx, ITestOutputHelper outp
         return ClProvider.Find(info.Index) ?? throw new InvalidOperationException($"{device} is not an OpenCL device");
     }
 }
+
+/// <summary>Device selection with "auto".</summary>
+public sealed class AutoDeviceTests
+{
+    [Fact]
+    public void Auto_never_picks_an_opencl_platform_that_runs_on_the_cpu()
+    {
+        DeviceInfo auto = Engine.Devices.Resolve("auto");
+        Assert.True(auto.Kind == DeviceKind.Cpu || !auto.IsHostCpu, $"auto chose {auto} ({auto.Details})");
+        Assert.All(Engine.Devices.List().Where(d => d.Kind == DeviceKind.OpenCL && d.Details.Contains("; CPU;", StringComparison.Ordinal)),
+            d => Assert.True(d.IsHostCpu, $"{d} runs on the CPU but is not marked so"));
+    }
+}
