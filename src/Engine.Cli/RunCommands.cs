@@ -113,14 +113,12 @@ internal static class RunCommands
             options.Validate();
             string outDir = r.GetValue(output)!;
             RunResult result = RunWithProgress(options, outDir, r.GetValue(resume));
-            if (result.AccuracyBeforeRl is double before)
+            if (result.AccuracyBeforeRl is double before && result.AccuracyAfterRl is double after)
             {
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy before RL: {before:P1}"));
-            }
-
-            if (result.AccuracyAfterRl is double after)
-            {
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy after RL:  {after:P1}"));
+                string metric = options.Rl is { EvalSamples: > 0 } rl ? $"avg@{rl.EvalSamples}, temperature {rl.Temperature:G3}" : "greedy";
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy before RL: {before:P1} ({metric}); greedy {result.GreedyAccuracyBeforeRl:P1}"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy after RL:  {after:P1} ({metric}); greedy {result.GreedyAccuracyAfterRl:P1}"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"gain: {100 * (after - before):+0.0;-0.0} points"));
             }
 
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wall time: {result.WallSeconds:F1} s"));

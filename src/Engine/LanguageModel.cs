@@ -126,9 +126,12 @@ public sealed class LanguageModel : IDisposable
     /// <summary>Starts reinforcement learning of this model on a task (GRPO/DAPO per <paramref name="options"/>).</summary>
     public RlSession StartRl(ITask task, RlOptions options) => new(new Rl.RlTrainer(Model, Codec(), task, options));
 
-    /// <summary>Greedy accuracy on the first <paramref name="examples"/> test examples of a task.</summary>
-    public double Evaluate(ITask task, int examples = 200) =>
-        Evaluator.Accuracy(GetGenerator(), Codec(), task, task.MaxResponseLength + 1, examples);
+    /// <summary>
+    /// Accuracy on the first <paramref name="examples"/> test examples of a task: greedy, and avg@k over
+    /// <paramref name="samples"/> responses per prompt at <paramref name="temperature"/> (0 samples: greedy only).
+    /// </summary>
+    public Evaluation Evaluate(ITask task, int examples = 200, int samples = 0, float temperature = 1f, ulong seed = 0) =>
+        Evaluator.Run(GetGenerator(), Codec(), task, task.MaxResponseLength + 1, examples, samples, temperature, seed);
 
     /// <summary>Encodes text with the model's tokenizer.</summary>
     public int[] Encode(string text) => RequireTokenizer().Encode(text);
@@ -211,7 +214,7 @@ public sealed class SftSession : IDisposable
     public SftStepMetrics Step() => trainer.Step();
 
     /// <summary>Greedy test accuracy of the current weights.</summary>
-    public double Evaluate(int? examples = null) => trainer.Evaluate(examples);
+    public Evaluation Evaluate(int? examples = null) => trainer.Evaluate(examples);
 
     /// <inheritdoc />
     public void Dispose() => trainer.Dispose();
@@ -230,8 +233,8 @@ public sealed class RlSession : IDisposable
     /// <summary>Samples, scores, filters, computes advantages and updates the policy; returns the step's metrics.</summary>
     public RlStepMetrics Step() => trainer.Step();
 
-    /// <summary>Greedy test accuracy of the current policy.</summary>
-    public double Evaluate(int? examples = null) => trainer.Evaluate(examples);
+    /// <summary>Test accuracy of the current policy (greedy, and avg@k at the rollout temperature).</summary>
+    public Evaluation Evaluate(int? examples = null) => trainer.Evaluate(examples);
 
     /// <inheritdoc />
     public void Dispose() => trainer.Dispose();

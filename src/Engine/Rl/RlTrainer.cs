@@ -59,9 +59,10 @@ internal sealed class RlTrainer : IDisposable
 
     private bool OwnsGenerator { get; }
 
-    /// <summary>Greedy test accuracy of the current policy.</summary>
-    public double Evaluate(int? count = null) =>
-        Evaluator.Accuracy(Generator, codec, task, Options.MaxNewTokens, count ?? Options.EvalExamples);
+    /// <summary>Test accuracy of the current policy: greedy, and avg@k at the rollout temperature.</summary>
+    public Evaluation Evaluate(int? count = null) =>
+        Evaluator.Run(Generator, codec, task, Options.MaxNewTokens, count ?? Options.EvalExamples, Options.EvalSamples, Options.Temperature,
+            Options.Seed);
 
     /// <summary>Runs one RL step and returns its metrics.</summary>
     public RlStepMetrics Step()
@@ -151,7 +152,7 @@ internal sealed class RlTrainer : IDisposable
         double trainingSeconds = Stopwatch.GetElapsedTime(trainStart).TotalSeconds;
         StepsDone = step + 1;
         double tokens = Math.Max(totals[PolicyLossStats.Tokens], 1e-12);
-        double? testAccuracy = o.EvalEvery > 0 && StepsDone % o.EvalEvery == 0 ? Evaluate() : null;
+        Evaluation? test = o.EvalEvery > 0 && StepsDone % o.EvalEvery == 0 ? Evaluate() : null;
         return new RlStepMetrics
         {
             Step = StepsDone,
@@ -175,7 +176,8 @@ internal sealed class RlTrainer : IDisposable
             SamplingSeconds = samplingSeconds,
             TrainingSeconds = trainingSeconds,
             TokensPerSecond = (tokensGenerated + tokensTrained) / Math.Max(samplingSeconds + trainingSeconds, 1e-9),
-            TestAccuracy = testAccuracy,
+            TestAccuracy = test?.Accuracy,
+            TestGreedyAccuracy = test?.GreedyAccuracy,
         };
     }
 

@@ -19,13 +19,20 @@ public sealed record RunProgress(string Phase, int Step, int TotalSteps, string 
 
 /// <summary>The outcome of a run.</summary>
 /// <param name="RunDirectory">The run folder.</param>
-/// <param name="AccuracyBeforeRl">Greedy test accuracy when RL started (after SFT), if evaluated.</param>
-/// <param name="AccuracyAfterRl">Greedy test accuracy after RL, if RL ran.</param>
+/// <param name="AccuracyBeforeRl">Test accuracy when RL started (avg@k at the rollout temperature, or greedy), if RL ran.</param>
+/// <param name="AccuracyAfterRl">Test accuracy after RL (same metric), if RL ran.</param>
 /// <param name="WallSeconds">Wall time of the whole run (resumed segments included).</param>
 /// <param name="ReportPath">The HTML report.</param>
 /// <param name="SummaryPath">summary.json.</param>
 public sealed record RunResult(string RunDirectory, double? AccuracyBeforeRl, double? AccuracyAfterRl, double WallSeconds, string ReportPath,
-    string SummaryPath);
+    string SummaryPath)
+{
+    /// <summary>Greedy test accuracy when RL started, if RL ran.</summary>
+    public double? GreedyAccuracyBeforeRl { get; init; }
+
+    /// <summary>Greedy test accuracy after RL, if RL ran.</summary>
+    public double? GreedyAccuracyAfterRl { get; init; }
+}
 
 /// <summary>
 /// A training run: SFT then RL on a task, from a new model or a checkpoint, writing the run folder
@@ -79,7 +86,9 @@ public static class TrainingRun
 
         double priorWall = HtmlReport.Number(state?["wall_seconds"]) ?? 0;
         double? accuracyBefore = HtmlReport.Number(state?["accuracy_before_rl"]);
-        double? accuracyAfter = null;
+        double? greedyBefore = HtmlReport.Number(state?["greedy_accuracy_before_rl"]);
+        double? sftGreedy = HtmlReport.Number(state?["sft_greedy_accuracy"]);
+        Evaluation? after = null;
         string checkpointPhase = (string?)state?["phase"] ?? "";
         int checkpointStep = (int)(HtmlReport.Number(state?["step"]) ?? 0);
         double Wall() => priorWall + Stopwatch.GetElapsedTime(started).TotalSeconds;
@@ -102,9 +111,9 @@ public static class TrainingRun
             }
 
             progress?.Report(new RunProgress("eval", 0, 1, "evaluating after SFT"));
-            accuracyBefore = trainer.Evaluate();
+            sftGreedy = trainer.Evaluate().GreedyAccuracy;
             TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"sft-{sft.Steps:D6}"), policy, trainer.Optimizer,
-                State("sft", sft.Steps, Wall(), accuracyBefore), saveTokenizer);
+                State("sft", sft.Steps, Wall(), null, null, sftGreedy), saveTokenizer);
         }
 
         if (rl is not null)
@@ -124,7 +133,8 @@ public static class TrainingRun
             if (accuracyBefore is null)
             {
                 progress?.Report(new RunProgress("eval", 0, 1, "evaluating before RL"));
-                accuracyBefore = trainer.Evaluate();
+                Evaluation before = trainer.Evaluate();
+                (accuracyBefore, greedyBefore) = (before.Accuracy, before.GreedyAccuracy);
             }
 
             while (trainer.StepsDone < rl.Steps)
@@ -136,14 +146,14 @@ public static class TrainingRun
                 if (rl.CheckpointEvery > 0 && m.Step % rl.CheckpointEvery == 0 && m.Step < rl.Steps)
                 {
                     TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"rl-{m.Step:D6}"), policy, trainer.Optimizer,
-                        State("rl", m.Step, Wall(), accuracyBefore), saveTokenizer, trainer.Reference);
+                        State("rl", m.Step, Wall(), accuracyBefore, greedyBefore, sftGreedy), saveTokenizer, trainer.Reference);
                 }
             }
 
             progress?.Report(new RunProgress("eval", 0, 1, "evaluating after RL"));
-            accuracyAfter = trainer.Evaluate();
+            after = trainer.Evaluate();
             TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"rl-{rl.Steps:D6}"), policy, trainer.Optimizer,
-                State("rl", rl.Steps, Wall(), accuracyBefore), saveTokenizer, trainer.Reference);
+                State("rl", rl.Steps, Wall(), accuracyBefore, greedyBefore, sftGreedy), saveTokenizer, trainer.Reference);
         }
 
         double wall = Wall();
@@ -155,25 +165,35 @@ public static class TrainingRun
             ["sft_steps"] = sft?.Steps ?? 0,
             ["rl_steps"] = rl?.Steps ?? 0,
             ["rl_algorithm"] = rl?.Algorithm,
+            ["accuracy_metric"] = rl is { EvalSamples: > 0 } ? $"avg@{rl.EvalSamples} at temperature {rl.Temperature} on the test split" : "greedy on the test split",
             ["accuracy_before_rl"] = accuracyBefore,
-            ["accuracy_after_rl"] = accuracyAfter,
-            ["accuracy_gain_points"] = accuracyBefore is double x && accuracyAfter is double y ? Math.Round(100 * (y - x), 2) : null,
+            ["accuracy_after_rl"] = after?.Accuracy,
+            ["accuracy_gain_points"] = accuracyBefore is double x && after?.Accuracy is double y ? Math.Round(100 * (y - x), 2) : null,
+            ["greedy_accuracy_after_sft"] = sftGreedy,
+            ["greedy_accuracy_before_rl"] = greedyBefore,
+            ["greedy_accuracy_after_rl"] = after?.GreedyAccuracy,
             ["eval_examples"] = rl?.EvalExamples ?? sft?.EvalExamples,
             ["wall_seconds"] = Math.Round(wall, 2),
         };
         folder.WriteSummary(summary);
         HtmlReport.Write(folder.ReportPath, $"Engine run: {task.Name}", folder.ReadMetrics(), summary, options.ToJson());
-        return new RunResult(folder.Path, accuracyBefore, accuracyAfter, wall, folder.ReportPath, folder.SummaryPath);
+        return new RunResult(folder.Path, accuracyBefore, after?.Accuracy, wall, folder.ReportPath, folder.SummaryPath)
+        {
+            GreedyAccuracyBeforeRl = greedyBefore,
+            GreedyAccuracyAfterRl = after?.GreedyAccuracy,
+        };
     }
 
     private static int PhaseOrder(string phase) => phase == "sft" ? 0 : 1;
 
-    private static JsonObject State(string phase, int step, double wallSeconds, double? accuracyBefore) => new()
+    private static JsonObject State(string phase, int step, double wallSeconds, double? accuracyBefore, double? greedyBefore, double? sftGreedy) => new()
     {
         ["phase"] = phase,
         ["step"] = step,
         ["wall_seconds"] = wallSeconds,
         ["accuracy_before_rl"] = accuracyBefore,
+        ["greedy_accuracy_before_rl"] = greedyBefore,
+        ["sft_greedy_accuracy"] = sftGreedy,
     };
 
     private static (Transformer Model, ITokenizer Tokenizer) CreateModel(Accelerator acc, ModelOptions options, ITask task)

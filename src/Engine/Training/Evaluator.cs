@@ -1,29 +1,56 @@
 using Engine.Generation;
 
-namespace Engine.Training;
+namespace Engine;
 
-/// <summary>Test accuracy of a policy on a task: greedy responses to held-out prompts, checked by the task.</summary>
+/// <summary>Test accuracy of a policy on a task's held-out split.</summary>
+/// <param name="Examples">Test prompts evaluated.</param>
+/// <param name="GreedyAccuracy">Fraction answered correctly by greedy decoding.</param>
+/// <param name="SampledAccuracy">
+/// Mean correctness of <paramref name="SamplesPerExample"/> responses per prompt sampled at
+/// <paramref name="Temperature"/> (avg@k, the DAPO paper's metric); null when no samples were drawn.
+/// </param>
+/// <param name="SamplesPerExample">k of avg@k.</param>
+/// <param name="Temperature">Sampling temperature of avg@k.</param>
+public sealed record Evaluation(int Examples, double GreedyAccuracy, double? SampledAccuracy, int SamplesPerExample, float Temperature)
+{
+    /// <summary>The headline figure: avg@k when sampled, else greedy accuracy.</summary>
+    public double Accuracy => SampledAccuracy ?? GreedyAccuracy;
+}
+
+/// <summary>Evaluates a policy on held-out prompts with the generation engine.</summary>
 internal static class Evaluator
 {
-    /// <summary>Fraction of the first <paramref name="count"/> examples of <paramref name="split"/> answered correctly.</summary>
-    public static double Accuracy(Generator generator, TaskCodec codec, ITask task, int maxNewTokens, int count,
-        DataSplit split = DataSplit.Test)
+    /// <summary>Sequence ids of evaluation samples, far from any training rollout's.</summary>
+    private const long EvalSequenceIds = 1L << 60;
+
+    /// <summary>
+    /// Greedy accuracy over the first <paramref name="count"/> test examples and, when
+    /// <paramref name="samples"/> &gt; 0, avg@k at <paramref name="temperature"/> with a fixed seed (so
+    /// evaluations before and after training draw the same random numbers).
+    /// </summary>
+    public static Evaluation Run(Generator generator, Training.TaskCodec codec, ITask task, int maxNewTokens, int count, int samples,
+        float temperature, ulong seed)
     {
-        var examples = Enumerable.Range(0, count).Select(i => task.Example(split, i)).ToArray();
+        var examples = Enumerable.Range(0, count).Select(i => task.Example(DataSplit.Test, i)).ToArray();
         var prompts = examples.Select(e => codec.Prompt(e.Prompt)).ToArray();
-        var groups = generator.Generate(prompts, 1, new SamplingOptions
+        var greedy = generator.Generate(prompts, 1, new SamplingOptions { MaxNewTokens = maxNewTokens, Temperature = 0, EosTokenIds = [codec.Eos] });
+        int correct = Enumerable.Range(0, count).Count(i => task.Score(examples[i], codec.Decode(greedy[i].Samples[0].TokenIds)).Correct);
+        double? sampled = null;
+        if (samples > 0)
         {
-            MaxNewTokens = maxNewTokens, Temperature = 0, EosTokenIds = [codec.Eos],
-        });
-        int correct = 0;
-        for (int i = 0; i < count; i++)
-        {
-            if (task.Score(examples[i], codec.Decode(groups[i].Samples[0].TokenIds)).Correct)
+            var groups = generator.Generate(prompts, samples, new SamplingOptions
             {
-                correct++;
+                MaxNewTokens = maxNewTokens, Temperature = temperature, Seed = seed, EosTokenIds = [codec.Eos],
+            }, EvalSequenceIds);
+            int hits = 0;
+            for (int i = 0; i < count; i++)
+            {
+                hits += groups[i].Samples.Count(s => task.Score(examples[i], codec.Decode(s.TokenIds)).Correct);
             }
+
+            sampled = (double)hits / (count * samples);
         }
 
-        return (double)correct / count;
+        return new Evaluation(count, (double)correct / count, sampled, samples, temperature);
     }
 }

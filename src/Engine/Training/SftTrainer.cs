@@ -42,8 +42,8 @@ internal sealed class SftTrainer : IDisposable
     public int StepsDone { get; set; }
 
     /// <summary>Greedy test accuracy.</summary>
-    public double Evaluate(int? count = null) =>
-        Evaluator.Accuracy(generator, codec, task, task.MaxResponseLength + 1, count ?? Options.EvalExamples);
+    public Evaluation Evaluate(int? count = null) =>
+        Evaluator.Run(generator, codec, task, task.MaxResponseLength + 1, count ?? Options.EvalExamples, 0, 1f, Options.Seed);
 
     /// <summary>Learning rate at a step: linear warm-up, then cosine decay to the minimum fraction.</summary>
     public float LearningRateAt(int step)
@@ -96,7 +96,7 @@ internal sealed class SftTrainer : IDisposable
         double gradNorm = Optimizer.LastGradNorm();
         StepsDone = step + 1;
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        double? accuracy = Options.EvalEvery > 0 && StepsDone % Options.EvalEvery == 0 ? Evaluate() : null;
+        double? accuracy = Options.EvalEvery > 0 && StepsDone % Options.EvalEvery == 0 ? Evaluate().GreedyAccuracy : null;
         return new SftStepMetrics
         {
             Step = StepsDone, Loss = loss, GradNorm = gradNorm, LearningRate = lr, TokensPerSecond = b * t / seconds, TestAccuracy = accuracy,

@@ -88,6 +88,9 @@ public sealed record RlStepMetrics
     /// <summary>Tokens processed per second (sampled and trained).</summary>
     public double TokensPerSecond { get; init; }
 
-    /// <summary>Greedy test accuracy, when this step evaluated.</summary>
+    /// <summary>Test accuracy (avg@k at the rollout temperature, or greedy when k = 0), when this step evaluated.</summary>
     public double? TestAccuracy { get; init; }
+
+    /// <summary>Greedy test accuracy, when this step evaluated.</summary>
+    public double? TestGreedyAccuracy { get; init; }
 }

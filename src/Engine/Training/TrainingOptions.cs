@@ -176,6 +176,9 @@ public sealed record RlOptions
     /// <summary>Test examples per evaluation.</summary>
     public int EvalExamples { get; init; } = 200;
 
+    /// <summary>Responses sampled per test prompt at the rollout temperature for avg@k (0: greedy accuracy only).</summary>
+    public int EvalSamples { get; init; } = 8;
+
     /// <summary>Write a checkpoint every this many steps (0: only at the end).</summary>
     public int CheckpointEvery { get; init; }
 
@@ -259,6 +262,7 @@ public sealed record RlOptions
         OptionChecks.AtLeastF(OverlongPenaltyFactor, 0, "overlong_penalty_factor");
         OptionChecks.AtLeast(EvalEvery, 0, "eval_every");
         OptionChecks.AtLeast(EvalExamples, 1, "eval_examples");
+        OptionChecks.AtLeast(EvalSamples, 0, "eval_samples");
         OptionChecks.AtLeast(CheckpointEvery, 0, "checkpoint_every");
         OptionChecks.AtLeast(MaxConcurrentSequences, 1, "max_concurrent_sequences");
         OptionChecks.AtLeast(KvCacheMb, 1, "kv_cache_mb");
