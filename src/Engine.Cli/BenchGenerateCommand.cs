@@ -15,12 +15,16 @@ internal static class BenchGenerateCommand
         var batch = new Option<int>("--batch") { Description = "sequences decoded together", Required = true };
         var promptLength = new Option<int>("--prompt-len") { Description = "prompt tokens per sequence", Required = true };
         var newTokens = new Option<int>("--new-tokens") { Description = "tokens generated per sequence", Required = true };
+        var samples = new Option<int>("--samples-per-prompt") { Description = "responses per prompt (G); the batch holds batch / G prompts", DefaultValueFactory = _ => 1 };
+        var noSharing = new Option<bool>("--no-prefix-sharing") { Description = "prefill each response's own copy of its prompt instead of sharing the prompt's cache blocks" };
         var repeats = new Option<int>("--repeats") { Description = "timed runs (the median is printed)", DefaultValueFactory = _ => 3 };
         var command = new Command("bench-generate", "Time prefill and decode on random weights and prompts; prints one JSON line.");
         shape.AddTo(command);
         command.Options.Add(batch);
         command.Options.Add(promptLength);
         command.Options.Add(newTokens);
+        command.Options.Add(samples);
+        command.Options.Add(noSharing);
         command.Options.Add(repeats);
         command.SetAction(r => CommandLine.Guard(() =>
         {
@@ -32,7 +36,7 @@ internal static class BenchGenerateCommand
 
             var config = shape.Build(r, p + n + 1);
             using Accelerator acc = Backends.Registry.Open(r.GetValue(shape.Device));
-            using var bench = new DecodeBenchmark(acc, config, b, p, n);
+            using var bench = new DecodeBenchmark(acc, config, b, p, n, samplesPerPrompt: r.GetValue(samples), sharePrompts: !r.GetValue(noSharing));
             bench.Run(seed: 1);
             var results = Enumerable.Range(0, runs).Select(i => bench.Run(seed: (ulong)(i + 2))).ToArray();
             GenerationStats median = results.OrderBy(s => s.GeneratedTokens / s.DecodeMs).ElementAt(runs / 2);

@@ -5,22 +5,32 @@ using Engine.Util;
 namespace Engine.Generation;
 
 /// <summary>
-/// Decode throughput on random weights: B random prompts of P tokens, one response each, N new
-/// tokens (EOS ignored), sampled at temperature 1. The body of <c>engine bench-generate</c> and of
-/// the decode benchmarks.
+/// Decode throughput on random weights: B responses of N new tokens (EOS ignored) sampled at
+/// temperature 1, to B / G random prompts of P tokens with G responses each. The G responses of a
+/// prompt share its prefilled cache blocks, or (without sharing) each prefills its own copy of the
+/// prompt, which is what the peak KV bytes of the two compare. The body of
+/// <c>engine bench-generate</c> and of the decode benchmarks.
 /// </summary>
 internal sealed class DecodeBenchmark : IDisposable
 {
     private readonly int[][] prompts;
+    private readonly int samplesPerCall;
 
     public DecodeBenchmark(Accelerator acc, ModelConfig config, int batch, int promptLength, int newTokens, ulong seed = 1,
-        long kvBudgetBytes = 0)
+        long kvBudgetBytes = 0, int samplesPerPrompt = 1, bool sharePrompts = true)
     {
+        if (samplesPerPrompt < 1 || batch % samplesPerPrompt != 0)
+        {
+            throw new EngineException($"the batch ({batch}) must be a positive multiple of the samples per prompt ({samplesPerPrompt})");
+        }
+
         Model = new Transformer(acc, config);
         ModelInit.Initialize(Model, seed);
         var rng = new SplitMix64(seed + 1);
-        prompts = Enumerable.Range(0, batch)
+        int[][] distinct = Enumerable.Range(0, batch / samplesPerPrompt)
             .Select(_ => Enumerable.Range(0, promptLength).Select(_ => rng.NextInt(config.VocabSize)).ToArray()).ToArray();
+        prompts = sharePrompts ? distinct : distinct.SelectMany(p => Enumerable.Repeat(p, samplesPerPrompt)).ToArray();
+        samplesPerCall = sharePrompts ? samplesPerPrompt : 1;
         NewTokens = newTokens;
         long perSequence = (long)config.Layers * 2 * config.KvHeads * config.HeadDim * 4 * (promptLength + newTokens + 32);
         Generator = new Generator(Model, new GeneratorOptions
@@ -39,7 +49,7 @@ internal sealed class DecodeBenchmark : IDisposable
     /// <summary>Runs one generation; returns its stats.</summary>
     public GenerationStats Run(ulong seed = 3)
     {
-        Generator.Generate(prompts, 1, new SamplingOptions { MaxNewTokens = NewTokens, Seed = seed, EosTokenIds = [] });
+        Generator.Generate(prompts, samplesPerCall, new SamplingOptions { MaxNewTokens = NewTokens, Seed = seed, EosTokenIds = [] });
         return Generator.Stats;
     }
 

@@ -102,6 +102,23 @@ public sealed class GeneratorTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void Sixteen_samples_sharing_a_prompt_hold_less_cache_than_sixteen_copies()
+    {
+        ModelConfig cfg = TinyConfig("gpt2");
+        GenerationStats Peak(bool share)
+        {
+            using var bench = new DecodeBenchmark(holder.Acc, cfg, batch: 16, promptLength: 40, newTokens: 8, samplesPerPrompt: 16, sharePrompts: share);
+            return bench.Run();
+        }
+
+        GenerationStats shared = Peak(share: true), separate = Peak(share: false);
+        output.WriteLine($"G = 16, 40-token prompt, 8 new tokens: peak KV {shared.PeakKvBytes} bytes shared, {separate.PeakKvBytes} bytes without sharing");
+        Assert.Equal(39, shared.PrefillTokens);
+        Assert.Equal(16 * 39, separate.PrefillTokens);
+        Assert.True(shared.PeakKvBytes * 2 < separate.PeakKvBytes, $"sharing must at least halve the peak here: {shared.PeakKvBytes} vs {separate.PeakKvBytes}");
+    }
+
+    [Fact]
     public void Every_block_returns_to_the_free_list_and_the_budget_holds()
     {
         using Transformer model = TinyModel(holder.Acc, "llama");
