@@ -42,7 +42,7 @@ internal static class RunCommands
     {
         var command = new Command("rl", "Reinforcement learning (GRPO or DAPO) on a built-in task from a checkpoint or a new model.");
         var common = new CommonRunOptions(command, "runs/rl");
-        var algo = new Option<string>("--algo") { Description = "grpo or dapo (the preset the other settings start from)", DefaultValueFactory = _ => "dapo" };
+        var algo = new Option<string>("--algo") { Description = "grpo, dapo, or ladder-0 .. ladder-5 (the DAPO paper's ablation ladder: 0 = grpo, 5 = dapo): the preset the other settings start from", DefaultValueFactory = _ => "dapo" };
         command.Options.Add(algo);
         var flags = SettingFlags.Add<RlOptions>(command, exclude: ["algorithm"]);
         var modelFlags = SettingFlags.Add<ModelOptions>(command, "model-");
@@ -53,7 +53,9 @@ internal static class RunCommands
             {
                 "grpo" => RlOptions.Grpo(),
                 "dapo" => RlOptions.Dapo(),
-                var other => throw new EngineException($"--algo must be grpo or dapo, got '{other}'"),
+                string name when name.StartsWith("ladder-", StringComparison.Ordinal)
+                    && int.TryParse(name.AsSpan(7), NumberStyles.None, CultureInfo.InvariantCulture, out int rung) => RlOptions.Ladder(rung),
+                var other => throw new EngineException($"--algo must be grpo, dapo or ladder-0 .. ladder-5, got '{other}'"),
             };
             RlOptions demoRl = Engine.DemoDefaults.Options().Rl!;
             preset = preset with

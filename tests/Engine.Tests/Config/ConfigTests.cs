@@ -90,7 +90,28 @@ public sealed class ConfigTests : IDisposable
         Assert.Contains("unknown setting 'eps_hihg' (did you mean 'eps_high'?)", stderr2, StringComparison.Ordinal);
         var (code3, _, stderr3) = CliRunner.Run("rl", "--algo", "ppo", "--out", temp.File("run3"));
         Assert.Equal(1, code3);
-        Assert.Contains("--algo must be grpo or dapo", stderr3, StringComparison.Ordinal);
+        Assert.Contains("--algo must be grpo, dapo or ladder-0 .. ladder-5", stderr3, StringComparison.Ordinal);
+        var (code4, _, stderr4) = CliRunner.Run("rl", "--algo", "ladder-6", "--out", temp.File("run4"));
+        Assert.Equal(1, code4);
+        Assert.Contains("the ablation ladder has stages 0..5, got 6", stderr4, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_cli_starts_rl_from_a_rung_of_the_ablation_ladder()
+    {
+        string file = Write("""
+            {"rl": {"steps": 1, "prompts_per_step": 2, "samples_per_prompt": 2, "eval_examples": 2, "eval_every": 0, "kv_cache_mb": 8},
+             "model": {"layers": 1, "dim": 16, "heads": 2, "max_positions": 12}, "task": {"parameters": "max_digits=1"}}
+            """);
+        string run = temp.File("ladder");
+        var (code, _, stderr) = CliRunner.Run("rl", "--algo", "ladder-2", "--config", file, "--out", run);
+        Assert.True(code == 0, stderr);
+        JsonNode rl = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!["rl"]!;
+        Assert.Equal("ladder-2", (string)rl["algorithm"]!);
+        Assert.True((bool)rl["overlong_filtering"]!);
+        Assert.Equal(0.28, (double)rl["eps_high"]!, 5);
+        Assert.False((bool)rl["soft_overlong_punishment"]!);
+        Assert.Equal("seq-mean-token-mean", (string)rl["loss_aggregation"]!);
     }
 
     [Fact]
