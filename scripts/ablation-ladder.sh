@@ -3,14 +3,20 @@
 # RL rungs from that same checkpoint with the demo's RL budget, each in its own run folder:
 #   0 naive GRPO, 1 + overlong filtering, 2 + clip-higher, 3 + soft overlong punishment,
 #   4 + token-level loss, 5 + dynamic sampling (= DAPO, the demo's RL phase).
-# Usage: scripts/ablation-ladder.sh [OUT_DIR] [extra flags for every rl run, e.g. --device opencl]
+# Usage: scripts/ablation-ladder.sh [OUT_DIR] [extra flags for every run, e.g. --device opencl]
+# (ENGINE_CLI=path/to/Engine.Cli.dll runs a built copy instead of building src/Engine.Cli.)
+# OUT_DIR/sft may already hold an SFT run (the demo's run folder will do): it is reused.
 # Prints a table of test accuracy (avg@8 at the rollout temperature, and greedy) per rung.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/ladder}"
 shift || true
-engine() { dotnet run --project src/Engine.Cli -c Release --no-build -- "$@"; }
-dotnet build src/Engine.Cli -c Release -v q -nologo >/dev/null
+if [ -n "${ENGINE_CLI:-}" ]; then
+    engine() { dotnet "$ENGINE_CLI" "$@"; }
+else
+    engine() { dotnet run --project src/Engine.Cli -c Release --no-build -- "$@"; }
+    dotnet build src/Engine.Cli -c Release -v q -nologo >/dev/null
+fi
 
 if [ ! -d "$out/sft/checkpoints" ]; then
     # the demo's settings with the RL phase left out
@@ -18,8 +24,8 @@ if [ ! -d "$out/sft/checkpoints" ]; then
 fi
 sft=$(ls -d "$out"/sft/checkpoints/sft-* | sort | tail -1)/model
 
-# The rl command starts from the demo's RL budget; these keep the rest of the demo's RL settings.
-same=(--set rl.weight_decay=0 rl.eval_every=20 rl.eval_examples=300 rl.eval_samples=8 rl.mini_batches=2 "model.init_from=$sft")
+# The rl command takes the demo's RL budget and evaluation; the rung decides the techniques.
+same=(--set "model.init_from=$sft")
 for stage in 0 1 2 3 4 5; do
     if [ ! -f "$out/rung$stage/summary.json" ]; then
         engine rl --algo "ladder-$stage" --out "$out/rung$stage" "${same[@]}" "$@" >"$out/rung$stage.log" 2>&1 || { echo "rung $stage failed: see $out/rung$stage.log" >&2; exit 1; }

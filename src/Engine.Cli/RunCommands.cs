@@ -57,11 +57,15 @@ internal static class RunCommands
                     && int.TryParse(name.AsSpan(7), NumberStyles.None, CultureInfo.InvariantCulture, out int rung) => RlOptions.Ladder(rung),
                 var other => throw new EngineException($"--algo must be grpo, dapo or ladder-0 .. ladder-5, got '{other}'"),
             };
+            // The preset decides the techniques; the budget and evaluation are the demo's, so that
+            // `rl --algo X` from the demo's SFT checkpoint is the demo's RL phase with X's techniques.
             RlOptions demoRl = Engine.DemoDefaults.Options().Rl!;
             preset = preset with
             {
                 Steps = demoRl.Steps, LearningRate = demoRl.LearningRate, WarmupSteps = demoRl.WarmupSteps, MaxNewTokens = demoRl.MaxNewTokens,
                 OverlongBuffer = demoRl.OverlongBuffer, PromptsPerStep = demoRl.PromptsPerStep, SamplesPerPrompt = demoRl.SamplesPerPrompt,
+                WeightDecay = demoRl.WeightDecay, MiniBatches = demoRl.MiniBatches, EvalEvery = demoRl.EvalEvery, EvalExamples = demoRl.EvalExamples,
+                EvalSamples = demoRl.EvalSamples,
             };
             RunOptions o = Engine.DemoDefaults.Options() with { Sft = null, Rl = preset };
             return common.Run(r, o, x => x with

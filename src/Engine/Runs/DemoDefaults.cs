@@ -11,8 +11,8 @@ public static class DemoDefaults
         Sft = new SftOptions { Steps = 400, BatchSize = 64, LearningRate = 3e-3f, WarmupSteps = 20, EvalExamples = 300 },
         Rl = RlOptions.Dapo() with
         {
-            Steps = 120, PromptsPerStep = 32, SamplesPerPrompt = 8, MaxNewTokens = 7, OverlongBuffer = 3, LearningRate = 1.5e-4f, WarmupSteps = 5,
-            WeightDecay = 0.0f, EvalEvery = 20, EvalExamples = 300, EvalSamples = 8, MiniBatches = 2,
+            Steps = 300, PromptsPerStep = 32, SamplesPerPrompt = 8, MaxNewTokens = 7, OverlongBuffer = 3, LearningRate = 5e-4f, WarmupSteps = 5,
+            WeightDecay = 0.0f, EvalEvery = 50, EvalExamples = 300, EvalSamples = 8, MiniBatches = 2,
         },
     };
 }
