@@ -48,8 +48,8 @@ public class GemmBenchmarks
         a = accelerator.Allocate(size);
         b = accelerator.Allocate(size);
         c = accelerator.Allocate(size);
-        accelerator.Upload(a.All, Random(size, 1));
-        accelerator.Upload(b.All, Random(size, 2));
+        accelerator.Upload(a.All, KernelBenchmarkBase.RandomValues(size, 1));
+        accelerator.Upload(b.All, KernelBenchmarkBase.RandomValues(size, 2));
     }
 
     /// <summary>One product, waited for.</summary>
@@ -68,18 +68,6 @@ public class GemmBenchmarks
         b.Dispose();
         c.Dispose();
         accelerator.Dispose();
-    }
-
-    private static float[] Random(long size, int seed)
-    {
-        var rng = new Random(seed);
-        var data = new float[size];
-        for (long i = 0; i < size; i++)
-        {
-            data[i] = (float)(rng.NextDouble() - 0.5);
-        }
-
-        return data;
     }
 }
 
