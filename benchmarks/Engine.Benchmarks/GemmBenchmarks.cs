@@ -32,12 +32,18 @@ public class GemmBenchmarks
     public static IEnumerable<string> DeviceSpecs => BenchmarkDevices.Specs;
 
     /// <summary>Matrix size: m = n = k.</summary>
-    [Params(512, 1024, 2048)]
+    [ParamsSource(nameof(Sizes))]
     public int N { get; set; }
 
     /// <summary>NN, NT (B transposed) or TN (A transposed).</summary>
-    [Params("NN", "NT", "TN")]
+    [ParamsSource(nameof(Variants))]
     public string Variant { get; set; } = "NN";
+
+    /// <summary>The sizes run (the PyTorch references use the same).</summary>
+    public static IReadOnlyList<int> Sizes { get; } = [512, 1024, 2048];
+
+    /// <summary>The variants run.</summary>
+    public static IReadOnlyList<string> Variants { get; } = ["NN", "NT", "TN"];
 
     /// <summary>Allocates and fills the operands.</summary>
     [GlobalSetup]
