@@ -20,7 +20,7 @@ public static class Report
         s.AppendLine(Inv($"- current: `{currentName}`"));
         s.AppendLine(Inv($"- baseline: `{baselineName}`"));
         string test = options.MannWhitneyAlpha is double a ? Inv($", Mann-Whitney one-sided at alpha {a}") : "";
-        s.AppendLine(Inv($"- medians compared; threshold {options.Threshold:P0}, noise floor {Time(options.NoiseFloorNs)}{test}")).AppendLine();
+        s.AppendLine(Inv($"- medians compared; threshold {options.Threshold * 100:G4}%, noise floor {Time(options.NoiseFloorNs)}{test}")).AppendLine();
         if (comparison is null)
         {
             s.AppendLine("No baseline reports: nothing to compare.").AppendLine();
