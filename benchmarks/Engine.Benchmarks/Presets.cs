@@ -19,13 +19,12 @@ public static class Presets
     {
         get
         {
-            string? chosen = Environment.GetEnvironmentVariable(EnvironmentVariable);
-            if (string.IsNullOrWhiteSpace(chosen))
+            string[]? names = BenchmarkEnvironment.List(EnvironmentVariable);
+            if (names is null)
             {
                 return Names;
             }
 
-            string[] names = chosen.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             string? unknown = names.FirstOrDefault(n => !Names.Contains(n));
             return unknown is null ? names : throw new ArgumentException($"{EnvironmentVariable}: unknown preset {unknown}");
         }
