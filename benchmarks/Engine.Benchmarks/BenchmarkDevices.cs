@@ -17,13 +17,8 @@ public static class BenchmarkDevices
     {
         get
         {
-            string? chosen = Environment.GetEnvironmentVariable(EnvironmentVariable);
-            if (!string.IsNullOrWhiteSpace(chosen))
-            {
-                return chosen.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            }
-
-            return ["cpu", .. Devices.List().Where(d => d.Kind != DeviceKind.Cpu).Select(d => d.Spec)];
+            return BenchmarkEnvironment.List(EnvironmentVariable)
+                ?? ["cpu", .. Devices.List().Where(d => d.Kind != DeviceKind.Cpu).Select(d => d.Spec)];
         }
     }
 

@@ -32,12 +32,18 @@ public class GemmBenchmarks
     public static IEnumerable<string> DeviceSpecs => BenchmarkDevices.Specs;
 
     /// <summary>Matrix size: m = n = k.</summary>
-    [Params(512, 1024, 2048)]
+    [ParamsSource(nameof(Sizes))]
     public int N { get; set; }
 
     /// <summary>NN, NT (B transposed) or TN (A transposed).</summary>
-    [Params("NN", "NT", "TN")]
+    [ParamsSource(nameof(Variants))]
     public string Variant { get; set; } = "NN";
+
+    /// <summary>The sizes run (the PyTorch references use the same).</summary>
+    public static IReadOnlyList<int> Sizes { get; } = [512, 1024, 2048];
+
+    /// <summary>The variants run.</summary>
+    public static IReadOnlyList<string> Variants { get; } = ["NN", "NT", "TN"];
 
     /// <summary>Allocates and fills the operands.</summary>
     [GlobalSetup]
@@ -48,8 +54,8 @@ public class GemmBenchmarks
         a = accelerator.Allocate(size);
         b = accelerator.Allocate(size);
         c = accelerator.Allocate(size);
-        accelerator.Upload(a.All, Random(size, 1));
-        accelerator.Upload(b.All, Random(size, 2));
+        accelerator.Upload(a.All, KernelBenchmarkBase.RandomValues(size, 1));
+        accelerator.Upload(b.All, KernelBenchmarkBase.RandomValues(size, 2));
     }
 
     /// <summary>One product, waited for.</summary>
@@ -68,18 +74,6 @@ public class GemmBenchmarks
         b.Dispose();
         c.Dispose();
         accelerator.Dispose();
-    }
-
-    private static float[] Random(long size, int seed)
-    {
-        var rng = new Random(seed);
-        var data = new float[size];
-        for (long i = 0; i < size; i++)
-        {
-            data[i] = (float)(rng.NextDouble() - 0.5);
-        }
-
-        return data;
     }
 }
 

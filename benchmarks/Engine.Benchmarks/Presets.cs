@@ -8,6 +8,28 @@ public static class Presets
     /// <summary>Names usable as a <c>[Params]</c> value.</summary>
     public static readonly string[] Names = ["tiny", "small"];
 
+    /// <summary>The environment variable that restricts the presets the suites run (e.g. <c>tiny</c>).</summary>
+    public const string EnvironmentVariable = "ENGINE_BENCH_PRESETS";
+
+    /// <summary>
+    /// The presets the model-level suites run, as a <c>[ParamsSource]</c>: <see cref="Names"/>, or the
+    /// comma-separated names in <c>ENGINE_BENCH_PRESETS</c> when set (the quick profile runs tiny only).
+    /// </summary>
+    public static IEnumerable<string> Selected
+    {
+        get
+        {
+            string[]? names = BenchmarkEnvironment.List(EnvironmentVariable);
+            if (names is null)
+            {
+                return Names;
+            }
+
+            string? unknown = names.FirstOrDefault(n => !Names.Contains(n));
+            return unknown is null ? names : throw new ArgumentException($"{EnvironmentVariable}: unknown preset {unknown}");
+        }
+    }
+
     /// <summary>Batch and sequence length of the train-step preset.</summary>
     public static (int Batch, int Seq) TrainShape(string name) => name switch
     {

@@ -1,10 +1,14 @@
+using BenchmarkDotNet.Exporters;
+using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 
 namespace Engine.Benchmarks;
 
 /// <summary>
 /// Entry point: <c>dotnet run -c Release --project benchmarks/Engine.Benchmarks -- --filter '*Gemm*'</c>
-/// (add <c>--job short</c> for a quicker, rougher run).
+/// (add <c>--job short</c> for a quicker, rougher run); <c>-- pytorch --out FILE</c> runs the
+/// PyTorch side-by-side scripts instead (<see cref="PyTorchReferences"/>). <c>benchmarks/run.sh</c>
+/// drives both.
 /// </summary>
 /// <remarks>
 /// Every suite runs in-process: BenchmarkDotNet 0.14 predates net10.0, so its default
@@ -14,9 +18,23 @@ namespace Engine.Benchmarks;
 /// </remarks>
 internal static class Program
 {
-    private static void Main(string[] args)
+    private static int Main(string[] args)
     {
+        if (args is ["pytorch", .. var rest])
+        {
+            return PyTorchReferences.Run(rest);
+        }
+
         string[] withInProcess = args.Contains("--inProcess", StringComparer.OrdinalIgnoreCase) ? args : [.. args, "--inProcess"];
-        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(withInProcess);
+        Summary[] summaries = [.. BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(withInProcess)];
+        // BenchmarkDotNet prints NA for a benchmark that threw and still exits 0; CI must see it fail.
+        var failed = summaries.SelectMany(s => s.BenchmarksCases.Where(c => s[c] is not { Success: true, ResultStatistics: not null })
+            .Select(c => FullNameProvider.GetBenchmarkName(c))).ToList();
+        foreach (string name in failed)
+        {
+            Console.Error.WriteLine($"benchmark failed: {name}");
+        }
+
+        return failed.Count > 0 || summaries.Any(s => s.HasCriticalValidationErrors) ? 1 : 0;
     }
 }

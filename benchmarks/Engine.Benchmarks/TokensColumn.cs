@@ -58,8 +58,9 @@ public sealed class TokensPerSecondColumn : IColumn
             return null;
         }
 
-        return benchmarkCase.Descriptor.Type == typeof(DecodeBenchmarks)
-            ? DecodeBenchmarks.TokensPerRun
+        Type type = benchmarkCase.Descriptor.Type;
+        return type == typeof(DecodeBenchmarks) ? DecodeBenchmarks.TokensPerRun
+            : type == typeof(SamplingBenchmarks) ? SamplingBenchmarks.Sequences
             : Presets.TrainTokens(preset);
     }
 }

@@ -28,7 +28,7 @@ public class TrainStepBenchmarks
     public string Preset { get; set; } = "tiny";
 
     /// <summary>Presets to run.</summary>
-    public static IEnumerable<string> PresetNames => Presets.Names;
+    public static IEnumerable<string> PresetNames => Presets.Selected;
 
     [GlobalSetup]
     public void Setup()

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""PyTorch side of the decode comparison: the same shapes as `engine bench-generate`.
+"""PyTorch side of the decode comparison: the shapes of benchmarks/Engine.Benchmarks/DecodeBenchmarks.cs.
 
-A GPT-2 decoder in eager PyTorch with a key/value cache the way Hugging Face keeps one (past keys
-and values concatenated per step), fp32, random weights. B random prompts of P tokens: the
-first P - 1 are prefilled together, then N decode steps each run one batched forward over one
-token per sequence (the last prompt token first) and sample the next at temperature 1 (EOS
-ignored): the engine's split between prefill and decode. Prints one JSON line like the engine:
-{"decode_tokens_per_s", "prefill_ms", "peak_rss_mb"}; decode time excludes the prefill.
+B random prompts of P tokens on random weights (the bench_train.py model), then N new tokens per
+sequence with a KV cache in eager PyTorch (fp32), sampled at temperature 1 (or greedy with --greedy),
+EOS ignored. Times whole generate calls and prints one JSON line:
+  {"decode_tokens_per_s": B (N-1) / median time of the N-1 cached decode steps,
+   "tokens_per_s": B N / median time of the whole call, prefill included (what the engine's suite measures),
+   "ms_per_call", "prefill_ms", "peak_rss_mb"}
 
 Run on the CPU machines as
   OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 benchmarks/pytorch/bench_decode.py --family gpt2 \
@@ -15,109 +15,127 @@ Run on the CPU machines as
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
+import sys
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_train import Model, rotate_half  # noqa: E402  (same model, same weights layout)
 
 
-class Block(nn.Module):
-    def __init__(self, c, h):
-        super().__init__()
-        self.h = h
-        self.ln_1 = nn.LayerNorm(c)
-        self.c_attn = nn.Linear(c, 3 * c)
-        self.c_proj = nn.Linear(c, c)
-        self.ln_2 = nn.LayerNorm(c)
-        self.c_fc = nn.Linear(c, 4 * c)
-        self.mlp_proj = nn.Linear(4 * c, c)
-
-    def forward(self, x, past):
-        b, t, c = x.shape
-        q, k, v = self.c_attn(self.ln_1(x)).split(c, dim=2)
-        q, k, v = (z.view(b, t, self.h, c // self.h).transpose(1, 2) for z in (q, k, v))
-        if past is not None:
-            k = torch.cat((past[0], k), dim=2)
-            v = torch.cat((past[1], v), dim=2)
-        s = k.shape[2]
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(c // self.h)
-        if t > 1:  # causal mask over the new tokens; a single new token sees everything cached
-            mask = torch.ones(t, s, dtype=torch.bool).tril(diagonal=s - t)
-            att = att.masked_fill(~mask, float("-inf"))
-        y = (att.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, t, c)
-        x = x + self.c_proj(y)
-        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")), (k, v)
+def attend(block, q, k_all, v_all, causal):
+    att = (q @ k_all.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    if causal:
+        t = q.shape[2]
+        att = att.masked_fill(torch.ones(t, t, dtype=torch.bool).tril().logical_not(), float("-inf"))
+    return att.softmax(dim=-1) @ v_all
 
 
-class Gpt2(nn.Module):
-    def __init__(self, a, positions):
-        super().__init__()
-        self.wte = nn.Embedding(a.vocab, a.dim)
-        self.wpe = nn.Embedding(positions, a.dim)
-        self.blocks = nn.ModuleList(Block(a.dim, a.heads) for _ in range(a.layers))
-        self.ln_f = nn.LayerNorm(a.dim)
-
-    def forward(self, idx, start, cache):
-        t = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(start, start + t, device=idx.device))
-        new_cache = []
-        for i, blk in enumerate(self.blocks):
-            x, kv = blk(x, cache[i] if cache else None)
-            new_cache.append(kv)
-        return self.ln_f(x[:, -1]) @ self.wte.weight.t(), new_cache
+def gpt2_block(block, x, cache, causal):
+    b, t, c = x.shape
+    q, k, v = block.c_attn(block.ln_1(x)).split(c, dim=2)
+    q, k, v = (z.view(b, t, block.h, c // block.h).transpose(1, 2) for z in (q, k, v))
+    if cache:
+        k, v = torch.cat((cache[0], k), dim=2), torch.cat((cache[1], v), dim=2)
+    y = attend(block, q, k, v, causal).transpose(1, 2).reshape(b, t, c)
+    x = x + block.c_proj(y)
+    x = x + block.mlp_proj(torch.nn.functional.gelu(block.c_fc(block.ln_2(x)), approximate="tanh"))
+    return x, (k, v)
 
 
-def sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def llama_block(block, x, cache, causal, cos, sin):
+    b, t, c = x.shape
+    hs = block.input_layernorm(x)
+    q = block.q_proj(hs).view(b, t, block.h, block.d).transpose(1, 2)
+    k = block.k_proj(hs).view(b, t, block.kv, block.d).transpose(1, 2)
+    v = block.v_proj(hs).view(b, t, block.kv, block.d).transpose(1, 2)
+    q = q * cos + rotate_half(q) * sin
+    k = k * cos + rotate_half(k) * sin
+    if cache:
+        k, v = torch.cat((cache[0], k), dim=2), torch.cat((cache[1], v), dim=2)
+    rep = block.h // block.kv
+    y = attend(block, q, k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1), causal)
+    x = x + block.o_proj(y.transpose(1, 2).reshape(b, t, block.h * block.d))
+    hs = block.post_attention_layernorm(x)
+    x = x + block.down_proj(torch.nn.functional.silu(block.gate_proj(hs)) * block.up_proj(hs))
+    return x, (k, v)
+
+
+def forward(model, idx, start, caches):
+    """Logits of the last position; appends this chunk's keys and values to caches."""
+    t = idx.shape[1]
+    causal = t > 1
+    if model.a.family == "gpt2":
+        x = model.wte(idx) + model.wpe(torch.arange(start, start + t))
+    else:
+        x = model.wte(idx)
+        cos, sin = model.cos[start:start + t], model.sin[start:start + t]
+    for i, blk in enumerate(model.blocks):
+        if model.a.family == "gpt2":
+            x, caches[i] = gpt2_block(blk, x, caches[i], causal)
+        else:
+            x, caches[i] = llama_block(blk, x, caches[i], causal, cos, sin)
+    x = model.ln_f(x[:, -1])
+    return x @ model.wte.weight.t() if model.lm_head is None else model.lm_head(x)
+
+
+def pick(logits, greedy, gen):
+    if greedy:
+        return logits.argmax(dim=-1, keepdim=True)
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=gen)
 
 
 @torch.no_grad()
-def run_once(model, prompts, new_tokens, device, generator):
-    sync(device)
+def generate(model, prompts, new_tokens, greedy, gen):
+    caches = [None] * len(model.blocks)
     start = time.perf_counter()
-    _, cache = model(prompts[:, :-1], 0, None)
-    sync(device)
+    token = pick(forward(model, prompts, 0, caches), greedy, gen)
     prefill = time.perf_counter() - start
-    start = time.perf_counter()
-    token, pos = prompts[:, -1:], prompts.shape[1] - 1
-    for _ in range(new_tokens):
-        logits, cache = model(token, pos, cache)
-        token = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+    pos = prompts.shape[1]
+    for _ in range(new_tokens - 1):
+        token = pick(forward(model, token, pos, caches), greedy, gen)
         pos += 1
-    sync(device)
-    return prefill, time.perf_counter() - start
+    return time.perf_counter() - start, prefill
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--family", default="gpt2", choices=["gpt2"])
+    p.add_argument("--family", default="gpt2", choices=["gpt2", "llama", "qwen2"])
     p.add_argument("--layers", type=int, required=True)
     p.add_argument("--dim", type=int, required=True)
     p.add_argument("--heads", type=int, required=True)
+    p.add_argument("--kv-heads", type=int, default=None)
+    p.add_argument("--ffn", type=int, default=None)
     p.add_argument("--vocab", type=int, required=True)
-    p.add_argument("--batch", type=int, required=True)
-    p.add_argument("--prompt-len", type=int, required=True)
-    p.add_argument("--new-tokens", type=int, required=True)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--prompt-len", type=int, default=16)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--greedy", action="store_true", help="argmax instead of sampling at temperature 1")
+    p.add_argument("--repeat", type=int, default=3, help="timed calls (after one warm-up call)")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
     a = p.parse_args()
+    a.seq = a.prompt_len + a.new_tokens
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    model = Gpt2(a, a.prompt_len + a.new_tokens + 1).to(a.device).eval()
-    prompts = torch.randint(0, a.vocab, (a.batch, a.prompt_len), device=a.device)
-    generator = torch.Generator(device=a.device).manual_seed(1)
-    run_once(model, prompts, a.new_tokens, a.device, generator)  # warm-up
-    runs = [run_once(model, prompts, a.new_tokens, a.device, generator) for _ in range(a.repeats)]
-    rates = [a.batch * a.new_tokens / d for _, d in runs]
+    model = Model(a).eval()
+    prompts = torch.randint(0, a.vocab, (a.batch, a.prompt_len))
+    gen = torch.Generator().manual_seed(3)
+    generate(model, prompts, a.new_tokens, a.greedy, gen)
+    calls = [generate(model, prompts, a.new_tokens, a.greedy, gen) for _ in range(a.repeat)]
+    total = statistics.median(c[0] for c in calls)
+    decode = statistics.median(c[0] - c[1] for c in calls)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"decode_tokens_per_s": round(statistics.median(rates), 1),
-                      "prefill_ms": round(statistics.median(p for p, _ in runs) * 1000, 2),
-                      "peak_rss_mb": round(rss, 1)}))
+    print(json.dumps({
+        "decode_tokens_per_s": round(a.batch * (a.new_tokens - 1) / decode, 1),
+        "tokens_per_s": round(a.batch * a.new_tokens / total, 1),
+        "ms_per_call": round(total * 1000, 2),
+        "prefill_ms": round(statistics.median(c[1] for c in calls) * 1000, 2),
+        "peak_rss_mb": round(rss, 1),
+    }))
 
 
 if __name__ == "__main__":

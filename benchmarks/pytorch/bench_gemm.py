@@ -1,12 +1,14 @@
 """Times torch.mm (PyTorch's CPU BLAS) at the sizes of benchmarks/Engine.Benchmarks/GemmBenchmarks.cs.
 
-Run: OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 benchmarks/pytorch/bench_gemm.py [--threads 2] [--repeat 5]
+Run: OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 benchmarks/pytorch/bench_gemm.py [--threads 2] [--min-time 1] [--json]
 
 For each square size n and variant (NN: A B, NT: A B^T, TN: A^T B, all float32, row-major like the
 engine) it times torch.mm on pre-transposed views (no copies inside the timed region), takes the
-median over the timed calls and prints GFLOPS = 2 n^3 / median seconds.
+median over the timed calls and prints GFLOPS = 2 n^3 / median seconds (with --json, one JSON line per
+case: {"n", "variant", "median_ms", "gflops", "best_gflops", "runs"}, as benchmarks/run.sh reads them).
 """
 import argparse
+import json
 import statistics
 import time
 
@@ -40,8 +42,16 @@ def main():
     p.add_argument("--variants", nargs="*", default=["NN", "NT", "TN"])
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timed calls per case")
     p.add_argument("--min-runs", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="one JSON line per case instead of the table")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.json:
+        for n in args.sizes:
+            for v in args.variants:
+                gf, best, med, runs = bench(n, v, args.min_time, args.min_runs)
+                print(json.dumps({"n": n, "variant": v, "median_ms": round(med * 1e3, 4), "gflops": round(gf, 2),
+                                  "best_gflops": round(best, 2), "runs": runs}), flush=True)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'n':>6} {'variant':>7} {'median ms':>10} {'GFLOPS':>8} {'best':>8} {'runs':>5}")
     for n in args.sizes:
