@@ -1,5 +1,6 @@
 using Engine.Core;
 using Engine.Kernels.Cpu;
+using Engine.Kernels.Cuda;
 using Engine.Kernels.OpenCL;
 
 namespace Engine;
@@ -8,5 +9,5 @@ namespace Engine;
 internal static class Backends
 {
     /// <summary>The registry over every backend provider (CPU first).</summary>
-    public static AcceleratorRegistry Registry { get; } = new([new CpuProvider(), new ClProvider()]);
+    public static AcceleratorRegistry Registry { get; } = new([new CpuProvider(), new ClProvider(), new CudaProvider()]);
 }
