@@ -4,7 +4,7 @@ using Engine.Core;
 namespace Engine.Kernels.Cuda;
 
 // Causal grouped-query attention, flash style; kernels in Kernels/Attention.cu, compiled per head
-// size D (the per-query vectors live in private memory), with a tile size that fits the device's
+// size D (the per-query vectors live in registers), with a tile size that fits the device's
 // shared memory. The backward recomputes the probabilities from the saved lse: Di = rowsum(dO o O)
 // into a scratch buffer, then dK/dV (one thread per key) and dQ (one per query).
 internal sealed partial class CudaAccelerator

@@ -42,12 +42,21 @@ internal sealed unsafe class CudaBuffer : DeviceBuffer
     /// <summary>The device address (0 once released).</summary>
     public ulong Ptr { get; private set; }
 
-    protected override void Release() => Free();
+    protected override void Release()
+    {
+        // Kernels still queued on the stream may use this memory: let them finish first. (The
+        // finalizer cannot do this, the accelerator being single-threaded; it relies on cuMemFree
+        // synchronising the device, as cudaFree does.)
+        if (!Owner.IsDisposed)
+        {
+            Owner.Synchronize();
+        }
+
+        Free();
+    }
 
     private void Free()
     {
-        // cuMemFree synchronises the device before it frees (as cudaFree does), so kernels still
-        // queued on this memory complete first.
         if (Ptr != 0)
         {
             using (new CudaContextScope(context))

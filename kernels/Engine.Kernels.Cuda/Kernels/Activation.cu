@@ -11,9 +11,9 @@
 
 // y = gelu(x) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): equal to 0.5 x (1 + tanh u)
 // without the cancellation of 1 + tanh u for negative u.
-extern "C" __global__ void gelu_forward(float* y, u64 yOff,          // [n]
-                           const float* x, u64 xOff,    // [n]
-                           i64 n)
+extern "C" __global__ void gelu_forward(float* y, u64 yOff,       // [n]
+                                        const float* x, u64 xOff, // [n]
+                                        i64 n)
 {
     y += yOff;
     x += xOff;
@@ -27,10 +27,10 @@ extern "C" __global__ void gelu_forward(float* y, u64 yOff,          // [n]
 
 // dx = dy * gelu'(x), gelu'(x) = s + 2 x s (1 - s) u' with s = sigmoid(2u), 1 - s = e s
 // (e = exp(-2u)) and u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2). dx may alias dy.
-extern "C" __global__ void gelu_backward(float* dx, u64 dxOff,        // [n]
-                            const float* dy, u64 dyOff,  // [n]
-                            const float* x, u64 xOff,    // [n]
-                            i64 n)
+extern "C" __global__ void gelu_backward(float* dx, u64 dxOff,       // [n]
+                                         const float* dy, u64 dyOff, // [n]
+                                         const float* x, u64 xOff,   // [n]
+                                         i64 n)
 {
     dx += dxOff;
     dy += dyOff;
@@ -48,9 +48,9 @@ extern "C" __global__ void gelu_backward(float* dx, u64 dxOff,        // [n]
 }
 
 // y[i, j] = silu(g) * u with gateUp [N, 2F] = [gate F | up F]; grid (F, N) in threads.
-extern "C" __global__ void swiglu_forward(float* y, u64 yOff,              // [N, F]
-                             const float* gateUp, u64 guOff,  // [N, 2F]
-                             int n, int f)
+extern "C" __global__ void swiglu_forward(float* y, u64 yOff,             // [N, F]
+                                          const float* gateUp, u64 guOff, // [N, 2F]
+                                          int n, int f)
 {
     const int j = (blockIdx.x * blockDim.x + threadIdx.x), r = (blockIdx.y * blockDim.y + threadIdx.y);
     if (j >= f || r >= n)
@@ -66,9 +66,9 @@ extern "C" __global__ void swiglu_forward(float* y, u64 yOff,              // [N
 // dGateUp [N, 2F] from dy [N, F]: d gate = dy * up * s (1 + g (1 - s)), d up = dy * g * s, with
 // s = 1 / (1 + e), e = exp(-g), 1 - s = e s; g raised to at least SWIGLU_GATE_FLOOR. Grid (F, N) in threads.
 extern "C" __global__ void swiglu_backward(float* dGateUp, u64 dguOff,     // [N, 2F]
-                              const float* dy, u64 dyOff,     // [N, F]
-                              const float* gateUp, u64 guOff, // [N, 2F]
-                              int n, int f)
+                                           const float* dy, u64 dyOff,     // [N, F]
+                                           const float* gateUp, u64 guOff, // [N, 2F]
+                                           int n, int f)
 {
     const int j = (blockIdx.x * blockDim.x + threadIdx.x), r = (blockIdx.y * blockDim.y + threadIdx.y);
     if (j >= f || r >= n)
@@ -88,9 +88,9 @@ extern "C" __global__ void swiglu_backward(float* dGateUp, u64 dguOff,     // [N
 
 // y = a + b; y may alias a or b (each element is read before it is written, by one thread).
 extern "C" __global__ void add(float* y, u64 yOff,
-                  const float* a, u64 aOff,
-                  const float* b, u64 bOff,
-                  i64 n)
+                               const float* a, u64 aOff,
+                               const float* b, u64 bOff,
+                               i64 n)
 {
     y += yOff;
     a += aOff;

@@ -23,9 +23,9 @@
 #define D HEAD_DIM
 
 extern "C" __global__ __launch_bounds__(ATT_TILE)
-void attention_forward(float* out, u64 outOff,        // [B, T, Hq D]
-                       float* lse, u64 lseOff,        // [B, Hq, T]
-                       const float* qkv, u64 qkvOff,  // [B, T, (Hq + 2Hkv) D]
+void attention_forward(float* out, u64 outOff,       // [B, T, Hq D]
+                       float* lse, u64 lseOff,       // [B, Hq, T]
+                       const float* qkv, u64 qkvOff, // [B, T, (Hq + 2Hkv) D]
                        int T, int Hq, int Hkv, float scale)
 {
     __shared__ float Ks[ATT_TILE * D];
@@ -109,10 +109,10 @@ void attention_forward(float* out, u64 outOff,        // [B, T, Hq D]
 }
 
 // Di[b, h, t] = sum_d dO[b, t, h, d] * O[b, t, h, d]; grid (T, Hq, B) in threads.
-extern "C" __global__ void attention_backward_di(float* di,                      // [B, Hq, T]
-                                    const float* dout, u64 doOff, // [B, T, Hq D]
-                                    const float* out, u64 oOff,   // [B, T, Hq D]
-                                    int T, int Hq)
+extern "C" __global__ void attention_backward_di(float* di,                    // [B, Hq, T]
+                                                 const float* dout, u64 doOff, // [B, T, Hq D]
+                                                 const float* out, u64 oOff,   // [B, T, Hq D]
+                                                 int T, int Hq)
 {
     const int t = (blockIdx.x * blockDim.x + threadIdx.x), h = (blockIdx.y * blockDim.y + threadIdx.y), b = (blockIdx.z * blockDim.z + threadIdx.z);
     if (t >= T)
@@ -132,11 +132,11 @@ extern "C" __global__ void attention_backward_di(float* di,                     
 // dV_j = sum_i P_ij dO_i and dK_j = scale sum_i dS_ij q_i with dS = P o (dO V^T - Di), over the
 // group's query heads (in order) and the queries i >= j (query tiles in order).
 extern "C" __global__ __launch_bounds__(ATT_TILE)
-void attention_backward_dkdv(float* dqkv, u64 dqkvOff,        // [B, T, (Hq + 2Hkv) D] written: key and value heads
-                             const float* dout, u64 doOff,    // [B, T, Hq D]
-                             const float* qkv, u64 qkvOff,    // [B, T, (Hq + 2Hkv) D]
-                             const float* lse, u64 lseOff,    // [B, Hq, T]
-                             const float* di,                   // [B, Hq, T]
+void attention_backward_dkdv(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv) D] written: key and value heads
+                             const float* dout, u64 doOff, // [B, T, Hq D]
+                             const float* qkv, u64 qkvOff, // [B, T, (Hq + 2Hkv) D]
+                             const float* lse, u64 lseOff, // [B, Hq, T]
+                             const float* di,              // [B, Hq, T]
                              int T, int Hq, int Hkv, float scale)
 {
     __shared__ float Qs[ATT_TILE * D];
@@ -220,11 +220,11 @@ void attention_backward_dkdv(float* dqkv, u64 dqkvOff,        // [B, T, (Hq + 2H
 // dQ of one query tile of one head: thread i owns query q0 + i; dQ_i = scale sum_{j <= i} dS_ij k_j,
 // key tiles in order.
 extern "C" __global__ __launch_bounds__(ATT_TILE)
-void attention_backward_dq(float* dqkv, u64 dqkvOff,        // [B, T, (Hq + 2Hkv) D] written: query heads
-                           const float* dout, u64 doOff,    // [B, T, Hq D]
-                           const float* qkv, u64 qkvOff,    // [B, T, (Hq + 2Hkv) D]
-                           const float* lse, u64 lseOff,    // [B, Hq, T]
-                           const float* di,                   // [B, Hq, T]
+void attention_backward_dq(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv) D] written: query heads
+                           const float* dout, u64 doOff, // [B, T, Hq D]
+                           const float* qkv, u64 qkvOff, // [B, T, (Hq + 2Hkv) D]
+                           const float* lse, u64 lseOff, // [B, Hq, T]
+                           const float* di,              // [B, Hq, T]
                            int T, int Hq, int Hkv, float scale)
 {
     __shared__ float Ks[ATT_TILE * D];

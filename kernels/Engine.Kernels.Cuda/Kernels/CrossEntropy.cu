@@ -13,12 +13,12 @@
 // logp = NaN and a zero gradient row.
 
 extern "C" __global__ __launch_bounds__(WG)
-void token_logprob_rows(float* logits,                       // [R, V] block logits; gradients on return when backward
-                        const int* targets, u64 tOff,      // [N]
-                        float* logp, u64 logpOff,          // [N] when hasLogp
-                        float* entropy, u64 entOff,        // [N] when hasEntropy
-                        const float* dlogp, u64 dlogpOff,  // [N] when backward
-                        const float* dent, u64 dentOff,    // [N] when hasDEntropy
+void token_logprob_rows(float* logits,                    // [R, V] block logits; gradients on return when backward
+                        const int* targets, u64 tOff,     // [N]
+                        float* logp, u64 logpOff,         // [N] when hasLogp
+                        float* entropy, u64 entOff,       // [N] when hasEntropy
+                        const float* dlogp, u64 dlogpOff, // [N] when backward
+                        const float* dent, u64 dentOff,   // [N] when hasDEntropy
                         int rowStart, int v, int hasLogp, int hasEntropy, int backward, int hasDEntropy)
 {
     __shared__ acc_t red[WG];

@@ -5,12 +5,12 @@
 // (visible downstream) and is skipped in the backward.
 
 // out[i, j] = wte[tokens[i], j] (+ wpe[positions[i], j]); grid (C, N) in threads.
-extern "C" __global__ void embedding_forward(float* out, u64 outOff,             // [N, C]
-                                const int* tokens, u64 tokOff,      // [N]
-                                const int* positions, u64 posOff,   // [N] when hasWpe
-                                const float* wte, u64 wteOff,       // [V, C]
-                                const float* wpe, u64 wpeOff,       // [P, C] when hasWpe
-                                int hasWpe, int n, int c, i64 vRows, i64 pRows)
+extern "C" __global__ void embedding_forward(float* out, u64 outOff,           // [N, C]
+                                             const int* tokens, u64 tokOff,    // [N]
+                                             const int* positions, u64 posOff, // [N] when hasWpe
+                                             const float* wte, u64 wteOff,     // [V, C]
+                                             const float* wpe, u64 wpeOff,     // [P, C] when hasWpe
+                                             int hasWpe, int n, int c, i64 vRows, i64 pRows)
 {
     const int j = (blockIdx.x * blockDim.x + threadIdx.x), i = (blockIdx.y * blockDim.y + threadIdx.y);
     if (j >= c || i >= n)
@@ -39,12 +39,12 @@ extern "C" __global__ void embedding_forward(float* out, u64 outOff,            
 // dwte[tokens[i], j] += dout[i, j] (and dwpe[positions[i], j] += dout[i, j]) for i = 0..N-1 in
 // order. Several rows may hit one table row, so the work is split by column: thread j owns
 // column j of every table row (no races, no atomics, rows summed in order); grid (C) in threads.
-extern "C" __global__ void embedding_backward(float* dwte, u64 dwteOff,          // [V, C] accumulated
-                                 float* dwpe, u64 dwpeOff,          // [P, C] accumulated when hasWpe
-                                 const float* dout, u64 doutOff,    // [N, C]
-                                 const int* tokens, u64 tokOff,     // [N]
-                                 const int* positions, u64 posOff,  // [N] when hasWpe
-                                 int hasWpe, int n, int c, i64 vRows, i64 pRows)
+extern "C" __global__ void embedding_backward(float* dwte, u64 dwteOff,         // [V, C] accumulated
+                                              float* dwpe, u64 dwpeOff,         // [P, C] accumulated when hasWpe
+                                              const float* dout, u64 doutOff,   // [N, C]
+                                              const int* tokens, u64 tokOff,    // [N]
+                                              const int* positions, u64 posOff, // [N] when hasWpe
+                                              int hasWpe, int n, int c, i64 vRows, i64 pRows)
 {
     const int j = (blockIdx.x * blockDim.x + threadIdx.x);
     if (j >= c)

@@ -154,9 +154,9 @@ void gemm(float* C, u64 cOff,             // [M, N]
 }
 
 // db[cols] += sum over rows of dy[rows, cols]: one thread per column, rows summed in order.
-extern "C" __global__ void bias_backward(float* db, u64 dbOff,        // [cols]
-                            const float* dy, u64 dyOff,  // [rows, cols]
-                            int rows, int cols)
+extern "C" __global__ void bias_backward(float* db, u64 dbOff,       // [cols]
+                                         const float* dy, u64 dyOff, // [rows, cols]
+                                         int rows, int cols)
 {
     const int j = (blockIdx.x * blockDim.x + threadIdx.x);
     if (j >= cols)

@@ -8,10 +8,10 @@
 // the cache; the row's write is skipped, or its attention output is NaN.
 
 // Copies row i's Hkv key heads and Hkv value heads into its slot; grid (D, 2 Hkv, N) in threads.
-extern "C" __global__ void kv_cache_write(float* cache, u64 cacheOff,       // [blocks, layers, 2, Hkv, bs, D]
-                             const float* qkv, u64 qkvOff,     // [N, (Hq + 2Hkv) D]
-                             const int* slots, u64 slotOff,    // [N]
-                             int n, int hq, int hkv, int d, int bs, i64 blockLength, i64 layerOffset, i64 slotCount)
+extern "C" __global__ void kv_cache_write(float* cache, u64 cacheOff,    // [blocks, layers, 2, Hkv, bs, D]
+                                          const float* qkv, u64 qkvOff,  // [N, (Hq + 2Hkv) D]
+                                          const int* slots, u64 slotOff, // [N]
+                                          int n, int hq, int hkv, int d, int bs, i64 blockLength, i64 layerOffset, i64 slotCount)
 {
     const int e = (blockIdx.x * blockDim.x + threadIdx.x), kh = (blockIdx.y * blockDim.y + threadIdx.y), i = (blockIdx.z * blockDim.z + threadIdx.z);
     if (e >= d || kh >= 2 * hkv || i >= n)
@@ -34,12 +34,12 @@ extern "C" __global__ void kv_cache_write(float* cache, u64 cacheOff,       // [
 // runs with the threads over the head dimension. Dynamic shared memory: q [D], acc [D] (2 D floats,
 // sized by the host at launch).
 extern "C" __global__ __launch_bounds__(WG)
-void paged_attention(float* out, u64 outOff,              // [N, Hq D]
-                     const float* qkv, u64 qkvOff,        // [N, (Hq + 2Hkv) D]
-                     const float* cache, u64 cacheOff,    // the pool
-                     const int* tables, u64 tablesOff,    // [S, maxBlocks]
-                     const int* rowSeq, u64 seqOff,       // [N]
-                     const int* rowPos, u64 posOff,       // [N]
+void paged_attention(float* out, u64 outOff,           // [N, Hq D]
+                     const float* qkv, u64 qkvOff,     // [N, (Hq + 2Hkv) D]
+                     const float* cache, u64 cacheOff, // the pool
+                     const int* tables, u64 tablesOff, // [S, maxBlocks]
+                     const int* rowSeq, u64 seqOff,    // [N]
+                     const int* rowPos, u64 posOff,    // [N]
                      int hq, int hkv, int d, int bs, i64 blockLength, i64 layerOffset, int maxBlocks,
                      int sequences, int blocks, float scale)
 {

@@ -8,12 +8,12 @@
 // LayerNorm forward: mean = sum(x)/C, var = sum((x - mean)^2)/C (biased), rstd = 1/sqrt(var + eps),
 // out = (x - mean) * rstd * w + b. One block per row.
 extern "C" __global__ __launch_bounds__(WG)
-void layernorm_forward(float* out, u64 outOff,        // [N, C]
-                       float* mean, u64 meanOff,      // [N]
-                       float* rstd, u64 rstdOff,      // [N]
-                       const float* x, u64 xOff,      // [N, C]
-                       const float* w, u64 wOff,      // [C]
-                       const float* b, u64 bOff,      // [C] when hasBias
+void layernorm_forward(float* out, u64 outOff,   // [N, C]
+                       float* mean, u64 meanOff, // [N]
+                       float* rstd, u64 rstdOff, // [N]
+                       const float* x, u64 xOff, // [N, C]
+                       const float* w, u64 wOff, // [C]
+                       const float* b, u64 bOff, // [C] when hasBias
                        int hasBias, int c, float eps)
 {
     __shared__ acc_t red[WG];
@@ -53,12 +53,12 @@ void layernorm_forward(float* out, u64 outOff,        // [N, C]
 // LayerNorm backward, dx part: with xhat = (x - mean) rstd and dnorm = dout * w,
 // dx += rstd (dnorm - mean(dnorm) - xhat mean(dnorm xhat)). One block per row.
 extern "C" __global__ __launch_bounds__(WG)
-void layernorm_backward_dx(float* dx, u64 dxOff,            // [N, C] accumulated
-                           const float* dout, u64 doutOff,  // [N, C]
-                           const float* x, u64 xOff,        // [N, C]
-                           const float* w, u64 wOff,        // [C]
-                           const float* mean, u64 meanOff,  // [N]
-                           const float* rstd, u64 rstdOff,  // [N]
+void layernorm_backward_dx(float* dx, u64 dxOff,           // [N, C] accumulated
+                           const float* dout, u64 doutOff, // [N, C]
+                           const float* x, u64 xOff,       // [N, C]
+                           const float* w, u64 wOff,       // [C]
+                           const float* mean, u64 meanOff, // [N]
+                           const float* rstd, u64 rstdOff, // [N]
                            int c)
 {
     __shared__ acc_t red[WG];
@@ -89,10 +89,10 @@ void layernorm_backward_dx(float* dx, u64 dxOff,            // [N, C] accumulate
 
 // RMSNorm forward: rstd = 1/sqrt(mean(x^2) + eps), out = (x * rstd) * w. One block per row.
 extern "C" __global__ __launch_bounds__(WG)
-void rmsnorm_forward(float* out, u64 outOff,     // [N, C]
-                     float* rstd, u64 rstdOff,   // [N]
-                     const float* x, u64 xOff,   // [N, C]
-                     const float* w, u64 wOff,   // [C]
+void rmsnorm_forward(float* out, u64 outOff,   // [N, C]
+                     float* rstd, u64 rstdOff, // [N]
+                     const float* x, u64 xOff, // [N, C]
+                     const float* w, u64 wOff, // [C]
                      int c, float eps)
 {
     __shared__ acc_t red[WG];
@@ -122,11 +122,11 @@ void rmsnorm_forward(float* out, u64 outOff,     // [N, C]
 // RMSNorm backward, dx part: with xhat = x rstd and dnorm = dout * w,
 // dx += rstd (dnorm - xhat mean(dnorm xhat)). One block per row.
 extern "C" __global__ __launch_bounds__(WG)
-void rmsnorm_backward_dx(float* dx, u64 dxOff,            // [N, C] accumulated
-                         const float* dout, u64 doutOff,  // [N, C]
-                         const float* x, u64 xOff,        // [N, C]
-                         const float* w, u64 wOff,        // [C]
-                         const float* rstd, u64 rstdOff,  // [N]
+void rmsnorm_backward_dx(float* dx, u64 dxOff,           // [N, C] accumulated
+                         const float* dout, u64 doutOff, // [N, C]
+                         const float* x, u64 xOff,       // [N, C]
+                         const float* w, u64 wOff,       // [C]
+                         const float* rstd, u64 rstdOff, // [N]
                          int c)
 {
     __shared__ acc_t red[WG];
@@ -154,11 +154,11 @@ void rmsnorm_backward_dx(float* dx, u64 dxOff,            // [N, C] accumulated
 // partial[q, j] = sum over rows r of chunk q of dout[r, j] * xhat[r, j] (xhat = (x - mean) rstd, or
 // x rstd when isRms); with hasBias also partial[q, C + j] = sum dout[r, j]. Rows in order.
 extern "C" __global__ void norm_weight_partials(float* partial,                 // [chunks, stride]
-                                   const float* dout, u64 doutOff, // [N, C]
-                                   const float* x, u64 xOff,       // [N, C]
-                                   const float* mean, u64 meanOff, // [N] (LayerNorm)
-                                   const float* rstd, u64 rstdOff, // [N]
-                                   int isRms, int hasBias, int n, int c, int chunkRows, int stride)
+                                                const float* dout, u64 doutOff, // [N, C]
+                                                const float* x, u64 xOff,       // [N, C]
+                                                const float* mean, u64 meanOff, // [N] (LayerNorm)
+                                                const float* rstd, u64 rstdOff, // [N]
+                                                int isRms, int hasBias, int n, int c, int chunkRows, int stride)
 {
     const int j = (blockIdx.x * blockDim.x + threadIdx.x), q = (blockIdx.y * blockDim.y + threadIdx.y);
     if (j >= c)
@@ -188,10 +188,10 @@ extern "C" __global__ void norm_weight_partials(float* partial,                 
 
 // Adds the chunks' partial sums in chunk order: first[j] += sum_q partial[q, j] for j < split, and
 // second[j - split] += ... for the rest; grid (stride) in threads.
-extern "C" __global__ void norm_column_reduce(const float* partial,            // [chunks, stride]
-                                 float* first, u64 firstOff,    // [split]
-                                 float* second, u64 secondOff,  // [stride - split]
-                                 int chunks, int stride, int split)
+extern "C" __global__ void norm_column_reduce(const float* partial,         // [chunks, stride]
+                                              float* first, u64 firstOff,   // [split]
+                                              float* second, u64 secondOff, // [stride - split]
+                                              int chunks, int stride, int split)
 {
     const int j = (blockIdx.x * blockDim.x + threadIdx.x);
     if (j >= stride)

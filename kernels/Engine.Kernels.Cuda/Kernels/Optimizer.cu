@@ -7,7 +7,7 @@
 
 // partial[q] = sum of x^2 over chunk q; one block (WG) per chunk.
 extern "C" __global__ __launch_bounds__(WG)
-void sumsq_partials(acc_t* partial,            // [chunks]
+void sumsq_partials(acc_t* partial,           // [chunks]
                     const float* x, u64 xOff, // [n]
                     i64 n, i64 chunk)
 {
@@ -30,8 +30,8 @@ void sumsq_partials(acc_t* partial,            // [chunks]
 
 // result[0] += sum of partial[0, chunks); one block.
 extern "C" __global__ __launch_bounds__(WG)
-void sumsq_finish(float* result, u64 rOff,  // [1]
-                  const acc_t* partial,       // [chunks]
+void sumsq_finish(float* result, u64 rOff, // [1]
+                  const acc_t* partial,    // [chunks]
                   int chunks)
 {
     __shared__ acc_t red[WG];
@@ -51,13 +51,13 @@ void sumsq_finish(float* result, u64 rOff,  // [1]
 // m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p += (-lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps).
 // clip = min(1, maxNorm / (sqrt(normSq[0]) + 1e-6)) when hasNorm and maxNorm > 0 (as
 // torch.nn.utils.clip_grad_norm_), read on the device so no host round trip is needed.
-extern "C" __global__ void adamw(float* p, u64 pOff,             // [n] updated
-                    const float* g, u64 gOff,       // [n]
-                    float* m, u64 mOff,             // [n] updated
-                    float* v, u64 vOff,             // [n] updated
-                    const float* normSq, u64 nOff,  // [1] when hasNorm
-                    int hasNorm, float maxNorm, float decay, float beta1, float oneMinusBeta1,
-                    float beta2, float oneMinusBeta2, float negStepSize, float bias2Sqrt, float eps, i64 n)
+extern "C" __global__ void adamw(float* p, u64 pOff,            // [n] updated
+                                 const float* g, u64 gOff,      // [n]
+                                 float* m, u64 mOff,            // [n] updated
+                                 float* v, u64 vOff,            // [n] updated
+                                 const float* normSq, u64 nOff, // [1] when hasNorm
+                                 int hasNorm, float maxNorm, float decay, float beta1, float oneMinusBeta1,
+                                 float beta2, float oneMinusBeta2, float negStepSize, float bias2Sqrt, float eps, i64 n)
 {
     float clip = 1.0f;
     if (hasNorm && maxNorm > 0.0f)

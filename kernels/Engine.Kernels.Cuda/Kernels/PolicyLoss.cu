@@ -38,16 +38,16 @@ __device__ __forceinline__ acc_t kl_value(float logp, float logpRef, int estimat
 }
 
 extern "C" __global__ __launch_bounds__(WG)
-void policy_loss(float* dlogp, u64 dlogpOff,            // [N] written
-                 float* dent, u64 dentOff,              // [N] written when hasDEntropy
-                 float* stats, u64 statsOff,            // [9] accumulated
-                 const float* logp, u64 logpOff,        // [N]
-                 const float* logpOld, u64 oldOff,      // [N]
-                 const float* adv, u64 advOff,          // [N]
-                 const float* mask, u64 maskOff,        // [N]
-                 const float* weights, u64 wOff,        // [N]
-                 const float* logpRef, u64 refOff,      // [N] when hasRef
-                 const float* entropy, u64 entOff,      // [N] when hasEntropy
+void policy_loss(float* dlogp, u64 dlogpOff,       // [N] written
+                 float* dent, u64 dentOff,         // [N] written when hasDEntropy
+                 float* stats, u64 statsOff,       // [9] accumulated
+                 const float* logp, u64 logpOff,   // [N]
+                 const float* logpOld, u64 oldOff, // [N]
+                 const float* adv, u64 advOff,     // [N]
+                 const float* mask, u64 maskOff,   // [N]
+                 const float* weights, u64 wOff,   // [N]
+                 const float* logpRef, u64 refOff, // [N] when hasRef
+                 const float* entropy, u64 entOff, // [N] when hasEntropy
                  int hasDEntropy, int hasRef, int hasEntropy,
                  float epsLow, float epsHigh, float dualClip, float klCoef, int estimator, float entropyCoef, int n)
 {
@@ -129,10 +129,10 @@ void policy_loss(float* dlogp, u64 dlogpOff,            // [N] written
 }
 
 // output[t] = k(logp_ref - logp) (the KL-in-reward variant).
-extern "C" __global__ void kl_penalty(float* out, u64 outOff,            // [N]
-                         const float* logp, u64 logpOff,    // [N]
-                         const float* logpRef, u64 refOff,  // [N]
-                         int estimator, int n)
+extern "C" __global__ void kl_penalty(float* out, u64 outOff,           // [N]
+                                      const float* logp, u64 logpOff,   // [N]
+                                      const float* logpRef, u64 refOff, // [N]
+                                      int estimator, int n)
 {
     const int t = (blockIdx.x * blockDim.x + threadIdx.x);
     if (t >= n)

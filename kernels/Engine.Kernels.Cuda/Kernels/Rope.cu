@@ -3,11 +3,11 @@
 //   x1' = x1 c - x2 s,  x2' = x2 c + x1 s,  c = cos[p, j], s = sign * sin[p, j].
 // sign = -1 is the backward (the transpose rotation). A position outside the tables writes NaN
 // into the pair (the CPU backend throws on the host instead). Grid (D/2, heads, N) in threads.
-extern "C" __global__ void rope(float* x, u64 xOff,                 // [N, rowStride]
-                   const int* positions, u64 posOff,   // [N]
-                   const float* cosT, u64 cosOff,      // [P, D/2]
-                   const float* sinT, u64 sinOff,      // [P, D/2]
-                   int n, int rowStride, int firstHead, int heads, int d, float sign, i64 tablePositions)
+extern "C" __global__ void rope(float* x, u64 xOff,               // [N, rowStride]
+                                const int* positions, u64 posOff, // [N]
+                                const float* cosT, u64 cosOff,    // [P, D/2]
+                                const float* sinT, u64 sinOff,    // [P, D/2]
+                                int n, int rowStride, int firstHead, int heads, int d, float sign, i64 tablePositions)
 {
     const int hd = d / 2;
     const int j = (blockIdx.x * blockDim.x + threadIdx.x), h = (blockIdx.y * blockDim.y + threadIdx.y), r = (blockIdx.z * blockDim.z + threadIdx.z);

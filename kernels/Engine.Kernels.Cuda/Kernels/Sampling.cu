@@ -26,15 +26,15 @@ __device__ __forceinline__ float from_ordered_key(unsigned key)
 }
 
 extern "C" __global__ __launch_bounds__(WG)
-void sample_tokens(int* tokens, u64 tokOff,            // [S]
-                   float* sampleLogp, u64 slpOff,      // [S]
-                   float* policyLogp, u64 plpOff,      // [S]
-                   const float* logits, u64 zOff,      // [S, V]
-                   const float* uniforms, u64 uOff,    // [S]
-                   const float* temps, u64 tOff,       // [S]
-                   const int* topKs, u64 kOff,         // [S]
-                   const float* topPs, u64 pOff,       // [S]
-                   float* scratch,                       // [S, V] e values
+void sample_tokens(int* tokens, u64 tokOff,         // [S]
+                   float* sampleLogp, u64 slpOff,   // [S]
+                   float* policyLogp, u64 plpOff,   // [S]
+                   const float* logits, u64 zOff,   // [S, V]
+                   const float* uniforms, u64 uOff, // [S]
+                   const float* temps, u64 tOff,    // [S]
+                   const int* topKs, u64 kOff,      // [S]
+                   const float* topPs, u64 pOff,    // [S]
+                   float* scratch,                  // [S, V] e values
                    int v)
 {
     __shared__ acc_t red[WG];
@@ -227,10 +227,10 @@ void sample_tokens(int* tokens, u64 tokOff,            // [S]
 }
 
 // dst[i, :] = src[rows[i], :]; a row index outside src gives a NaN row. Grid (width, N) in threads.
-extern "C" __global__ void gather_rows(float* dst, u64 dstOff,          // [N, W]
-                          const float* src, u64 srcOff,    // [*, W]
-                          const int* rows, u64 rowsOff,    // [N]
-                          int n, int width, i64 srcRows)
+extern "C" __global__ void gather_rows(float* dst, u64 dstOff,       // [N, W]
+                                       const float* src, u64 srcOff, // [*, W]
+                                       const int* rows, u64 rowsOff, // [N]
+                                       int n, int width, i64 srcRows)
 {
     const int j = (blockIdx.x * blockDim.x + threadIdx.x), i = (blockIdx.y * blockDim.y + threadIdx.y);
     if (j >= width || i >= n)
