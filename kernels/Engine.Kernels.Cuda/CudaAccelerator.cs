@@ -104,9 +104,12 @@ internal sealed unsafe partial class CudaAccelerator : Accelerator
     internal bool Tf32Gemm { get; set; }
 
     /// <summary>True when <see cref="PrecisionVariable"/> asks for TF32; throws on a value other than fp32 or tf32.</summary>
-    internal static bool ReadPrecision()
+    internal static bool ReadPrecision() => ParsePrecision(Environment.GetEnvironmentVariable(PrecisionVariable));
+
+    /// <summary>True for "tf32", false for "fp32" or nothing (case-insensitive); throws naming the variable otherwise.</summary>
+    internal static bool ParsePrecision(string? value)
     {
-        string? value = Environment.GetEnvironmentVariable(PrecisionVariable)?.Trim();
+        value = value?.Trim();
         if (string.IsNullOrEmpty(value) || value.Equals("fp32", StringComparison.OrdinalIgnoreCase))
         {
             return false;

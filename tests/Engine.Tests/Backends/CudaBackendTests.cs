@@ -133,6 +133,18 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
         }
     }
 
+    [Fact]
+    public void The_gemm_precision_is_fp32_unless_tf32_is_asked_for()
+    {
+        Assert.False(CudaAccelerator.ParsePrecision(null));
+        Assert.False(CudaAccelerator.ParsePrecision(""));
+        Assert.False(CudaAccelerator.ParsePrecision(" FP32 "));
+        Assert.True(CudaAccelerator.ParsePrecision("tf32"));
+        Assert.True(CudaAccelerator.ParsePrecision("TF32"));
+        var e = Assert.Throws<EngineException>(() => CudaAccelerator.ParsePrecision("bf16"));
+        Assert.Contains(CudaAccelerator.PrecisionVariable, e.Message, StringComparison.Ordinal);
+    }
+
     // ---- on a CUDA device ----
 
     [Theory]
