@@ -20,6 +20,8 @@ internal sealed class CudaProvider : IAcceleratorProvider
     /// <summary>Why the last probe found nothing, when it failed (for diagnostics; null otherwise).</summary>
     public static string? ProbeError { get; private set; }
 
+    public string? ProbeProblem => ProbeError;
+
     /// <summary>The CUDA devices of this machine (cached after the first call).</summary>
     public IReadOnlyList<DeviceInfo> Probe() => Devices.Value.Select(d => d.Info).ToList();
 
