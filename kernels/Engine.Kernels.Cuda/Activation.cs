@@ -13,10 +13,10 @@ internal sealed partial class CudaAccelerator
         Run(Args(CudaKernel.GeluBackward).Tensor(dx).Tensor(dy).Tensor(x).Long(n), ElementwiseItems(n), Wg);
 
     protected override void SwiGluForwardCore(Tensor y, Tensor gateUp, int n, int f) =>
-        Run(Args(CudaKernel.SwiGluForward).Tensor(y).Tensor(gateUp).Int(n).Int(f), f, n, Math.Min(Wg, 64), 1);
+        Run(Args(CudaKernel.SwiGluForward).Tensor(y).Tensor(gateUp).Int(n).Int(f), f, GridRows(n), Math.Min(Wg, 64), 1);
 
     protected override void SwiGluBackwardCore(Tensor dGateUp, Tensor dy, Tensor gateUp, int n, int f) =>
-        Run(Args(CudaKernel.SwiGluBackward).Tensor(dGateUp).Tensor(dy).Tensor(gateUp).Int(n).Int(f), f, n, Math.Min(Wg, 64), 1);
+        Run(Args(CudaKernel.SwiGluBackward).Tensor(dGateUp).Tensor(dy).Tensor(gateUp).Int(n).Int(f), f, GridRows(n), Math.Min(Wg, 64), 1);
 
     protected override void AddCore(Tensor y, Tensor a, Tensor b, long n) =>
         Run(Args(CudaKernel.Add).Tensor(y).Tensor(a).Tensor(b).Long(n), ElementwiseItems(n), Wg);

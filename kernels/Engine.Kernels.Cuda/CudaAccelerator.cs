@@ -300,6 +300,9 @@ internal sealed unsafe partial class CudaAccelerator : Accelerator
         }
     }
 
+    /// <summary>Threads along a grid dimension of rows (y or z) for the kernels that loop over the rows beyond it.</summary>
+    private static long GridRows(long rows) => Math.Min(rows, MaxGridYZ);
+
     /// <summary>Threads for an element-wise kernel over <paramref name="n"/> elements (a grid-stride loop covers the rest).</summary>
     private long ElementwiseItems(long n) => Math.Min(RoundUp(n, Wg), MaxElementwiseItems);
 

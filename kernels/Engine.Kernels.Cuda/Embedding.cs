@@ -11,7 +11,7 @@ internal sealed partial class CudaAccelerator
         bool hasWpe = !wpe.IsEmpty;
         KernelArgs args = Args(CudaKernel.EmbeddingForward).Tensor(output).Tensor(tokens).Tensor(hasWpe ? positions : default)
             .Tensor(wte).Tensor(wpe).Flag(hasWpe).Int(n).Int(c).Long(wte.Length / c).Long(hasWpe ? wpe.Length / c : 0);
-        Run(args, c, n, Math.Min(Wg, 64), 1);
+        Run(args, c, GridRows(n), Math.Min(Wg, 64), 1);
     }
 
     protected override void EmbeddingBackwardCore(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens, Tensor positions, int n, int c)

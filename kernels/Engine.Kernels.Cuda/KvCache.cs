@@ -13,7 +13,7 @@ internal sealed partial class CudaAccelerator
         KernelArgs args = Args(CudaKernel.KvCacheWrite).Tensor(cache).Tensor(qkv).Tensor(slots)
             .Int(n).Int(heads).Int(shape.KvHeads).Int(shape.HeadDim).Int(shape.BlockSize)
             .Long(shape.BlockLength).Long(layerOffset).Long((long)shape.Blocks * shape.BlockSize);
-        Run(args, shape.HeadDim, 2 * shape.KvHeads, n, Math.Min(Wg, 32), 1, 1);
+        Run(args, shape.HeadDim, 2 * shape.KvHeads, GridRows(n), Math.Min(Wg, 32), 1, 1);
     }
 
     protected override void PagedAttentionCore(Tensor output, Tensor qkv, Tensor cache, Tensor blockTables, Tensor rowSeq, Tensor rowPos,

@@ -14,6 +14,6 @@ internal sealed partial class CudaAccelerator
         KernelArgs args = Args(CudaKernel.Rope).Tensor(x).Tensor(positions).Tensor(cos).Tensor(sin)
             .Int(n).Int(rowStride).Int(firstHead).Int(heads).Int(d).Float(inverse ? -1f : 1f).Long(tablePositions);
         int local = Math.Min(Wg, 32);
-        Run(args, half, heads, n, local, 1, 1);
+        Run(args, half, heads, GridRows(n), local, 1, 1);
     }
 }

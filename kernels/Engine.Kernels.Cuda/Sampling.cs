@@ -19,5 +19,5 @@ internal sealed partial class CudaAccelerator
 
     protected override void GatherRowsCore(Tensor dst, Tensor src, Tensor rows, int n, int width) =>
         Run(Args(CudaKernel.GatherRows).Tensor(dst).Tensor(src).Tensor(rows).Int(n).Int(width).Long(src.Length / width),
-            width, n, Math.Min(Wg, 64), 1);
+            width, GridRows(n), Math.Min(Wg, 64), 1);
 }

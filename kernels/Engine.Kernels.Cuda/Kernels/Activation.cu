@@ -47,43 +47,51 @@ extern "C" __global__ void gelu_backward(float* dx, u64 dxOff,       // [n]
     }
 }
 
-// y[i, j] = silu(g) * u with gateUp [N, 2F] = [gate F | up F]; grid (F, N) in threads.
+// y[i, j] = silu(g) * u with gateUp [N, 2F] = [gate F | up F]; grid (F, N) in threads (rows
+// loop when N exceeds the grid's 65535 limit in that dimension).
 extern "C" __global__ void swiglu_forward(float* y, u64 yOff,             // [N, F]
                                           const float* gateUp, u64 guOff, // [N, 2F]
                                           int n, int f)
 {
-    const int j = (blockIdx.x * blockDim.x + threadIdx.x), r = (blockIdx.y * blockDim.y + threadIdx.y);
-    if (j >= f || r >= n)
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= f)
     {
         return;
     }
-    const float* g = gateUp + guOff + (i64)r * 2 * f;
-    const float gv = g[j];
-    const float s = 1.0f / (1.0f + exp(-gv));
-    y[yOff + (i64)r * f + j] = gv * s * g[f + j];
+    for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < n; r += gridDim.y * blockDim.y)
+    {
+        const float* g = gateUp + guOff + (i64)r * 2 * f;
+        const float gv = g[j];
+        const float s = 1.0f / (1.0f + exp(-gv));
+        y[yOff + (i64)r * f + j] = gv * s * g[f + j];
+    }
 }
 
 // dGateUp [N, 2F] from dy [N, F]: d gate = dy * up * s (1 + g (1 - s)), d up = dy * g * s, with
-// s = 1 / (1 + e), e = exp(-g), 1 - s = e s; g raised to at least SWIGLU_GATE_FLOOR. Grid (F, N) in threads.
+// s = 1 / (1 + e), e = exp(-g), 1 - s = e s; g raised to at least SWIGLU_GATE_FLOOR. Grid (F, N)
+// in threads (rows loop when N exceeds the grid's 65535 limit in that dimension).
 extern "C" __global__ void swiglu_backward(float* dGateUp, u64 dguOff,     // [N, 2F]
                                            const float* dy, u64 dyOff,     // [N, F]
                                            const float* gateUp, u64 guOff, // [N, 2F]
                                            int n, int f)
 {
-    const int j = (blockIdx.x * blockDim.x + threadIdx.x), r = (blockIdx.y * blockDim.y + threadIdx.y);
-    if (j >= f || r >= n)
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= f)
     {
         return;
     }
-    const float* g = gateUp + guOff + (i64)r * 2 * f;
-    float* dg = dGateUp + dguOff + (i64)r * 2 * f;
-    const float gj = fmax(g[j], SWIGLU_GATE_FLOOR);
-    const float e = exp(-gj);
-    const float s = 1.0f / (1.0f + e);
-    const float ds = s * fma(gj, e * s, 1.0f);
-    const float upj = g[f + j], dyj = dy[dyOff + (i64)r * f + j];
-    dg[j] = dyj * upj * ds;
-    dg[f + j] = dyj * (gj * s);
+    for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < n; r += gridDim.y * blockDim.y)
+    {
+        const float* g = gateUp + guOff + (i64)r * 2 * f;
+        float* dg = dGateUp + dguOff + (i64)r * 2 * f;
+        const float gj = fmax(g[j], SWIGLU_GATE_FLOOR);
+        const float e = exp(-gj);
+        const float s = 1.0f / (1.0f + e);
+        const float ds = s * fma(gj, e * s, 1.0f);
+        const float upj = g[f + j], dyj = dy[dyOff + (i64)r * f + j];
+        dg[j] = dyj * upj * ds;
+        dg[f + j] = dyj * (gj * s);
+    }
 }
 
 // y = a + b; y may alias a or b (each element is read before it is written, by one thread).

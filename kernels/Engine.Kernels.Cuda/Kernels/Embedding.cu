@@ -4,7 +4,8 @@
 // kernel never reads or writes outside a table: an invalid id gives a NaN row in the forward
 // (visible downstream) and is skipped in the backward.
 
-// out[i, j] = wte[tokens[i], j] (+ wpe[positions[i], j]); grid (C, N) in threads.
+// out[i, j] = wte[tokens[i], j] (+ wpe[positions[i], j]); grid (C, N) in threads (rows
+// loop when N exceeds the grid's 65535 limit in that dimension).
 extern "C" __global__ void embedding_forward(float* out, u64 outOff,           // [N, C]
                                              const int* tokens, u64 tokOff,    // [N]
                                              const int* positions, u64 posOff, // [N] when hasWpe
@@ -12,8 +13,8 @@ extern "C" __global__ void embedding_forward(float* out, u64 outOff,           /
                                              const float* wpe, u64 wpeOff,     // [P, C] when hasWpe
                                              int hasWpe, int n, int c, i64 vRows, i64 pRows)
 {
-    const int j = (blockIdx.x * blockDim.x + threadIdx.x), i = (blockIdx.y * blockDim.y + threadIdx.y);
-    if (j >= c || i >= n)
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= c)
     {
         return;
     }
@@ -22,18 +23,21 @@ extern "C" __global__ void embedding_forward(float* out, u64 outOff,           /
     positions += posOff;
     wte += wteOff;
     wpe += wpeOff;
-    const int t = tokens[i];
-    float v = NAN;
-    if (t >= 0 && t < vRows)
+    for (int i = blockIdx.y * blockDim.y + threadIdx.y; i < n; i += gridDim.y * blockDim.y)
     {
-        v = wte[(i64)t * c + j];
-        if (hasWpe)
+        const int t = tokens[i];
+        float v = NAN;
+        if (t >= 0 && t < vRows)
         {
-            const int p = positions[i];
-            v = (p >= 0 && p < pRows) ? v + wpe[(i64)p * c + j] : NAN;
+            v = wte[(i64)t * c + j];
+            if (hasWpe)
+            {
+                const int p = positions[i];
+                v = (p >= 0 && p < pRows) ? v + wpe[(i64)p * c + j] : NAN;
+            }
         }
+        out[(i64)i * c + j] = v;
     }
-    out[(i64)i * c + j] = v;
 }
 
 // dwte[tokens[i], j] += dout[i, j] (and dwpe[positions[i], j] += dout[i, j]) for i = 0..N-1 in

@@ -7,25 +7,29 @@
 // positions, block ids) are checked here on the device: a bad one never reads or writes outside
 // the cache; the row's write is skipped, or its attention output is NaN.
 
-// Copies row i's Hkv key heads and Hkv value heads into its slot; grid (D, 2 Hkv, N) in threads.
+// Copies row i's Hkv key heads and Hkv value heads into its slot; grid (D, 2 Hkv, N) in threads (rows
+// loop when N exceeds the grid's 65535 limit in that dimension).
 extern "C" __global__ void kv_cache_write(float* cache, u64 cacheOff,    // [blocks, layers, 2, Hkv, bs, D]
                                           const float* qkv, u64 qkvOff,  // [N, (Hq + 2Hkv) D]
                                           const int* slots, u64 slotOff, // [N]
                                           int n, int hq, int hkv, int d, int bs, i64 blockLength, i64 layerOffset, i64 slotCount)
 {
-    const int e = (blockIdx.x * blockDim.x + threadIdx.x), kh = (blockIdx.y * blockDim.y + threadIdx.y), i = (blockIdx.z * blockDim.z + threadIdx.z);
-    if (e >= d || kh >= 2 * hkv || i >= n)
+    const int e = blockIdx.x * blockDim.x + threadIdx.x, kh = blockIdx.y * blockDim.y + threadIdx.y;
+    if (e >= d || kh >= 2 * hkv)
     {
         return;
     }
-    const int slot = slots[slotOff + i];
-    if (slot < 0 || slot >= slotCount)
+    for (int i = blockIdx.z * blockDim.z + threadIdx.z; i < n; i += gridDim.z * blockDim.z)
     {
-        return;
+        const int slot = slots[slotOff + i];
+        if (slot < 0 || slot >= slotCount)
+        {
+            continue;
+        }
+        // kh < hkv: key head kh; else value head kh - hkv. Both in the row and in the block they follow each other.
+        const float v = qkv[qkvOff + (i64)i * (hq + 2 * hkv) * d + (i64)(hq + kh) * d + e];
+        cache[cacheOff + (i64)(slot / bs) * blockLength + layerOffset + ((i64)kh * bs + slot % bs) * d + e] = v;
     }
-    // kh < hkv: key head kh; else value head kh - hkv. Both in the row and in the block they follow each other.
-    const float v = qkv[qkvOff + (i64)i * (hq + 2 * hkv) * d + (i64)(hq + kh) * d + e];
-    cache[cacheOff + (i64)(slot / bs) * blockLength + layerOffset + ((i64)kh * bs + slot % bs) * d + e] = v;
 }
 
 // Attention of query row i, head h over positions 0..rowPos[i] of sequence rowSeq[i], read through

@@ -2,7 +2,8 @@
 // with j + D/2; both rotate by the angle of (positions[row], j):
 //   x1' = x1 c - x2 s,  x2' = x2 c + x1 s,  c = cos[p, j], s = sign * sin[p, j].
 // sign = -1 is the backward (the transpose rotation). A position outside the tables writes NaN
-// into the pair (the CPU backend throws on the host instead). Grid (D/2, heads, N) in threads.
+// into the pair (the CPU backend throws on the host instead). Grid (D/2, heads, N) in threads (rows
+// loop when N exceeds the grid's 65535 limit in that dimension).
 extern "C" __global__ void rope(float* x, u64 xOff,               // [N, rowStride]
                                 const int* positions, u64 posOff, // [N]
                                 const float* cosT, u64 cosOff,    // [P, D/2]
@@ -10,23 +11,26 @@ extern "C" __global__ void rope(float* x, u64 xOff,               // [N, rowStri
                                 int n, int rowStride, int firstHead, int heads, int d, float sign, i64 tablePositions)
 {
     const int hd = d / 2;
-    const int j = (blockIdx.x * blockDim.x + threadIdx.x), h = (blockIdx.y * blockDim.y + threadIdx.y), r = (blockIdx.z * blockDim.z + threadIdx.z);
-    if (j >= hd || h >= heads || r >= n)
+    const int j = blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y * blockDim.y + threadIdx.y;
+    if (j >= hd || h >= heads)
     {
         return;
     }
-    float* x1 = x + xOff + (i64)r * rowStride + (i64)(firstHead + h) * d + j;
-    float* x2 = x1 + hd;
-    const int p = positions[posOff + r];
-    if (p < 0 || p >= tablePositions)
+    for (int r = blockIdx.z * blockDim.z + threadIdx.z; r < n; r += gridDim.z * blockDim.z)
     {
-        *x1 = NAN;
-        *x2 = NAN;
-        return;
+        float* x1 = x + xOff + (i64)r * rowStride + (i64)(firstHead + h) * d + j;
+        float* x2 = x1 + hd;
+        const int p = positions[posOff + r];
+        if (p < 0 || p >= tablePositions)
+        {
+            *x1 = NAN;
+            *x2 = NAN;
+            continue;
+        }
+        const float c = cosT[cosOff + (i64)p * hd + j];
+        const float s = sinT[sinOff + (i64)p * hd + j] * sign;
+        const float a = *x1, b = *x2;
+        *x1 = a * c - b * s;
+        *x2 = b * c + a * s;
     }
-    const float c = cosT[cosOff + (i64)p * hd + j];
-    const float s = sinT[sinOff + (i64)p * hd + j] * sign;
-    const float a = *x1, b = *x2;
-    *x1 = a * c - b * s;
-    *x2 = b * c + a * s;
 }

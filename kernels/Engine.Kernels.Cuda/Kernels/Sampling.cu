@@ -226,17 +226,21 @@ void sample_tokens(int* tokens, u64 tokOff,         // [S]
     }
 }
 
-// dst[i, :] = src[rows[i], :]; a row index outside src gives a NaN row. Grid (width, N) in threads.
+// dst[i, :] = src[rows[i], :]; a row index outside src gives a NaN row. Grid (width, N) in threads (rows
+// loop when N exceeds the grid's 65535 limit in that dimension).
 extern "C" __global__ void gather_rows(float* dst, u64 dstOff,       // [N, W]
                                        const float* src, u64 srcOff, // [*, W]
                                        const int* rows, u64 rowsOff, // [N]
                                        int n, int width, i64 srcRows)
 {
-    const int j = (blockIdx.x * blockDim.x + threadIdx.x), i = (blockIdx.y * blockDim.y + threadIdx.y);
-    if (j >= width || i >= n)
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= width)
     {
         return;
     }
-    const int r = rows[rowsOff + i];
-    dst[dstOff + (i64)i * width + j] = (r >= 0 && r < srcRows) ? src[srcOff + (i64)r * width + j] : NAN;
+    for (int i = blockIdx.y * blockDim.y + threadIdx.y; i < n; i += gridDim.y * blockDim.y)
+    {
+        const int r = rows[rowsOff + i];
+        dst[dstOff + (i64)i * width + j] = (r >= 0 && r < srcRows) ? src[srcOff + (i64)r * width + j] : NAN;
+    }
 }
