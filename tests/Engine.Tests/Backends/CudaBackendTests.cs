@@ -5,6 +5,7 @@ using Engine.Core;
 using Engine.Kernels.Cuda;
 using Engine.Kernels.Cuda.Interop;
 using Engine.Tests.Support;
+using Engine.Training;
 using Xunit.Abstractions;
 using Xunit.Sdk;
 
@@ -215,6 +216,68 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
         float[] expected = (float[])data.Clone();
         Array.Copy(data, 0, expected, 10, 900);
         Assert.Equal(expected, result);
+    }
+
+    [Theory]
+    [BackendDevices(DeviceKind.Cuda)]
+    public void Bad_indices_give_nan_rows_instead_of_stray_accesses(string device)
+    {
+        Accelerator acc = fx.Device(device);
+        const int c = 5;
+        using DeviceBuffer wte = acc.Put(TestData.Uniform(1, 4 * c));
+        using DeviceBuffer tokens = acc.Put(new[] { 1, 4, -1, 3 });
+        using DeviceBuffer outBuf = acc.Allocate(4 * c);
+        acc.EmbeddingForward(outBuf.All, tokens.All, default, wte.All, default, 4, c);
+        float[] result = acc.Get(outBuf);
+        Assert.DoesNotContain(result[..c], float.IsNaN);
+        Assert.All(result[c..(3 * c)], x => Assert.True(float.IsNaN(x)));
+        Assert.DoesNotContain(result[(3 * c)..], float.IsNaN);
+
+        using DeviceBuffer rows = acc.Put(new[] { 0, 7 });
+        using DeviceBuffer dst = acc.Allocate(2 * c);
+        acc.GatherRows(dst.All, wte.All, rows.All, 2, c);
+        float[] gathered = acc.Get(dst);
+        Assert.DoesNotContain(gathered[..c], float.IsNaN);
+        Assert.All(gathered[c..], x => Assert.True(float.IsNaN(x)));
+    }
+
+    [Theory]
+    [BackendDevices(DeviceKind.Cuda)]
+    public void Train_steps_are_reproducible_bit_for_bit(string device)
+    {
+        Accelerator acc = fx.Device(device);
+        var config = global::Engine.Model.ModelConfig.Gpt2(vocab: 61, dim: 32, layers: 2, heads: 4, maxPositions: 40);
+        float[] Run()
+        {
+            using var bench = new SyntheticBenchmark(acc, config, 2, 17, seed: 3);
+            bench.Step();
+            bench.Step();
+            return [.. acc.ToArray(bench.Model.Grads!.All), .. acc.ToArray(bench.Model.Params.All)];
+        }
+
+        float[] a = Run(), b = Run();
+        Assert.True(a.AsSpan().SequenceEqual(b), "two identical train runs on the device differ");
+    }
+
+    [Theory]
+    [BackendDevices(DeviceKind.Cuda)]
+    public void Train_steps_allocate_nothing_on_the_host(string device)
+    {
+        Accelerator acc = fx.Device(device);
+        var config = global::Engine.Model.ModelConfig.LlamaFamily(global::Engine.Model.ModelFamily.Qwen2, vocab: 61, dim: 32, layers: 2,
+            heads: 4, kvHeads: 2, ffn: 40, maxPositions: 40, tied: false);
+        using var bench = new SyntheticBenchmark(acc, config, 2, 17, seed: 3);
+        bench.Step();
+        bench.Step();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++)
+        {
+            bench.Step();
+        }
+
+        long bytes = GC.GetAllocatedBytesForCurrentThread() - before;
+        output.WriteLine($"{bytes} bytes allocated over 5 steps");
+        Assert.True(bytes <= 256, $"5 train steps allocated {bytes} bytes on the host (kernel launches must not allocate)");
     }
 
     /// <summary>Fails with the reason when NVRTC is missing (reached only in CI, or when run explicitly).</summary>
