@@ -6,8 +6,9 @@ namespace Engine.Kernels.Cuda.Interop;
 /// <summary>
 /// A thin binding to NVRTC, the CUDA run-time compiler: function pointers resolved at run time
 /// from the newest library found (<c>libnvrtc.so.13</c>, <c>.12</c>, <c>.11.2</c>; on Windows
-/// <c>nvrtc64_130_0.dll</c>, <c>nvrtc64_120_0.dll</c>, <c>nvrtc64_112_0.dll</c>). Independent of
-/// the driver: kernels compile on machines without a GPU (CI compiles every kernel this way).
+/// <c>nvrtc64_130_0.dll</c>, <c>nvrtc64_120_0.dll</c>, <c>nvrtc64_112_0.dll</c>; see
+/// <see cref="Candidates"/>). Independent of the driver: kernels compile on machines without a
+/// GPU (CI compiles every kernel this way).
 /// </summary>
 internal static unsafe class NvrtcNative
 {
@@ -65,21 +66,53 @@ internal static unsafe class NvrtcNative
         return state > 0;
     }
 
+    /// <summary>The environment variable that names the NVRTC library file to load before any other.</summary>
+    public const string PathVariable = "ENGINE_NVRTC";
+
+    /// <summary>
+    /// Where NVRTC is looked for, in order: <c>$ENGINE_NVRTC</c>, then each name on the loader's
+    /// search path, then in the CUDA toolkit (<c>$CUDA_PATH</c>, <c>$CUDA_HOME</c>,
+    /// <c>/usr/local/cuda</c>), whose library folder is often not on that path.
+    /// </summary>
+    public static IEnumerable<string> Candidates()
+    {
+        string? configured = Environment.GetEnvironmentVariable(PathVariable);
+        if (!string.IsNullOrWhiteSpace(configured))
+        {
+            yield return configured.Trim();
+        }
+
+        foreach (string name in LibraryNames)
+        {
+            yield return name;
+        }
+
+        string[] roots = [Environment.GetEnvironmentVariable("CUDA_PATH") ?? "", Environment.GetEnvironmentVariable("CUDA_HOME") ?? "",
+            OperatingSystem.IsWindows() ? "" : "/usr/local/cuda"];
+        foreach (string root in roots.Where(r => r.Length > 0).Distinct(StringComparer.Ordinal))
+        {
+            foreach (string name in LibraryNames)
+            {
+                yield return Path.Combine(root, OperatingSystem.IsWindows() ? "bin" : "lib64", name);
+            }
+        }
+    }
+
     private static bool LoadCore()
     {
         nint lib = 0;
-        foreach (string name in LibraryNames)
+        foreach (string candidate in Candidates())
         {
-            if (NativeLibrary.TryLoad(name, out lib))
+            if (NativeLibrary.TryLoad(candidate, out lib))
             {
-                LibraryName = name;
+                LibraryName = candidate;
                 break;
             }
         }
 
         if (lib == 0)
         {
-            LoadError = $"no NVRTC library found (tried {string.Join(", ", LibraryNames)})";
+            LoadError = $"no NVRTC library found (tried {string.Join(", ", LibraryNames)} and the CUDA toolkit; set {PathVariable} to its path)";
             return false;
         }
 
