@@ -23,7 +23,7 @@ internal sealed unsafe class CudaDeviceContext : IDisposable
     {
         Device = device;
         nint context = 0;
-        CuNative.Check(CuNative.DevicePrimaryCtxRetain(&context, device.Ordinal), "cuDevicePrimaryCtxRetain", device.Name);
+        CuNative.Check(CuNative.DevicePrimaryCtxRetain(&context, device.CuDevice), "cuDevicePrimaryCtxRetain", device.Name);
         handle = context;
         (Target, IsCubin) = CudaCompiler.Target(device.Major, device.Minor);
         NvrtcVersion = CudaCompiler.Version;
@@ -145,7 +145,7 @@ internal sealed unsafe class CudaDeviceContext : IDisposable
             }
 
             modules.Clear();
-            CuNative.DevicePrimaryCtxRelease(Device.Ordinal);
+            CuNative.DevicePrimaryCtxRelease(Device.CuDevice);
             handle = 0;
         }
     }

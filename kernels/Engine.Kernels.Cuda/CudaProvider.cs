@@ -107,7 +107,7 @@ internal sealed class CudaProvider : IAcceleratorProvider
 
 /// <summary>A probed CUDA device: its description, the driver's handle and the limits the kernels depend on.</summary>
 /// <param name="Info">The description.</param>
-/// <param name="Ordinal">The CUdevice handle.</param>
+/// <param name="CuDevice">The CUdevice handle.</param>
 /// <param name="DriverOrdinal">The driver's ordinal of the device.</param>
 /// <param name="Name">The device name.</param>
 /// <param name="Major">Compute capability, major.</param>
@@ -115,7 +115,7 @@ internal sealed class CudaProvider : IAcceleratorProvider
 /// <param name="DriverVersion">cuDriverGetVersion (e.g. 12040).</param>
 /// <param name="SharedMemoryBytes">Static shared memory per block.</param>
 /// <param name="MaxThreadsPerBlock">Largest block.</param>
-internal sealed record CudaDeviceHandle(DeviceInfo Info, int Ordinal, int DriverOrdinal, string Name, int Major, int Minor,
+internal sealed record CudaDeviceHandle(DeviceInfo Info, int CuDevice, int DriverOrdinal, string Name, int Major, int Minor,
     int DriverVersion, int SharedMemoryBytes, int MaxThreadsPerBlock)
 {
     private CudaDeviceContext? context;
