@@ -22,6 +22,8 @@ internal sealed class ClProvider : IAcceleratorProvider
     /// <summary>Why the last probe found nothing, when it failed (for diagnostics; null otherwise).</summary>
     public static string? ProbeError { get; private set; }
 
+    public string? ProbeProblem => ProbeError;
+
     /// <summary>The OpenCL devices of this machine (cached after the first call).</summary>
     public IReadOnlyList<DeviceInfo> Probe() => Devices.Value.Select(d => d.Info).ToList();
 

@@ -11,6 +11,9 @@ internal interface IAcceleratorProvider
 
     /// <summary>Opens an accelerator on one of the devices <see cref="Probe"/> returned.</summary>
     Accelerator Create(DeviceInfo device);
+
+    /// <summary>Why probing found no devices (a missing library or driver ...), for error messages; null when nothing failed.</summary>
+    string? ProbeProblem => null;
 }
 
 /// <summary>
@@ -58,7 +61,8 @@ internal sealed class AcceleratorRegistry
         IReadOnlyList<DeviceInfo> devices = provider?.Probe() ?? [];
         if (devices.Count == 0)
         {
-            throw new EngineException($"no {kind} devices found for device spec '{spec}'");
+            string? problem = provider?.ProbeProblem;
+            throw new EngineException($"no {kind} devices found for device spec '{spec}'{(problem is null ? "" : $" ({problem})")}");
         }
 
         if (string.IsNullOrEmpty(selector))

@@ -83,5 +83,9 @@ public sealed class HeadParityTests(BackendFixture fx, ITestOutputHelper output)
         {
             cl.HeadBlockBytes = bytes;
         }
+        else if (acc is global::Engine.Kernels.Cuda.CudaAccelerator cuda)
+        {
+            cuda.HeadBlockBytes = bytes;
+        }
     }
 }

@@ -1,0 +1,343 @@
+// Gemm.cu: general matrix product and the bias gradient.
+//
+// C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C + bias[N], row-major and dense.
+// op(A) is A stored [M,K], or A stored [K,M] when transA; op(B) is B stored [K,N], or [N,K] when
+// transB. With beta = 0, C is never read (NaN in C is ignored).
+//
+// gemm (exact fp32, the default) is the OpenCL backend's tiled kernel: a block of RTS x RTS
+// threads computes a GEMM_TS x GEMM_TS tile of C; each thread holds a WPT x WPT block of
+// accumulators (rows ty + i*RTS, columns tx + j*RTS, so neighbouring threads touch neighbouring
+// columns). The inner dimension advances GEMM_TK at a time: the block stages op(A)[tile rows,
+// k-step] and op(B)[k-step, tile columns] in shared memory (the transposes are absorbed by the
+// loads, which follow the stored layout so consecutive threads read consecutive addresses), then
+// every thread runs WPT x WPT FMAs per k. Edges are zero-padded in the loads and masked in the
+// stores. Each C element is one FMA chain over k in ascending order.
+//
+// gemm_tf32 (ENGINE_CUDA_PRECISION=tf32, sm_80 and later) is the same tiling on tensor cores:
+// operands rounded to TF32 (10-bit mantissa), products accumulated in fp32 by
+// mma.sync.m16n8k8 (inline PTX: no CUDA header is needed).
+
+#ifndef GEMM_TS
+#define GEMM_TS 64
+#endif
+#ifndef GEMM_TK
+#define GEMM_TK 16
+#endif
+#ifndef GEMM_WPT
+#define GEMM_WPT 4
+#endif
+#define RTS (GEMM_TS / GEMM_WPT)
+#define LOADS_A (GEMM_TS * GEMM_TK / (RTS * RTS))
+
+extern "C" __global__ __launch_bounds__(RTS * RTS)
+void gemm(float* C, u64 cOff,             // [M, N]
+          const float* A, u64 aOff,       // [M, K] or [K, M] (transA)
+          const float* B, u64 bOff,       // [K, N] or [N, K] (transB)
+          const float* bias, u64 biasOff, // [N] when hasBias
+          int hasBias, int M, int N, int K, int transA, int transB, float alpha, float beta)
+{
+    C += cOff;
+    A += aOff;
+    B += bOff;
+    bias += biasOff;
+    const int tx = threadIdx.x;             // column lane
+    const int ty = threadIdx.y;             // row lane
+    const int tid = ty * RTS + tx;
+    const int row0 = blockIdx.y * GEMM_TS;
+    const int col0 = blockIdx.x * GEMM_TS;
+
+    __shared__ float As[GEMM_TK][GEMM_TS + 1];     // As[kk][r] = op(A)[row0 + r, k0 + kk]
+    __shared__ float Bs[GEMM_TK][GEMM_TS + 1];     // Bs[kk][c] = op(B)[k0 + kk, col0 + c]
+
+    float acc[GEMM_WPT][GEMM_WPT];
+    for (int i = 0; i < GEMM_WPT; i++)
+    {
+        for (int j = 0; j < GEMM_WPT; j++)
+        {
+            acc[i][j] = 0.0f;
+        }
+    }
+
+    for (int k0 = 0; k0 < K; k0 += GEMM_TK)
+    {
+        for (int l = 0; l < LOADS_A; l++)
+        {
+            const int idx = tid + l * RTS * RTS;
+            int r, kk;
+            if (transA)
+            {
+                r = idx % GEMM_TS;              // A [K, M]: contiguous along m
+                kk = idx / GEMM_TS;
+            }
+            else
+            {
+                kk = idx % GEMM_TK;             // A [M, K]: contiguous along k
+                r = idx / GEMM_TK;
+            }
+            const int gr = row0 + r, gk = k0 + kk;
+            float v = 0.0f;
+            if (gr < M && gk < K)
+            {
+                v = transA ? A[(i64)gk * M + gr] : A[(i64)gr * K + gk];
+            }
+            As[kk][r] = v;
+        }
+        for (int l = 0; l < LOADS_A; l++)
+        {
+            const int idx = tid + l * RTS * RTS;
+            int c, kk;
+            if (transB)
+            {
+                kk = idx % GEMM_TK;             // B [N, K]: contiguous along k
+                c = idx / GEMM_TK;
+            }
+            else
+            {
+                c = idx % GEMM_TS;              // B [K, N]: contiguous along n
+                kk = idx / GEMM_TS;
+            }
+            const int gc = col0 + c, gk = k0 + kk;
+            float v = 0.0f;
+            if (gc < N && gk < K)
+            {
+                v = transB ? B[(i64)gc * K + gk] : B[(i64)gk * N + gc];
+            }
+            Bs[kk][c] = v;
+        }
+        __syncthreads();
+
+        for (int kk = 0; kk < GEMM_TK; kk++)
+        {
+            float a[GEMM_WPT], b[GEMM_WPT];
+            for (int i = 0; i < GEMM_WPT; i++)
+            {
+                a[i] = As[kk][ty + i * RTS];
+            }
+            for (int j = 0; j < GEMM_WPT; j++)
+            {
+                b[j] = Bs[kk][tx + j * RTS];
+            }
+            for (int i = 0; i < GEMM_WPT; i++)
+            {
+                for (int j = 0; j < GEMM_WPT; j++)
+                {
+                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+    for (int i = 0; i < GEMM_WPT; i++)
+    {
+        const int r = row0 + ty + i * RTS;
+        if (r >= M)
+        {
+            continue;
+        }
+        for (int j = 0; j < GEMM_WPT; j++)
+        {
+            const int c = col0 + tx + j * RTS;
+            if (c >= N)
+            {
+                continue;
+            }
+            float* out = C + (i64)r * N + c;
+            float v = beta == 0.0f ? acc[i][j] * alpha : fma(acc[i][j], alpha, *out * beta);
+            if (hasBias)
+            {
+                v += bias[c];
+            }
+            *out = v;
+        }
+    }
+}
+
+// db[cols] += sum over rows of dy[rows, cols]: one thread per column, rows summed in order.
+extern "C" __global__ void bias_backward(float* db, u64 dbOff,       // [cols]
+                                         const float* dy, u64 dyOff, // [rows, cols]
+                                         int rows, int cols)
+{
+    const int j = (blockIdx.x * blockDim.x + threadIdx.x);
+    if (j >= cols)
+    {
+        return;
+    }
+    db += dbOff;
+    dy += dyOff;
+    float s = 0.0f;
+    for (int i = 0; i < rows; i++)
+    {
+        s += dy[(i64)i * cols + j];
+    }
+    db[j] += s;
+}
+
+// ---- TF32 tensor cores ----
+//
+// A block of 4 warps (2 x 2) computes a 64 x 64 tile of C, each warp a 32 x 32 sub-tile as
+// 2 x 4 mma.m16n8k8 tiles (32 fp32 accumulators per thread). The k loop stages 16 values of k
+// per step in shared memory exactly as gemm does (transposes absorbed by the loads, zero-padded
+// edges), rounding to TF32 on the way in (cvt.rna: round to nearest, ties away, as cuBLAS).
+// Rows of the staged tiles are padded to 72 floats so a warp's fragment reads hit 32 banks.
+// Fragment layouts of m16n8k8 .tf32 (PTX ISA), g = lane / 4, t = lane % 4:
+//   A (16 x 8, row-major): a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4)
+//   B (8 x 8, column):     b0 (k = t, n = g), b1 (k = t + 4, n = g)
+//   C (16 x 8):            c0 (g, 2t), c1 (g, 2t + 1), c2 (g + 8, 2t), c3 (g + 8, 2t + 1)
+
+#define TF32_BM 64
+#define TF32_BN 64
+#define TF32_BK 16
+#define TF32_THREADS 128
+#define TF32_PAD 72
+
+__device__ __forceinline__ unsigned to_tf32(float x)
+{
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float* c, const unsigned* a, const unsigned* b)
+{
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+extern "C" __global__ __launch_bounds__(TF32_THREADS)
+void gemm_tf32(float* C, u64 cOff,             // [M, N]
+               const float* A, u64 aOff,       // [M, K] or [K, M] (transA)
+               const float* B, u64 bOff,       // [K, N] or [N, K] (transB)
+               const float* bias, u64 biasOff, // [N] when hasBias
+               int hasBias, int M, int N, int K, int transA, int transB, float alpha, float beta)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    C += cOff;
+    A += aOff;
+    B += bOff;
+    bias += biasOff;
+    __shared__ unsigned As[TF32_BK][TF32_PAD];  // As[kk][r] = tf32(op(A)[row0 + r, k0 + kk])
+    __shared__ unsigned Bs[TF32_BK][TF32_PAD];  // Bs[kk][c] = tf32(op(B)[k0 + kk, col0 + c])
+    const int tid = threadIdx.x;
+    const int lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;  // the warp's sub-tile in the block tile
+    const int row0 = blockIdx.y * TF32_BM;
+    const int col0 = blockIdx.x * TF32_BN;
+
+    float acc[2][4][4];
+    for (int mi = 0; mi < 2; mi++)
+    {
+        for (int ni = 0; ni < 4; ni++)
+        {
+            for (int e = 0; e < 4; e++)
+            {
+                acc[mi][ni][e] = 0.0f;
+            }
+        }
+    }
+
+    for (int k0 = 0; k0 < K; k0 += TF32_BK)
+    {
+        for (int l = 0; l < TF32_BM * TF32_BK / TF32_THREADS; l++)
+        {
+            const int idx = tid + l * TF32_THREADS;
+            int r, kk;
+            if (transA)
+            {
+                r = idx % TF32_BM;              // A [K, M]: contiguous along m
+                kk = idx / TF32_BM;
+            }
+            else
+            {
+                kk = idx % TF32_BK;             // A [M, K]: contiguous along k
+                r = idx / TF32_BK;
+            }
+            const int gr = row0 + r, gk = k0 + kk;
+            float v = 0.0f;
+            if (gr < M && gk < K)
+            {
+                v = transA ? A[(i64)gk * M + gr] : A[(i64)gr * K + gk];
+            }
+            As[kk][r] = to_tf32(v);
+        }
+        for (int l = 0; l < TF32_BN * TF32_BK / TF32_THREADS; l++)
+        {
+            const int idx = tid + l * TF32_THREADS;
+            int c, kk;
+            if (transB)
+            {
+                kk = idx % TF32_BK;             // B [N, K]: contiguous along k
+                c = idx / TF32_BK;
+            }
+            else
+            {
+                c = idx % TF32_BN;              // B [K, N]: contiguous along n
+                kk = idx / TF32_BN;
+            }
+            const int gc = col0 + c, gk = k0 + kk;
+            float v = 0.0f;
+            if (gc < N && gk < K)
+            {
+                v = transB ? B[(i64)gc * K + gk] : B[(i64)gk * N + gc];
+            }
+            Bs[kk][c] = to_tf32(v);
+        }
+        __syncthreads();
+
+        for (int ks = 0; ks < TF32_BK; ks += 8)
+        {
+            unsigned a[2][4], b[4][2];
+            for (int mi = 0; mi < 2; mi++)
+            {
+                const int r = wm + mi * 16 + g;
+                a[mi][0] = As[ks + t][r];
+                a[mi][1] = As[ks + t][r + 8];
+                a[mi][2] = As[ks + t + 4][r];
+                a[mi][3] = As[ks + t + 4][r + 8];
+            }
+            for (int ni = 0; ni < 4; ni++)
+            {
+                const int c = wn + ni * 8 + g;
+                b[ni][0] = Bs[ks + t][c];
+                b[ni][1] = Bs[ks + t + 4][c];
+            }
+            for (int mi = 0; mi < 2; mi++)
+            {
+                for (int ni = 0; ni < 4; ni++)
+                {
+                    mma_tf32(acc[mi][ni], a[mi], b[ni]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+    for (int mi = 0; mi < 2; mi++)
+    {
+        for (int ni = 0; ni < 4; ni++)
+        {
+            for (int e = 0; e < 4; e++)
+            {
+                const int r = row0 + wm + mi * 16 + g + (e >= 2 ? 8 : 0);
+                const int c = col0 + wn + ni * 8 + 2 * t + (e & 1);
+                if (r >= M || c >= N)
+                {
+                    continue;
+                }
+                float* out = C + (i64)r * N + c;
+                float v = beta == 0.0f ? acc[mi][ni][e] * alpha : fma(acc[mi][ni][e], alpha, *out * beta);
+                if (hasBias)
+                {
+                    v += bias[c];
+                }
+                *out = v;
+            }
+        }
+    }
+#else
+    __trap();  // the host runs gemm_tf32 only on sm_80 and later
+#endif
+}
