@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using Engine.Tests.Cli;
+using Engine.Tests.Support;
 using Xunit.Abstractions;
 
 namespace Engine.Tests.Packaging;
@@ -43,11 +43,11 @@ public sealed class EmbeddingPackageTests(ITestOutputHelper output)
     [Fact]
     public void A_console_app_uses_the_packed_library_through_its_public_api()
     {
-        string repo = RepoRoot();
+        string repo = ExternalProcess.RepoRoot();
         using var temp = new TempDir();
         string version = $"0.0.0-test{DateTime.UtcNow:yyyyMMddHHmmssfff}";
         string feed = Path.Combine(temp.Path, "feed");
-        Run("dotnet", $"pack \"{Path.Combine(repo, "src", "Engine", "Engine.csproj")}\" -c Release -o \"{feed}\" -p:Version={version}", repo);
+        ExternalProcess.Run("dotnet", $"pack \"{Path.Combine(repo, "src", "Engine", "Engine.csproj")}\" -c Release -o \"{feed}\" -p:Version={version}", repo);
         Assert.True(File.Exists(Path.Combine(feed, $"Engine.{version}.nupkg")), "dotnet pack produced no package");
 
         string app = Path.Combine(temp.Path, "app");
@@ -77,7 +77,7 @@ public sealed class EmbeddingPackageTests(ITestOutputHelper output)
         File.WriteAllText(Path.Combine(app, "Program.cs"), Program);
         try
         {
-            string stdout = Run("dotnet", "run -c Release", app);
+            string stdout = ExternalProcess.Run("dotnet", "run -c Release", app);
             output.WriteLine(stdout);
             Assert.Contains("EMBEDDING-OK", stdout, StringComparison.Ordinal);
             Assert.Contains("sft step 1", stdout, StringComparison.Ordinal);
@@ -93,36 +93,5 @@ public sealed class EmbeddingPackageTests(ITestOutputHelper output)
                 Directory.Delete(cached, recursive: true);
             }
         }
-    }
-
-    private static string Run(string file, string arguments, string directory)
-    {
-        var info = new ProcessStartInfo(file, arguments)
-        {
-            WorkingDirectory = directory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        info.Environment["DOTNET_NOLOGO"] = "1";
-        using Process process = Process.Start(info)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(5)), $"{file} {arguments} did not finish in 5 minutes");
-        Assert.True(process.ExitCode == 0, $"{file} {arguments} failed ({process.ExitCode}):\n{stdout.Result}\n{stderr.Result}");
-        return stdout.Result;
-    }
-
-    private static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Engine.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("the repository root (Engine.sln) was not found above the test binaries");
     }
 }

@@ -1,0 +1,29 @@
+using System.Text.Json.Nodes;
+using Engine.Tests.Support;
+
+namespace Engine.Tests.Cli;
+
+/// <summary>
+/// The built command line in its own process, with its own dependency graph: the in-process CLI
+/// tests load the test project's assemblies, so they cannot see a backend assembly that the CLI
+/// itself fails to ship (the backends reach Engine.Cli only through direct references).
+/// </summary>
+public sealed class CliProcessTests
+{
+    [Fact]
+    public void The_built_cli_opens_the_backends_and_trains()
+    {
+        string testBin = AppContext.BaseDirectory; // .../tests/Engine.Tests/bin/<Configuration>/<tfm>/
+        string tfm = Path.GetFileName(Path.TrimEndingDirectorySeparator(testBin));
+        string configuration = Path.GetFileName(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(testBin))!);
+        string root = ExternalProcess.RepoRoot();
+        string cli = Path.Combine(root, "src", "Engine.Cli", "bin", configuration, tfm, "Engine.Cli.dll");
+        Assert.True(File.Exists(cli), $"the CLI is not built at {cli}");
+
+        string stdout = ExternalProcess.Run("dotnet",
+            $"\"{cli}\" bench-train --family gpt2 --layers 1 --dim 16 --heads 2 --vocab 17 --seq 8 --batch 1 --steps 1", root,
+            TimeSpan.FromMinutes(2));
+        JsonNode result = JsonNode.Parse(stdout.Trim().Split('\n')[^1])!;
+        Assert.True((double)result["tokens_per_s"]! > 0, stdout);
+    }
+}
