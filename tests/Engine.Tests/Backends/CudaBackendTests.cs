@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Engine.Core;
 using Engine.Kernels.Cuda;
+using Engine.Kernels.Gpu;
 using Engine.Kernels.Cuda.Interop;
 using Engine.Tests.Support;
 using Engine.Training;
@@ -72,7 +73,7 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
         output.WriteLine($"{file}: {string.Join(", ", entries)}");
         IEnumerable<string> launched = file == "Attention.cu"
             ? ["attention_forward", "attention_backward_di", "attention_backward_dkdv", "attention_backward_dq"]
-            : Enumerable.Range(0, (int)CudaKernel.Count).Select(i => (CudaKernel)i).Where(k => CudaKernels.File(k) == file).Select(CudaKernels.Name);
+            : GpuKernels.In(".cu").Where(k => GpuKernels.Family(k) + ".cu" == file).Select(GpuKernels.Name);
         Assert.NotEmpty(launched);
         foreach (string name in launched)
         {
@@ -87,11 +88,11 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
         Assert.Equal(
             ["Activation.cu", "Attention.cu", "CrossEntropy.cu", "Embedding.cu", "Gemm.cu", "KvCache.cu", "Norm.cu", "Optimizer.cu", "PolicyLoss.cu", "Rope.cu", "Sampling.cu"],
             files);
-        for (int i = 0; i < (int)CudaKernel.Count; i++)
+        foreach (GpuKernel id in GpuKernels.In(".cu"))
         {
-            var id = (CudaKernel)i;
-            Assert.Contains(CudaKernels.File(id), files);
-            Assert.Contains($"void {CudaKernels.Name(id)}(", CudaSources.Read(CudaKernels.File(id)), StringComparison.Ordinal);
+            string file = GpuKernels.Family(id) + ".cu";
+            Assert.Contains(file, files);
+            Assert.Contains($"void {GpuKernels.Name(id)}(", CudaSources.Read(file), StringComparison.Ordinal);
         }
     }
 
