@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Engine.Core;
+using Engine.Kernels.Gpu;
 using Engine.Kernels.Cuda.Interop;
 
 namespace Engine.Kernels.Cuda;
@@ -11,9 +12,9 @@ namespace Engine.Kernels.Cuda;
 /// <see cref="Synchronize"/> and downloads wait. Kernels are CUDA C++ files embedded in this
 /// assembly, one per op family as in every backend (Gemm.cu, Norm.cu, Attention.cu ...), a
 /// kernel-for-kernel port of the OpenCL backend's, compiled by NVRTC once per device and process
-/// (see <see cref="CudaDeviceContext"/>). Functions are looked up on first use and kept; a launch
-/// writes its arguments into a parameter block allocated once per accelerator, so nothing is
-/// allocated on the host per launch.
+/// (see <see cref="CudaDeviceContext"/>). The op wrappers are the shared
+/// <see cref="GpuAccelerator"/>'s; a launch writes its arguments into a parameter block allocated
+/// once per accelerator, so nothing is allocated on the host per launch.
 /// </summary>
 /// <remarks>
 /// Not thread-safe, like every accelerator (one thread drives it). Works in the device's primary
@@ -25,16 +26,13 @@ namespace Engine.Kernels.Cuda;
 /// GEMM precision: exact fp32 by default; <c>ENGINE_CUDA_PRECISION=tf32</c> runs every GEMM on
 /// TF32 tensor cores (sm_80 and later; ignored on older devices), see <see cref="PrecisionVariable"/>.
 /// </remarks>
-internal sealed unsafe partial class CudaAccelerator : Accelerator
+internal sealed unsafe partial class CudaAccelerator : GpuAccelerator
 {
     /// <summary>The environment variable selecting the GEMM precision: <c>fp32</c> (default) or <c>tf32</c>.</summary>
     public const string PrecisionVariable = "ENGINE_CUDA_PRECISION";
 
     /// <summary>The compiler options every module is built with besides the architecture (the block shapes the kernels assume).</summary>
     public const string BaseOptions = "-DWG=256 -DGEMM_TS=64 -DGEMM_TK=16 -DGEMM_WPT=4";
-
-    /// <summary>Upper bound on threads of the element-wise kernels (they loop over the rest).</summary>
-    private const long MaxElementwiseItems = 1L << 20;
 
     /// <summary>Most kernel parameters of any launch (policy_loss has 31).</summary>
     private const int MaxParams = 48;
@@ -44,9 +42,7 @@ internal sealed unsafe partial class CudaAccelerator : Accelerator
 
     private readonly CudaDeviceHandle device;
     private readonly nint stream;
-    private readonly nint[] functions = new nint[(int)CudaKernel.Count];
     private readonly ulong dummy;
-    private readonly CudaScratch copyStaging;
 
     // One block of native memory: MaxParams 8-byte value slots, then MaxParams pointers to them
     // (the void** cuLaunchKernel reads). The driver copies the values at launch, so the block is
@@ -78,12 +74,6 @@ internal sealed unsafe partial class CudaAccelerator : Accelerator
         dummy = placeholder;
         Wg = 256;
         GemmTile = 64;
-        normPartial = new CudaScratch(this, "norm gradient");
-        sumPartial = new CudaScratch(this, "sum of squares");
-        attentionDi = new CudaScratch(this, "attention backward");
-        headLogits = new CudaScratch(this, "LM-head logits");
-        samplingValues = new CudaScratch(this, "sampling");
-        copyStaging = new CudaScratch(this, "overlapping copy");
     }
 
     public override DeviceInfo Info => device.Info;
@@ -91,11 +81,19 @@ internal sealed unsafe partial class CudaAccelerator : Accelerator
     /// <summary>The device's shared context (modules, primary context).</summary>
     internal CudaDeviceContext Context { get; }
 
-    /// <summary>Threads of the row and reduction kernels (WG in the sources).</summary>
-    internal int Wg { get; }
+    protected override string SourceExtension => ".cu";
 
-    /// <summary>Rows and columns of a GEMM block's tile of C.</summary>
-    internal int GemmTile { get; }
+    protected override string BuildOptions => BaseOptions;
+
+    protected override long LocalMemoryBytes => device.SharedMemoryBytes;
+
+    protected override long MaxWorkGroupSize => device.MaxThreadsPerBlock;
+
+    protected override string AttentionBuildOptions(int d, int tile) => AttentionOptions(d, tile);
+
+    /// <summary>The compiler options of the attention module for head size <paramref name="d"/> and a tile.</summary>
+    internal static string AttentionOptions(int d, int tile) =>
+        string.Create(CultureInfo.InvariantCulture, $"{BaseOptions} -DHEAD_DIM={d} -DATT_TILE={tile}");
 
     /// <summary>
     /// True to run GEMMs on TF32 tensor cores (gemm_tf32), false for exact fp32 (gemm). Set from
@@ -176,7 +174,7 @@ internal sealed unsafe partial class CudaAccelerator : Accelerator
         if (from < to + (ulong)bytes && to < from + (ulong)bytes)
         {
             // cuMemcpy leaves overlapping copies undefined; go through scratch (memmove semantics, as the CPU).
-            ulong staging = copyStaging.Ensure(bytes);
+            ulong staging = CopyStaging.Ensure(bytes);
             CopyBytes(from, staging, bytes);
             from = staging;
         }
@@ -228,17 +226,11 @@ internal sealed unsafe partial class CudaAccelerator : Accelerator
         using (Context.Enter())
         {
             CuNative.StreamSynchronize(stream);
-            normPartial.Dispose();
-            sumPartial.Dispose();
-            attentionDi.Dispose();
-            headLogits.Dispose();
-            samplingValues.Dispose();
-            copyStaging.Dispose();
+            ReleaseKernelsAndScratch();
             CuNative.MemFree(dummy);
             CuNative.StreamDestroy(stream);
         }
 
-        attentionKernels.Clear();
         NativeMemory.Free(paramValues);
     }
 
@@ -248,38 +240,35 @@ internal sealed unsafe partial class CudaAccelerator : Accelerator
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ulong Ptr(Tensor t) => t.Buffer is CudaBuffer b ? b.Ptr : dummy;
 
-    /// <summary>Starts writing the arguments of a kernel (looked up on first use and kept).</summary>
-    private KernelArgs Args(CudaKernel id)
-    {
-        nint f = functions[(int)id];
-        if (f == 0)
-        {
-            f = functions[(int)id] = LoadFunction(CudaKernels.File(id), BaseOptions, CudaKernels.Name(id));
-        }
+    protected override ulong Address(Tensor t) => Ptr(t);
 
-        return new KernelArgs(this, f, CudaKernels.Name(id));
-    }
-
-    /// <summary>A kernel from the module of <paramref name="file"/> compiled with <paramref name="options"/>.</summary>
-    private nint LoadFunction(string file, string options, string name)
+    /// <summary>A function from the module of <paramref name="file"/> compiled with <paramref name="options"/>.</summary>
+    protected override nint LoadKernel(string file, string options, string name)
     {
         nint module = Context.Module(file, CudaSources.For(file), options);
         return Context.Function(module, name, file);
     }
 
-    /// <summary>Launches over a 1-D range; the range is rounded up to whole blocks.</summary>
-    private void Run(in KernelArgs args, long global, int local, int sharedBytes = 0) =>
-        Run(args, global, 1, 1, local, 1, 1, sharedBytes);
+    // Every parameter slot is 8 bytes; a 4-byte argument occupies the slot's first 4 bytes, which
+    // is where the driver reads it (little-endian).
+    protected override void SetArgument(nint kernel, string name, int index, ulong bits, int size)
+    {
+        if (index >= MaxParams)
+        {
+            throw new InvalidOperationException($"{name} has more than {MaxParams} parameters");
+        }
 
-    /// <summary>Launches over a 2-D range.</summary>
-    private void Run(in KernelArgs args, long global0, long global1, int local0, int local1) =>
-        Run(args, global0, global1, 1, local0, local1, 1, 0);
+        paramValues[index] = bits;
+    }
+
+    /// <summary>Local memory is the launch's dynamic shared memory (see <see cref="KernelArgs.LocalBytes"/>), not a parameter.</summary>
+    protected override bool SetLocalArgument(nint kernel, string name, int index, long bytes) => false;
 
     /// <summary>
-    /// Launches over a 3-D range of threads (as the OpenCL backend's NDRange): the grid is the range
-    /// divided by the block, rounded up.
+    /// Launches over a range of threads (as the OpenCL backend's NDRange): the grid is the range
+    /// divided by the block, rounded up; the arguments' local memory is the dynamic shared memory.
     /// </summary>
-    private void Run(in KernelArgs args, long g0, long g1, long g2, int l0, int l1, int l2, int sharedBytes = 0)
+    protected override void Launch(in KernelArgs args, int dims, long g0, long g1, long g2, int l0, int l1, int l2)
     {
         long b0 = (g0 + l0 - 1) / l0, b1 = (g1 + l1 - 1) / l1, b2 = (g2 + l2 - 1) / l2;
         if (b0 == 0 || b1 == 0 || b2 == 0)
@@ -295,145 +284,36 @@ internal sealed unsafe partial class CudaAccelerator : Accelerator
 
         using (Context.Enter())
         {
-            CuNative.Check(CuNative.LaunchKernel(args.Function, (uint)b0, (uint)b1, (uint)b2, (uint)l0, (uint)l1, (uint)l2,
-                (uint)sharedBytes, stream, paramPointers, null), "cuLaunchKernel", args.Name);
+            CuNative.Check(CuNative.LaunchKernel(args.Kernel, (uint)b0, (uint)b1, (uint)b2, (uint)l0, (uint)l1, (uint)l2,
+                (uint)args.LocalBytes, stream, paramPointers, null), "cuLaunchKernel", args.Name);
         }
     }
 
-    /// <summary>Threads along a grid dimension of rows (y or z) for the kernels that loop over the rows beyond it.</summary>
-    private static long GridRows(long rows) => Math.Min(rows, MaxGridYZ);
+    /// <summary>Caps a y or z dimension of rows at the grid limit; the kernels loop over the rows beyond it.</summary>
+    protected override long GridRows(long rows) => Math.Min(rows, MaxGridYZ);
 
-    /// <summary>Threads for an element-wise kernel over <paramref name="n"/> elements (a grid-stride loop covers the rest).</summary>
-    private long ElementwiseItems(long n) => Math.Min(RoundUp(n, Wg), MaxElementwiseItems);
-
-    private static long RoundUp(long value, long multiple) => (value + multiple - 1) / multiple * multiple;
-
-    /// <summary>
-    /// Writes a kernel's arguments in order into the accelerator's parameter block. A tensor is two
-    /// arguments: its buffer's device address (the placeholder when empty) and its element offset
-    /// (u64). Every slot is 8 bytes; a 4-byte argument occupies the slot's first 4 bytes, which is
-    /// where the driver reads it (little-endian).
-    /// </summary>
-    private struct KernelArgs
+    protected override ulong AllocateScratch(long bytes, string what)
     {
-        private readonly CudaAccelerator acc;
-        private int index;
-
-        public KernelArgs(CudaAccelerator acc, nint function, string name)
+        ulong ptr = 0;
+        using (Context.Enter())
         {
-            this.acc = acc;
-            Function = function;
-            Name = name;
-            index = 0;
+            CuNative.Check(CuNative.MemAlloc(&ptr, (nuint)bytes), "cuMemAlloc_v2", what);
         }
 
-        public readonly nint Function { get; }
-
-        public readonly string Name { get; }
-
-        public KernelArgs Tensor(Tensor t) => Buffer(acc.Ptr(t), t.IsEmpty ? 0 : t.Offset);
-
-        /// <summary>A buffer and an element offset into it (two arguments).</summary>
-        public KernelArgs Buffer(ulong ptr, long offset) => Set(ptr).Set((ulong)offset);
-
-        /// <summary>A bare device pointer (scratch buffers, which the kernels take without an offset).</summary>
-        public KernelArgs Ptr(ulong ptr) => Set(ptr);
-
-        public KernelArgs Int(int value) => Set((uint)value);
-
-        public KernelArgs Flag(bool value) => Int(value ? 1 : 0);
-
-        public KernelArgs Long(long value) => Set((ulong)value);
-
-        public KernelArgs Float(float value) => Set(BitConverter.SingleToUInt32Bits(value));
-
-        private KernelArgs Set(ulong value)
-        {
-            if (index >= MaxParams)
-            {
-                throw new InvalidOperationException($"{Name} has more than {MaxParams} parameters");
-            }
-
-            acc.paramValues[index++] = value;
-            return this;
-        }
+        return ptr;
     }
-}
 
-/// <summary>Every kernel of the backend but the per-head-size attention ones.</summary>
-internal enum CudaKernel
-{
-    Gemm,
-    GemmTf32,
-    BiasBackward,
-    EmbeddingForward,
-    EmbeddingBackward,
-    LayerNormForward,
-    LayerNormBackwardDx,
-    RmsNormForward,
-    RmsNormBackwardDx,
-    NormWeightPartials,
-    NormColumnReduce,
-    Rope,
-    GeluForward,
-    GeluBackward,
-    SwiGluForward,
-    SwiGluBackward,
-    Add,
-    Scale,
-    TokenLogProbRows,
-    SumOfSquaresPartials,
-    SumOfSquaresFinish,
-    AdamW,
-    KvCacheWrite,
-    PagedAttention,
-    SampleTokens,
-    GatherRows,
-    PolicyLoss,
-    KlPenalty,
-    Count,
-}
-
-/// <summary>Where each <see cref="CudaKernel"/> lives: its op-family file and its name in it.</summary>
-internal static class CudaKernels
-{
-    private static readonly (string File, string Name)[] Table = Build();
-
-    public static string File(CudaKernel id) => Table[(int)id].File;
-
-    public static string Name(CudaKernel id) => Table[(int)id].Name;
-
-    private static (string, string)[] Build()
+    protected override void FreeScratch(ulong address, bool inUse)
     {
-        var t = new (string, string)[(int)CudaKernel.Count];
-        t[(int)CudaKernel.Gemm] = ("Gemm.cu", "gemm");
-        t[(int)CudaKernel.GemmTf32] = ("Gemm.cu", "gemm_tf32");
-        t[(int)CudaKernel.BiasBackward] = ("Gemm.cu", "bias_backward");
-        t[(int)CudaKernel.EmbeddingForward] = ("Embedding.cu", "embedding_forward");
-        t[(int)CudaKernel.EmbeddingBackward] = ("Embedding.cu", "embedding_backward");
-        t[(int)CudaKernel.LayerNormForward] = ("Norm.cu", "layernorm_forward");
-        t[(int)CudaKernel.LayerNormBackwardDx] = ("Norm.cu", "layernorm_backward_dx");
-        t[(int)CudaKernel.RmsNormForward] = ("Norm.cu", "rmsnorm_forward");
-        t[(int)CudaKernel.RmsNormBackwardDx] = ("Norm.cu", "rmsnorm_backward_dx");
-        t[(int)CudaKernel.NormWeightPartials] = ("Norm.cu", "norm_weight_partials");
-        t[(int)CudaKernel.NormColumnReduce] = ("Norm.cu", "norm_column_reduce");
-        t[(int)CudaKernel.Rope] = ("Rope.cu", "rope");
-        t[(int)CudaKernel.GeluForward] = ("Activation.cu", "gelu_forward");
-        t[(int)CudaKernel.GeluBackward] = ("Activation.cu", "gelu_backward");
-        t[(int)CudaKernel.SwiGluForward] = ("Activation.cu", "swiglu_forward");
-        t[(int)CudaKernel.SwiGluBackward] = ("Activation.cu", "swiglu_backward");
-        t[(int)CudaKernel.Add] = ("Activation.cu", "add");
-        t[(int)CudaKernel.Scale] = ("Activation.cu", "scale");
-        t[(int)CudaKernel.TokenLogProbRows] = ("CrossEntropy.cu", "token_logprob_rows");
-        t[(int)CudaKernel.SumOfSquaresPartials] = ("Optimizer.cu", "sumsq_partials");
-        t[(int)CudaKernel.SumOfSquaresFinish] = ("Optimizer.cu", "sumsq_finish");
-        t[(int)CudaKernel.AdamW] = ("Optimizer.cu", "adamw");
-        t[(int)CudaKernel.KvCacheWrite] = ("KvCache.cu", "kv_cache_write");
-        t[(int)CudaKernel.PagedAttention] = ("KvCache.cu", "paged_attention");
-        t[(int)CudaKernel.SampleTokens] = ("Sampling.cu", "sample_tokens");
-        t[(int)CudaKernel.GatherRows] = ("Sampling.cu", "gather_rows");
-        t[(int)CudaKernel.PolicyLoss] = ("PolicyLoss.cu", "policy_loss");
-        t[(int)CudaKernel.KlPenalty] = ("PolicyLoss.cu", "kl_penalty");
-        return t;
+        // cuMemFree does not wait for queued kernels that may still use a buffer being replaced.
+        if (inUse)
+        {
+            Synchronize();
+        }
+
+        using (Context.Enter())
+        {
+            CuNative.MemFree(address);
+        }
     }
 }

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Engine.Core;
 using Engine.Kernels.Cuda.Interop;
+using Engine.Kernels.Gpu;
 
 namespace Engine.Kernels.Cuda;
 
@@ -163,120 +164,47 @@ internal static unsafe class CudaCompiler
 
 /// <summary>
 /// On-disk cache of compiled module images, one file per key (<c>&lt;key&gt;.cubin</c> or
-/// <c>&lt;key&gt;.ptx</c>) under <c>$ENGINE_CUDA_CACHE</c>, else <c>$XDG_CACHE_HOME/engine/cuda</c>,
-/// else <c>~/.cache/engine/cuda</c> (LocalApplicationData on Windows). <c>ENGINE_CUDA_CACHE=off</c>
-/// disables it. Files are written atomically (temporary file, then rename); any IO error just
-/// means no cache. An image the driver rejects is recompiled.
+/// <c>&lt;key&gt;.ptx</c>) under <c>$ENGINE_CUDA_CACHE</c>, else the user's cache directory's
+/// <c>engine/cuda</c> (<c>ENGINE_CUDA_CACHE=off</c> disables it; see <see cref="KernelBinaryCache"/>).
+/// An image the driver rejects is recompiled.
 /// </summary>
 internal static class CudaBinaryCache
 {
-    /// <summary>The environment variable naming the cache directory (or "off").</summary>
-    public const string EnvironmentVariable = "ENGINE_CUDA_CACHE";
+    private static readonly KernelBinaryCache Cache = new("ENGINE_CUDA_CACHE", "cuda");
 
     /// <summary>The cache directory, or null when disabled.</summary>
-    public static string? Directory
-    {
-        get
-        {
-            string? configured = Environment.GetEnvironmentVariable(EnvironmentVariable);
-            if (!string.IsNullOrWhiteSpace(configured))
-            {
-                return configured.Trim().Equals("off", StringComparison.OrdinalIgnoreCase) ? null : configured.Trim();
-            }
+    public static string? Directory => Cache.Directory;
 
-            string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-            string root = !string.IsNullOrWhiteSpace(xdg) ? xdg
-                : OperatingSystem.IsWindows() ? Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData)
-                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
-            return string.IsNullOrEmpty(root) ? null : Path.Combine(root, "engine", "cuda");
-        }
-    }
-
-    /// <summary>The cached image for a key, or null.</summary>
+    /// <summary>The cached image for a key (CUBIN first, then PTX), or null.</summary>
     public static CudaImage? TryRead(string key, string target)
     {
-        try
+        foreach (bool cubin in (ReadOnlySpan<bool>)[true, false])
         {
-            string? dir = Directory;
-            if (dir is null)
+            if (Cache.TryRead(key, Ending(cubin)) is { } data)
             {
-                return null;
+                return new CudaImage(data, cubin, target);
             }
-
-            foreach (bool cubin in (ReadOnlySpan<bool>)[true, false])
-            {
-                string path = Path.Combine(dir, key + (cubin ? ".cubin" : ".ptx"));
-                if (File.Exists(path))
-                {
-                    return new CudaImage(File.ReadAllBytes(path), cubin, target);
-                }
-            }
-
-            return null;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
+
+        return null;
     }
 
-    public static void Write(string key, CudaImage image)
-    {
-        try
-        {
-            string? dir = Directory;
-            if (dir is null)
-            {
-                return;
-            }
+    public static void Write(string key, CudaImage image) => Cache.Write(key, Ending(image.IsCubin), image.Data);
 
-            System.IO.Directory.CreateDirectory(dir);
-            string path = Path.Combine(dir, key + (image.IsCubin ? ".cubin" : ".ptx"));
-            string temp = path + "." + Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + ".tmp";
-            File.WriteAllBytes(temp, image.Data);
-            File.Move(temp, path, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // The cache is an optimisation only.
-        }
-    }
+    private static string Ending(bool cubin) => cubin ? ".cubin" : ".ptx";
 }
 
 /// <summary>The embedded CUDA sources: each op family's file with Common.cu prepended.</summary>
 internal static class CudaSources
 {
-    private static readonly Dictionary<string, string> Cache = new(StringComparer.Ordinal);
-    private static readonly Lock Gate = new();
+    private static readonly KernelSources Embedded = new(typeof(CudaSources).Assembly, ".cu", "CUDA");
 
     /// <summary>The op-family files (every embedded .cu but Common.cu), e.g. "Gemm.cu".</summary>
-    public static IReadOnlyList<string> Files =>
-        typeof(CudaSources).Assembly.GetManifestResourceNames()
-            .Where(n => n.EndsWith(".cu", StringComparison.Ordinal) && n != "Common.cu")
-            .Order(StringComparer.Ordinal)
-            .ToList();
+    public static IReadOnlyList<string> Files => Embedded.Files;
 
     /// <summary>Common.cu followed by <paramref name="file"/>, with #line markers so compiler logs name the right file and line.</summary>
-    public static string For(string file)
-    {
-        lock (Gate)
-        {
-            if (!Cache.TryGetValue(file, out string? text))
-            {
-                text = $"#line 1 \"Common.cu\"\n{Read("Common.cu")}\n#line 1 \"{file}\"\n{Read(file)}";
-                Cache[file] = text;
-            }
-
-            return text;
-        }
-    }
+    public static string For(string file) => Embedded.For(file);
 
     /// <summary>One embedded source file.</summary>
-    public static string Read(string file)
-    {
-        using Stream stream = typeof(CudaSources).Assembly.GetManifestResourceStream(file)
-            ?? throw new EngineException($"the CUDA source {file} is not embedded in {typeof(CudaSources).Assembly.GetName().Name}");
-        using var reader = new StreamReader(stream, Encoding.UTF8);
-        return reader.ReadToEnd();
-    }
+    public static string Read(string file) => Embedded.Read(file);
 }

@@ -1,7 +1,7 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text;
 using Engine.Kernels.Cuda.Interop;
+using Engine.Kernels.Gpu;
 
 namespace Engine.Kernels.Cuda;
 
@@ -110,12 +110,8 @@ internal sealed unsafe class CudaDeviceContext : IDisposable
     }
 
     /// <summary>The cache key: a SHA-256 over everything that determines the compiled code.</summary>
-    public string Key(string source, string options)
-    {
-        string text = string.Join('\0', source, options, Target, NvrtcVersion,
-            Device.DriverVersion.ToString(CultureInfo.InvariantCulture), Device.Name);
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
-    }
+    public string Key(string source, string options) =>
+        KernelBinaryCache.Key(source, options, Target, NvrtcVersion, Device.DriverVersion.ToString(CultureInfo.InvariantCulture), Device.Name);
 
     /// <summary>A module from a cached image the driver accepts; 0 when it refuses (the caller recompiles).</summary>
     private static nint TryLoad(CudaImage image)

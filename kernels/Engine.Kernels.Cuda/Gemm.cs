@@ -1,8 +1,9 @@
 using Engine.Core;
+using Engine.Kernels.Gpu;
 
 namespace Engine.Kernels.Cuda;
 
-// General matrix product and the bias gradient; kernels in Kernels/Gemm.cu. Two GEMM kernels, both
+// The GEMM kernel choice of this backend (kernels in Kernels/Gemm.cu). Two GEMM kernels, both
 // covering every transpose form with the contract's alpha/beta/bias semantics: `gemm`, exact fp32
 // tiled in shared memory (the OpenCL backend's kernel, the default), and `gemm_tf32`, the same
 // tiling on TF32 tensor cores (ENGINE_CUDA_PRECISION=tf32 on sm_80 and later; see Tf32Gemm).
@@ -14,20 +15,10 @@ internal sealed partial class CudaAccelerator
     /// <summary>Threads of a gemm_tf32 block (4 warps).</summary>
     private const int Tf32Threads = 128;
 
-    // C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C + bias[n]
-    protected override void GemmCore(Tensor c, Tensor a, Tensor b, int m, int n, int k, bool transA, bool transB,
-        float alpha, float beta, Tensor bias) =>
-        Gemm(Ptr(c), c.Offset, Ptr(a), a.Offset, Ptr(b), b.Offset, m, n, k, transA, transB, alpha, beta, bias);
-
-    // db[cols] += sum over rows of dy[rows, cols]
-    protected override void BiasBackwardCore(Tensor db, Tensor dy, int rows, int cols) =>
-        Run(Args(CudaKernel.BiasBackward).Tensor(db).Tensor(dy).Int(rows).Int(cols), cols, Wg);
-
-    /// <summary>The GEMM on raw buffers and element offsets (the LM head runs it on its scratch logits).</summary>
-    private void Gemm(ulong c, long cOffset, ulong a, long aOffset, ulong b, long bOffset, int m, int n, int k, bool transA, bool transB,
-        float alpha, float beta, Tensor bias)
+    protected override void Gemm(ulong c, long cOffset, ulong a, long aOffset, ulong b, long bOffset, int m, int n, int k,
+        bool transA, bool transB, float alpha, float beta, Tensor bias)
     {
-        KernelArgs args = Args(Tf32Gemm ? CudaKernel.GemmTf32 : CudaKernel.Gemm).Buffer(c, cOffset).Buffer(a, aOffset).Buffer(b, bOffset)
+        KernelArgs args = Args(Tf32Gemm ? GpuKernel.GemmTf32 : GpuKernel.Gemm).Buffer(c, cOffset).Buffer(a, aOffset).Buffer(b, bOffset)
             .Tensor(bias).Flag(!bias.IsEmpty).Int(m).Int(n).Int(k).Flag(transA).Flag(transB).Float(alpha).Float(beta);
         if (Tf32Gemm)
         {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using Engine.Core;
+using Engine.Kernels.Gpu;
 using Engine.Kernels.OpenCL.Interop;
 
 namespace Engine.Kernels.OpenCL;
@@ -9,9 +10,9 @@ namespace Engine.Kernels.OpenCL;
 /// The OpenCL backend: one device, one in-order command queue. Ops enqueue kernels and return;
 /// <see cref="Synchronize"/> and downloads wait. Kernels are OpenCL C (1.2) files embedded in this
 /// assembly, one per op family as in every backend (Gemm.cl, Norm.cl, Attention.cl ...), compiled
-/// once per device and process (see <see cref="ClDeviceContext"/>); this accelerator creates its
-/// kernel objects on first use and keeps them, so a launch only sets arguments (from stack locals)
-/// and enqueues: nothing is allocated on the host per launch.
+/// once per device and process (see <see cref="ClDeviceContext"/>). The op wrappers are the
+/// shared <see cref="GpuAccelerator"/>'s; this class sets arguments with clSetKernelArg and
+/// enqueues NDRanges.
 /// </summary>
 /// <remarks>
 /// Not thread-safe, like every accelerator (one thread drives it). Indices that the CPU backend
@@ -19,17 +20,11 @@ namespace Engine.Kernels.OpenCL;
 /// the device here; kernels never access memory outside a table for a bad index but mark the
 /// affected output with NaN instead of throwing (see each family's notes).
 /// </remarks>
-internal sealed unsafe partial class ClAccelerator : Accelerator
+internal sealed unsafe partial class ClAccelerator : GpuAccelerator
 {
-    /// <summary>Upper bound on work-items of the element-wise kernels (they loop over the rest).</summary>
-    private const long MaxElementwiseItems = 1L << 20;
-
     private readonly ClDeviceHandle device;
     private readonly nint queue;
-    private readonly nint[] kernels = new nint[(int)ClKernel.Count];
     private readonly nint dummy;
-    private readonly string options;
-    private readonly ClScratch copyStaging;
 
     public ClAccelerator(ClDeviceHandle device)
     {
@@ -49,18 +44,12 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
         Wg = wg;
         GemmTile = wg >= 256 ? 64 : 32;
         TiledGemm = !device.IsCpu;
-        options = string.Create(CultureInfo.InvariantCulture,
+        BuildOptions = string.Create(CultureInfo.InvariantCulture,
             $"-cl-std=CL1.2 -D WG={Wg} -D GEMM_TS={GemmTile} -D GEMM_TK=16 -D GEMM_WPT=4");
 
         int dummyCode;
         dummy = ClNative.CreateBuffer(Context.Handle, ClNative.MemReadWrite, 64, null, &dummyCode);
         ClNative.Check(dummyCode, "clCreateBuffer", "placeholder for absent operands");
-        normPartial = new ClScratch(this, "norm gradient");
-        sumPartial = new ClScratch(this, "sum of squares");
-        attentionDi = new ClScratch(this, "attention backward");
-        headLogits = new ClScratch(this, "LM-head logits");
-        samplingValues = new ClScratch(this, "sampling");
-        copyStaging = new ClScratch(this, "overlapping copy");
     }
 
     public override DeviceInfo Info => device.Info;
@@ -68,11 +57,16 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
     /// <summary>The device's shared context (programs, limits).</summary>
     internal ClDeviceContext Context { get; }
 
-    /// <summary>Work-group size of the row and reduction kernels.</summary>
-    internal int Wg { get; }
+    protected override string SourceExtension => ".cl";
 
-    /// <summary>Rows and columns of a GEMM work-group's tile of C.</summary>
-    internal int GemmTile { get; }
+    protected override string BuildOptions { get; }
+
+    protected override long LocalMemoryBytes => Context.LocalMemoryBytes;
+
+    protected override long MaxWorkGroupSize => Context.MaxWorkGroupSize;
+
+    protected override string AttentionBuildOptions(int d, int tile) =>
+        string.Create(CultureInfo.InvariantCulture, $"{BuildOptions} -D HEAD_DIM={d} -D ATT_TILE={tile}");
 
     public override void Synchronize() => ClNative.Check(ClNative.Finish(queue), "clFinish", device.Name);
 
@@ -113,7 +107,7 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
                 return;
             }
 
-            nint staging = copyStaging.Ensure(bytes);
+            nint staging = (nint)CopyStaging.Ensure(bytes);
             CopyBytes(from, srcAt, staging, 0, bytes);
             from = staging;
             srcAt = 0;
@@ -155,30 +149,7 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
     protected override void DisposeCore()
     {
         ClNative.Finish(queue);
-        for (int i = 0; i < kernels.Length; i++)
-        {
-            if (kernels[i] != 0)
-            {
-                ClNative.ReleaseKernel(kernels[i]);
-                kernels[i] = 0;
-            }
-        }
-
-        foreach (var set in attentionKernels.Values)
-        {
-            foreach (nint k in set.All)
-            {
-                ClNative.ReleaseKernel(k);
-            }
-        }
-
-        attentionKernels.Clear();
-        normPartial.Dispose();
-        sumPartial.Dispose();
-        attentionDi.Dispose();
-        headLogits.Dispose();
-        samplingValues.Dispose();
-        copyStaging.Dispose();
+        ReleaseKernelsAndScratch();
         ClNative.ReleaseMemObject(dummy);
         ClNative.ReleaseCommandQueue(queue);
     }
@@ -189,22 +160,12 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal nint Mem(Tensor t) => t.Buffer is ClBuffer b ? b.Mem : dummy;
 
-    /// <summary>Starts setting the arguments of a kernel (created on first use and kept).</summary>
-    private KernelArgs Args(ClKernel id)
-    {
-        nint k = kernels[(int)id];
-        if (k == 0)
-        {
-            k = kernels[(int)id] = CreateKernel(ClKernels.File(id), options, ClKernels.Name(id));
-        }
+    protected override ulong Address(Tensor t) => (ulong)Mem(t);
 
-        return new KernelArgs(this, k, ClKernels.Name(id));
-    }
-
-    /// <summary>Creates a kernel object from the program of <paramref name="file"/> built with <paramref name="buildOptions"/>.</summary>
-    private nint CreateKernel(string file, string buildOptions, string name)
+    /// <summary>Creates a kernel object from the program of <paramref name="file"/> built with <paramref name="options"/>.</summary>
+    protected override nint LoadKernel(string file, string options, string name)
     {
-        nint program = Context.Program(file, ClSources.For(file), buildOptions);
+        nint program = Context.Program(file, ClSources.For(file), options);
         byte[] bytes = System.Text.Encoding.ASCII.GetBytes(name + "\0");
         int code;
         nint kernel;
@@ -217,18 +178,27 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
         return kernel;
     }
 
-    /// <summary>Enqueues a 1-D launch; the global size is rounded up to a multiple of the local size.</summary>
-    private void Run(in KernelArgs args, long global, int local) => Run(args, 1, global, 1, 1, local, 1, 1);
+    protected override void ReleaseKernel(nint kernel) => ClNative.ReleaseKernel(kernel);
 
-    /// <summary>Enqueues a 2-D launch.</summary>
-    private void Run(in KernelArgs args, long global0, long global1, int local0, int local1) =>
-        Run(args, 2, global0, global1, 1, local0, local1, 1);
+    // The value is read from the low bytes of bits: every supported host is little-endian.
+    protected override void SetArgument(nint kernel, string name, int index, ulong bits, int size)
+    {
+        int code = ClNative.SetKernelArg(kernel, (uint)index, (nuint)size, &bits);
+        if (code != ClNative.Success)
+        {
+            throw new ClException("clSetKernelArg", code, $"{name} argument {index}");
+        }
+    }
 
-    /// <summary>Enqueues a 3-D launch.</summary>
-    private void Run(in KernelArgs args, long global0, long global1, long global2, int local0, int local1, int local2) =>
-        Run(args, 3, global0, global1, global2, local0, local1, local2);
+    /// <summary>A __local buffer argument of <paramref name="bytes"/> bytes.</summary>
+    protected override bool SetLocalArgument(nint kernel, string name, int index, long bytes)
+    {
+        ClNative.Check(ClNative.SetKernelArg(kernel, (uint)index, (nuint)bytes, null), "clSetKernelArg", name);
+        return true;
+    }
 
-    private void Run(in KernelArgs args, uint dims, long g0, long g1, long g2, int l0, int l1, int l2)
+    /// <summary>Enqueues an NDRange of the global sizes rounded up to multiples of the local sizes.</summary>
+    protected override void Launch(in KernelArgs args, int dims, long g0, long g1, long g2, int l0, int l1, int l2)
     {
         nuint* global = stackalloc nuint[3];
         nuint* local = stackalloc nuint[3];
@@ -238,170 +208,18 @@ internal sealed unsafe partial class ClAccelerator : Accelerator
         local[0] = (nuint)l0;
         local[1] = (nuint)l1;
         local[2] = (nuint)l2;
-        ClNative.Check(ClNative.EnqueueNDRangeKernel(queue, args.Kernel, dims, null, global, local, 0, null, null),
+        ClNative.Check(ClNative.EnqueueNDRangeKernel(queue, args.Kernel, (uint)dims, null, global, local, 0, null, null),
             "clEnqueueNDRangeKernel", args.Name);
     }
 
-    /// <summary>Work-items for an element-wise kernel over <paramref name="n"/> elements (a grid-stride loop covers the rest).</summary>
-    private long ElementwiseItems(long n) => Math.Min(RoundUp(n, Wg), MaxElementwiseItems);
-
-    private static long RoundUp(long value, long multiple) => (value + multiple - 1) / multiple * multiple;
-
-    /// <summary>
-    /// Sets a kernel's arguments in order with clSetKernelArg from stack locals. A tensor is two
-    /// arguments: its cl_mem (the placeholder when empty) and its element offset (ulong).
-    /// </summary>
-    private struct KernelArgs
+    protected override ulong AllocateScratch(long bytes, string what)
     {
-        private readonly ClAccelerator acc;
-        private uint index;
-
-        public KernelArgs(ClAccelerator acc, nint kernel, string name)
-        {
-            this.acc = acc;
-            Kernel = kernel;
-            Name = name;
-            index = 0;
-        }
-
-        public readonly nint Kernel { get; }
-
-        public readonly string Name { get; }
-
-        public KernelArgs Tensor(Tensor t) => Buffer(acc.Mem(t), t.IsEmpty ? 0 : t.Offset);
-
-        /// <summary>A buffer and an element offset into it (two arguments).</summary>
-        public KernelArgs Buffer(nint mem, long offset)
-        {
-            ulong off = (ulong)offset;
-            Set(&mem, (nuint)sizeof(nint));
-            Set(&off, sizeof(ulong));
-            return this;
-        }
-
-        public KernelArgs Mem(nint mem)
-        {
-            Set(&mem, (nuint)sizeof(nint));
-            return this;
-        }
-
-        public KernelArgs Int(int value)
-        {
-            Set(&value, sizeof(int));
-            return this;
-        }
-
-        public KernelArgs Flag(bool value) => Int(value ? 1 : 0);
-
-        public KernelArgs Long(long value)
-        {
-            Set(&value, sizeof(long));
-            return this;
-        }
-
-        public KernelArgs Float(float value)
-        {
-            Set(&value, sizeof(float));
-            return this;
-        }
-
-        /// <summary>A __local buffer of <paramref name="bytes"/> bytes.</summary>
-        public KernelArgs Local(long bytes)
-        {
-            ClNative.Check(ClNative.SetKernelArg(Kernel, index, (nuint)bytes, null), "clSetKernelArg", Name);
-            index++;
-            return this;
-        }
-
-        private void Set(void* value, nuint size)
-        {
-            int code = ClNative.SetKernelArg(Kernel, index, size, value);
-            if (code != ClNative.Success)
-            {
-                throw new ClException("clSetKernelArg", code, $"{Name} argument {index}");
-            }
-
-            index++;
-        }
+        int code;
+        nint mem = ClNative.CreateBuffer(Context.Handle, ClNative.MemReadWrite, (nuint)bytes, null, &code);
+        ClNative.Check(code, "clCreateBuffer", what);
+        return (ulong)mem;
     }
-}
 
-/// <summary>Every kernel of the backend but the per-head-size attention ones.</summary>
-internal enum ClKernel
-{
-    Gemm,
-    GemmCpu,
-    GemmCpuNT,
-    BiasBackward,
-    EmbeddingForward,
-    EmbeddingBackward,
-    LayerNormForward,
-    LayerNormBackwardDx,
-    RmsNormForward,
-    RmsNormBackwardDx,
-    NormWeightPartials,
-    NormColumnReduce,
-    Rope,
-    GeluForward,
-    GeluBackward,
-    SwiGluForward,
-    SwiGluBackward,
-    Add,
-    Scale,
-    TokenLogProbRows,
-    SumOfSquaresPartials,
-    SumOfSquaresFinish,
-    AdamW,
-    KvCacheWrite,
-    PagedAttention,
-    SampleTokens,
-    GatherRows,
-    PolicyLoss,
-    KlPenalty,
-    Count,
-}
-
-/// <summary>Where each <see cref="ClKernel"/> lives: its op-family file and its name in it.</summary>
-internal static class ClKernels
-{
-    private static readonly (string File, string Name)[] Table = Build();
-
-    public static string File(ClKernel id) => Table[(int)id].File;
-
-    public static string Name(ClKernel id) => Table[(int)id].Name;
-
-    private static (string, string)[] Build()
-    {
-        var t = new (string, string)[(int)ClKernel.Count];
-        t[(int)ClKernel.Gemm] = ("Gemm.cl", "gemm");
-        t[(int)ClKernel.GemmCpu] = ("Gemm.cl", "gemm_cpu");
-        t[(int)ClKernel.GemmCpuNT] = ("Gemm.cl", "gemm_cpu_nt");
-        t[(int)ClKernel.BiasBackward] = ("Gemm.cl", "bias_backward");
-        t[(int)ClKernel.EmbeddingForward] = ("Embedding.cl", "embedding_forward");
-        t[(int)ClKernel.EmbeddingBackward] = ("Embedding.cl", "embedding_backward");
-        t[(int)ClKernel.LayerNormForward] = ("Norm.cl", "layernorm_forward");
-        t[(int)ClKernel.LayerNormBackwardDx] = ("Norm.cl", "layernorm_backward_dx");
-        t[(int)ClKernel.RmsNormForward] = ("Norm.cl", "rmsnorm_forward");
-        t[(int)ClKernel.RmsNormBackwardDx] = ("Norm.cl", "rmsnorm_backward_dx");
-        t[(int)ClKernel.NormWeightPartials] = ("Norm.cl", "norm_weight_partials");
-        t[(int)ClKernel.NormColumnReduce] = ("Norm.cl", "norm_column_reduce");
-        t[(int)ClKernel.Rope] = ("Rope.cl", "rope");
-        t[(int)ClKernel.GeluForward] = ("Activation.cl", "gelu_forward");
-        t[(int)ClKernel.GeluBackward] = ("Activation.cl", "gelu_backward");
-        t[(int)ClKernel.SwiGluForward] = ("Activation.cl", "swiglu_forward");
-        t[(int)ClKernel.SwiGluBackward] = ("Activation.cl", "swiglu_backward");
-        t[(int)ClKernel.Add] = ("Activation.cl", "add");
-        t[(int)ClKernel.Scale] = ("Activation.cl", "scale");
-        t[(int)ClKernel.TokenLogProbRows] = ("CrossEntropy.cl", "token_logprob_rows");
-        t[(int)ClKernel.SumOfSquaresPartials] = ("Optimizer.cl", "sumsq_partials");
-        t[(int)ClKernel.SumOfSquaresFinish] = ("Optimizer.cl", "sumsq_finish");
-        t[(int)ClKernel.AdamW] = ("Optimizer.cl", "adamw");
-        t[(int)ClKernel.KvCacheWrite] = ("KvCache.cl", "kv_cache_write");
-        t[(int)ClKernel.PagedAttention] = ("KvCache.cl", "paged_attention");
-        t[(int)ClKernel.SampleTokens] = ("Sampling.cl", "sample_tokens");
-        t[(int)ClKernel.GatherRows] = ("Sampling.cl", "gather_rows");
-        t[(int)ClKernel.PolicyLoss] = ("PolicyLoss.cl", "policy_loss");
-        t[(int)ClKernel.KlPenalty] = ("PolicyLoss.cl", "kl_penalty");
-        return t;
-    }
+    // Safe while queued kernels still use it: the driver releases a cl_mem only after the commands using it complete.
+    protected override void FreeScratch(ulong address, bool inUse) => ClNative.ReleaseMemObject((nint)address);
 }

@@ -1,6 +1,6 @@
-using System.Security.Cryptography;
 using System.Text;
 using Engine.Core;
+using Engine.Kernels.Gpu;
 using Engine.Kernels.OpenCL.Interop;
 
 namespace Engine.Kernels.OpenCL;
@@ -98,11 +98,8 @@ internal sealed unsafe class ClDeviceContext : IDisposable
     }
 
     /// <summary>The cache key: a SHA-256 over everything that determines the compiled code.</summary>
-    public string Key(string source, string options)
-    {
-        string text = string.Join('\0', source, options, Device.Name, Device.Version, Device.Driver, Device.PlatformName);
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
-    }
+    public string Key(string source, string options) =>
+        KernelBinaryCache.Key(source, options, Device.Name, Device.Version, Device.Driver, Device.PlatformName);
 
     private nint BuildFromSource(string name, string source, string options)
     {
@@ -235,99 +232,27 @@ internal sealed unsafe class ClDeviceContext : IDisposable
 
 /// <summary>
 /// On-disk cache of program binaries, one file per key (<c>&lt;key&gt;.bin</c>) under
-/// <c>$ENGINE_OPENCL_CACHE</c>, else <c>$XDG_CACHE_HOME/engine/opencl</c>, else
-/// <c>~/.cache/engine/opencl</c> (LocalApplicationData on Windows). <c>ENGINE_OPENCL_CACHE=off</c>
-/// disables it. Files are written atomically (temporary file, then rename); any IO error just
-/// means no cache. A binary the driver rejects is rebuilt from source.
+/// <c>$ENGINE_OPENCL_CACHE</c>, else the user's cache directory's <c>engine/opencl</c>
+/// (<c>ENGINE_OPENCL_CACHE=off</c> disables it; see <see cref="KernelBinaryCache"/>). A binary the
+/// driver rejects is rebuilt from source.
 /// </summary>
 internal static class ClBinaryCache
 {
-    /// <summary>The environment variable naming the cache directory (or "off").</summary>
-    public const string EnvironmentVariable = "ENGINE_OPENCL_CACHE";
+    private static readonly KernelBinaryCache Cache = new("ENGINE_OPENCL_CACHE", "opencl");
 
     /// <summary>The cache directory, or null when disabled.</summary>
-    public static string? Directory
-    {
-        get
-        {
-            string? configured = Environment.GetEnvironmentVariable(EnvironmentVariable);
-            if (!string.IsNullOrWhiteSpace(configured))
-            {
-                return configured.Trim().Equals("off", StringComparison.OrdinalIgnoreCase) ? null : configured.Trim();
-            }
+    public static string? Directory => Cache.Directory;
 
-            string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-            string root = !string.IsNullOrWhiteSpace(xdg) ? xdg
-                : OperatingSystem.IsWindows() ? Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData)
-                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
-            return string.IsNullOrEmpty(root) ? null : Path.Combine(root, "engine", "opencl");
-        }
-    }
+    public static byte[]? TryRead(string key) => Cache.TryRead(key, ".bin");
 
-    public static byte[]? TryRead(string key)
-    {
-        try
-        {
-            string? dir = Directory;
-            string path = dir is null ? "" : Path.Combine(dir, key + ".bin");
-            return dir is not null && File.Exists(path) ? File.ReadAllBytes(path) : null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
-
-    public static void Write(string key, byte[] binary)
-    {
-        try
-        {
-            string? dir = Directory;
-            if (dir is null)
-            {
-                return;
-            }
-
-            System.IO.Directory.CreateDirectory(dir);
-            string path = Path.Combine(dir, key + ".bin");
-            string temp = path + "." + Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture) + ".tmp";
-            File.WriteAllBytes(temp, binary);
-            File.Move(temp, path, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // The cache is an optimisation only.
-        }
-    }
+    public static void Write(string key, byte[] binary) => Cache.Write(key, ".bin", binary);
 }
 
 /// <summary>The embedded OpenCL C sources: each op family's file with Common.cl prepended.</summary>
 internal static class ClSources
 {
-    private static readonly Dictionary<string, string> Cache = new(StringComparer.Ordinal);
-    private static readonly Lock Gate = new();
+    private static readonly KernelSources Embedded = new(typeof(ClSources).Assembly, ".cl", "OpenCL");
 
     /// <summary>Common.cl followed by <paramref name="file"/> (e.g. "Gemm.cl"), with #line markers so build logs name the right file and line.</summary>
-    public static string For(string file)
-    {
-        lock (Gate)
-        {
-            if (!Cache.TryGetValue(file, out string? text))
-            {
-                text = $"#line 1 \"Common.cl\"\n{Read("Common.cl")}\n#line 1 \"{file}\"\n{Read(file)}";
-                Cache[file] = text;
-            }
-
-            return text;
-        }
-    }
-
-    /// <summary>One embedded source file.</summary>
-    public static string Read(string file)
-    {
-        using Stream stream = typeof(ClSources).Assembly.GetManifestResourceStream(file)
-            ?? throw new EngineException($"the OpenCL source {file} is not embedded in {typeof(ClSources).Assembly.GetName().Name}");
-        using var reader = new StreamReader(stream, Encoding.UTF8);
-        return reader.ReadToEnd();
-    }
+    public static string For(string file) => Embedded.For(file);
 }

@@ -1,8 +1,9 @@
 using Engine.Core;
+using Engine.Kernels.Gpu;
 
 namespace Engine.Kernels.OpenCL;
 
-// General matrix product and the bias gradient; kernels in Kernels/Gemm.cl. Two GEMM kernels, both
+// The GEMM kernel choice of this backend (kernels in Kernels/Gemm.cl). Two GEMM kernels, both
 // covering every transpose form with the contract's alpha/beta/bias semantics: `gemm`, tiled in
 // local memory (GPUs and accelerators), and `gemm_cpu`, register-blocked without local memory or
 // barriers (CPU OpenCL devices such as PoCL, where the tiled kernel is about 10x slower), with
@@ -18,28 +19,18 @@ internal sealed partial class ClAccelerator
     /// </summary>
     internal bool TiledGemm { get; set; }
 
-    // C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C + bias[n]
-    protected override void GemmCore(Tensor c, Tensor a, Tensor b, int m, int n, int k, bool transA, bool transB,
-        float alpha, float beta, Tensor bias) =>
-        Gemm(Mem(c), c.Offset, Mem(a), a.Offset, Mem(b), b.Offset, m, n, k, transA, transB, alpha, beta, bias);
-
-    // db[cols] += sum over rows of dy[rows, cols]
-    protected override void BiasBackwardCore(Tensor db, Tensor dy, int rows, int cols) =>
-        Run(Args(ClKernel.BiasBackward).Tensor(db).Tensor(dy).Int(rows).Int(cols), cols, Wg);
-
-    /// <summary>The GEMM on raw buffers and element offsets (the LM head runs it on its scratch logits).</summary>
-    private void Gemm(nint c, long cOffset, nint a, long aOffset, nint b, long bOffset, int m, int n, int k, bool transA, bool transB,
-        float alpha, float beta, Tensor bias)
+    protected override void Gemm(ulong c, long cOffset, ulong a, long aOffset, ulong b, long bOffset, int m, int n, int k,
+        bool transA, bool transB, float alpha, float beta, Tensor bias)
     {
         if (!TiledGemm && transB && !transA)
         {
-            KernelArgs nt = Args(ClKernel.GemmCpuNT).Buffer(c, cOffset).Buffer(a, aOffset).Buffer(b, bOffset).Tensor(bias)
+            KernelArgs nt = Args(GpuKernel.GemmCpuNT).Buffer(c, cOffset).Buffer(a, aOffset).Buffer(b, bOffset).Tensor(bias)
                 .Flag(!bias.IsEmpty).Int(m).Int(n).Int(k).Float(alpha).Float(beta);
             Run(nt, (n + 3) / 4, (m + 3) / 4, 16, 1);  // 4 x 4 outputs per work-item
             return;
         }
 
-        KernelArgs args = Args(TiledGemm ? ClKernel.Gemm : ClKernel.GemmCpu).Buffer(c, cOffset).Buffer(a, aOffset).Buffer(b, bOffset)
+        KernelArgs args = Args(TiledGemm ? GpuKernel.Gemm : GpuKernel.GemmCpu).Buffer(c, cOffset).Buffer(a, aOffset).Buffer(b, bOffset)
             .Tensor(bias).Flag(!bias.IsEmpty).Int(m).Int(n).Int(k).Flag(transA).Flag(transB).Float(alpha).Float(beta);
         if (TiledGemm)
         {

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Engine.Kernels.Gpu;
 
 [assembly: DisableRuntimeMarshalling]
 
@@ -65,8 +66,7 @@ internal static unsafe class CuNative
     public static delegate* unmanaged<int, byte**, int> GetErrorName;
     public static delegate* unmanaged<int, byte**, int> GetErrorString;
 
-    private static readonly Lock Gate = new();
-    private static int state; // 0 not tried, 1 loaded, -1 unavailable
+    private static readonly NativeLoad Load = new(LoadCore);
 
     /// <summary>Why loading or cuInit failed (null when loaded or not yet tried).</summary>
     public static string? LoadError { get; private set; }
@@ -75,34 +75,11 @@ internal static unsafe class CuNative
     public static string[] LibraryNames => OperatingSystem.IsWindows() ? ["nvcuda.dll"] : ["libcuda.so.1", "libcuda.so"];
 
     /// <summary>Loads the driver, resolves every entry point and runs cuInit once. Never throws: false means no CUDA.</summary>
-    public static bool TryLoad()
-    {
-        if (state != 0)
-        {
-            return state > 0;
-        }
-
-        lock (Gate)
-        {
-            if (state == 0)
-            {
-                state = LoadCore() ? 1 : -1;
-            }
-        }
-
-        return state > 0;
-    }
+    public static bool TryLoad() => Load.TryLoad();
 
     private static bool LoadCore()
     {
-        nint lib = 0;
-        foreach (string name in LibraryNames)
-        {
-            if (NativeLibrary.TryLoad(name, out lib))
-            {
-                break;
-            }
-        }
+        nint lib = NativeLoad.First(LibraryNames, out _);
 
         if (lib == 0)
         {

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Engine.Kernels.Gpu;
 
 namespace Engine.Kernels.Cuda.Interop;
 
@@ -33,8 +34,7 @@ internal static unsafe class NvrtcNative
     /// <summary>nvrtcGetSupportedArchs (NVRTC 11.2 and later; null before).</summary>
     public static delegate* unmanaged<int*, int> GetSupportedArchs;
 
-    private static readonly Lock Gate = new();
-    private static int state; // 0 not tried, 1 loaded, -1 unavailable
+    private static readonly NativeLoad Load = new(LoadCore);
 
     /// <summary>Why loading failed (null when loaded or not yet tried).</summary>
     public static string? LoadError { get; private set; }
@@ -48,23 +48,7 @@ internal static unsafe class NvrtcNative
         : ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"];
 
     /// <summary>Loads NVRTC once. Never throws: false means no run-time compiler.</summary>
-    public static bool TryLoad()
-    {
-        if (state != 0)
-        {
-            return state > 0;
-        }
-
-        lock (Gate)
-        {
-            if (state == 0)
-            {
-                state = LoadCore() ? 1 : -1;
-            }
-        }
-
-        return state > 0;
-    }
+    public static bool TryLoad() => Load.TryLoad();
 
     /// <summary>The environment variable that names the NVRTC library file to load before any other.</summary>
     public const string PathVariable = "ENGINE_NVRTC";
@@ -100,15 +84,8 @@ internal static unsafe class NvrtcNative
 
     private static bool LoadCore()
     {
-        nint lib = 0;
-        foreach (string candidate in Candidates())
-        {
-            if (NativeLibrary.TryLoad(candidate, out lib))
-            {
-                LibraryName = candidate;
-                break;
-            }
-        }
+        nint lib = NativeLoad.First(Candidates(), out string? loaded);
+        LibraryName = loaded;
 
         if (lib == 0)
         {

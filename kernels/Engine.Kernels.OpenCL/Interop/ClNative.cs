@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Engine.Kernels.Gpu;
 
 [assembly: DisableRuntimeMarshalling]
 
@@ -84,8 +85,7 @@ internal static unsafe class ClNative
     public static delegate* unmanaged<nint, nint, void*, nuint, nuint, nuint, uint, nint*, nint*, int> EnqueueFillBuffer;
     public static delegate* unmanaged<nint, nint, uint, nuint*, nuint*, nuint*, uint, nint*, nint*, int> EnqueueNDRangeKernel;
 
-    private static readonly Lock Gate = new();
-    private static int state; // 0 not tried, 1 loaded, -1 unavailable
+    private static readonly NativeLoad Load = new(LoadCore);
 
     /// <summary>Why loading failed (null when loaded or not yet tried).</summary>
     public static string? LoadError { get; private set; }
@@ -97,34 +97,11 @@ internal static unsafe class ClNative
         : ["libOpenCL.so.1", "libOpenCL.so"];
 
     /// <summary>Loads the ICD loader and resolves every entry point once. Never throws: false means no OpenCL.</summary>
-    public static bool TryLoad()
-    {
-        if (state != 0)
-        {
-            return state > 0;
-        }
-
-        lock (Gate)
-        {
-            if (state == 0)
-            {
-                state = LoadCore() ? 1 : -1;
-            }
-        }
-
-        return state > 0;
-    }
+    public static bool TryLoad() => Load.TryLoad();
 
     private static bool LoadCore()
     {
-        nint lib = 0;
-        foreach (string name in LibraryNames)
-        {
-            if (NativeLibrary.TryLoad(name, out lib))
-            {
-                break;
-            }
-        }
+        nint lib = NativeLoad.First(LibraryNames, out _);
 
         if (lib == 0)
         {

@@ -3,9 +3,8 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Engine.Core;
 using Engine.Kernels.Cuda;
+using Engine.Kernels.Gpu;
 using Engine.Kernels.Cuda.Interop;
-using Engine.Tests.Support;
-using Engine.Training;
 using Xunit.Abstractions;
 using Xunit.Sdk;
 
@@ -72,7 +71,7 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
         output.WriteLine($"{file}: {string.Join(", ", entries)}");
         IEnumerable<string> launched = file == "Attention.cu"
             ? ["attention_forward", "attention_backward_di", "attention_backward_dkdv", "attention_backward_dq"]
-            : Enumerable.Range(0, (int)CudaKernel.Count).Select(i => (CudaKernel)i).Where(k => CudaKernels.File(k) == file).Select(CudaKernels.Name);
+            : GpuKernels.In(".cu").Where(k => GpuKernels.Family(k) + ".cu" == file).Select(GpuKernels.Name);
         Assert.NotEmpty(launched);
         foreach (string name in launched)
         {
@@ -87,11 +86,11 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
         Assert.Equal(
             ["Activation.cu", "Attention.cu", "CrossEntropy.cu", "Embedding.cu", "Gemm.cu", "KvCache.cu", "Norm.cu", "Optimizer.cu", "PolicyLoss.cu", "Rope.cu", "Sampling.cu"],
             files);
-        for (int i = 0; i < (int)CudaKernel.Count; i++)
+        foreach (GpuKernel id in GpuKernels.In(".cu"))
         {
-            var id = (CudaKernel)i;
-            Assert.Contains(CudaKernels.File(id), files);
-            Assert.Contains($"void {CudaKernels.Name(id)}(", CudaSources.Read(CudaKernels.File(id)), StringComparison.Ordinal);
+            string file = GpuKernels.Family(id) + ".cu";
+            Assert.Contains(file, files);
+            Assert.Contains($"void {GpuKernels.Name(id)}(", CudaSources.Read(file), StringComparison.Ordinal);
         }
     }
 
@@ -163,18 +162,8 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
         try
         {
             acc.Tf32Gemm = true;
-            foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 13, 5), (65, 33, 70), (130, 67, 129), (256, 192, 320) })
-            {
-                foreach (var (transA, transB, alpha, beta) in new[] { (false, false, 1f, 0f), (false, true, 0.5f, 1f), (true, false, 1f, 1f), (true, true, -1f, 0.25f) })
-                {
-                    var ops = new Operands().F("c", TestData.Uniform(1, (long)m * n)).F("a", TestData.Uniform(2, (long)m * k))
-                        .F("b", TestData.Uniform(3, (long)k * n)).F("bias", TestData.Uniform(4, n));
-                    string form = (transA ? "T" : "N") + (transB ? "T" : "N");
-                    // TF32 keeps 10 mantissa bits: relative error about 1e-3 per product, averaging out over k.
-                    Parity.Check(fx, device, output, $"Gemm tf32 {form} {m}x{n}x{k}", ops,
-                        (a, v) => a.Gemm(v["c"], v["a"], v["b"], m, n, k, transA, transB, alpha, beta, v["bias"]), ("c", 5e-3));
-                }
-            }
+            // TF32 keeps 10 mantissa bits: relative error about 1e-3 per product, averaging out over k.
+            GemmParityTests.CheckEveryForm(fx, device, output, "tf32", [(1, 1, 1), (7, 13, 5), (65, 33, 70), (130, 67, 129), (256, 192, 320)], 5e-3);
         }
         finally
         {
@@ -201,83 +190,6 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
         CudaImage? image = CudaBinaryCache.TryRead(context.Key(source, ""), context.Target);
         Assert.NotNull(image);
         Assert.Equal(context.IsCubin, image.IsCubin);
-    }
-
-    [Theory]
-    [BackendDevices(DeviceKind.Cuda)]
-    public void Overlapping_copies_move_like_memmove(string device)
-    {
-        Accelerator acc = fx.Device(device);
-        float[] data = Enumerable.Range(0, 1000).Select(i => (float)i).ToArray();
-        using DeviceBuffer buffer = acc.Allocate(data.Length);
-        acc.Upload(buffer.All, data);
-        acc.Copy(buffer.Slice(10, 900), buffer.Slice(0, 900));
-        float[] result = acc.ToArray(buffer.All);
-        float[] expected = (float[])data.Clone();
-        Array.Copy(data, 0, expected, 10, 900);
-        Assert.Equal(expected, result);
-    }
-
-    [Theory]
-    [BackendDevices(DeviceKind.Cuda)]
-    public void Bad_indices_give_nan_rows_instead_of_stray_accesses(string device)
-    {
-        Accelerator acc = fx.Device(device);
-        const int c = 5;
-        using DeviceBuffer wte = acc.Put(TestData.Uniform(1, 4 * c));
-        using DeviceBuffer tokens = acc.Put(new[] { 1, 4, -1, 3 });
-        using DeviceBuffer outBuf = acc.Allocate(4 * c);
-        acc.EmbeddingForward(outBuf.All, tokens.All, default, wte.All, default, 4, c);
-        float[] result = acc.Get(outBuf);
-        Assert.DoesNotContain(result[..c], float.IsNaN);
-        Assert.All(result[c..(3 * c)], x => Assert.True(float.IsNaN(x)));
-        Assert.DoesNotContain(result[(3 * c)..], float.IsNaN);
-
-        using DeviceBuffer rows = acc.Put(new[] { 0, 7 });
-        using DeviceBuffer dst = acc.Allocate(2 * c);
-        acc.GatherRows(dst.All, wte.All, rows.All, 2, c);
-        float[] gathered = acc.Get(dst);
-        Assert.DoesNotContain(gathered[..c], float.IsNaN);
-        Assert.All(gathered[c..], x => Assert.True(float.IsNaN(x)));
-    }
-
-    [Theory]
-    [BackendDevices(DeviceKind.Cuda)]
-    public void Train_steps_are_reproducible_bit_for_bit(string device)
-    {
-        Accelerator acc = fx.Device(device);
-        var config = global::Engine.Model.ModelConfig.Gpt2(vocab: 61, dim: 32, layers: 2, heads: 4, maxPositions: 40);
-        float[] Run()
-        {
-            using var bench = new SyntheticBenchmark(acc, config, 2, 17, seed: 3);
-            bench.Step();
-            bench.Step();
-            return [.. acc.ToArray(bench.Model.Grads!.All), .. acc.ToArray(bench.Model.Params.All)];
-        }
-
-        float[] a = Run(), b = Run();
-        Assert.True(a.AsSpan().SequenceEqual(b), "two identical train runs on the device differ");
-    }
-
-    [Theory]
-    [BackendDevices(DeviceKind.Cuda)]
-    public void Train_steps_allocate_nothing_on_the_host(string device)
-    {
-        Accelerator acc = fx.Device(device);
-        var config = global::Engine.Model.ModelConfig.LlamaFamily(global::Engine.Model.ModelFamily.Qwen2, vocab: 61, dim: 32, layers: 2,
-            heads: 4, kvHeads: 2, ffn: 40, maxPositions: 40, tied: false);
-        using var bench = new SyntheticBenchmark(acc, config, 2, 17, seed: 3);
-        bench.Step();
-        bench.Step();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++)
-        {
-            bench.Step();
-        }
-
-        long bytes = GC.GetAllocatedBytesForCurrentThread() - before;
-        output.WriteLine($"{bytes} bytes allocated over 5 steps");
-        Assert.True(bytes <= 256, $"5 train steps allocated {bytes} bytes on the host (kernel launches must not allocate)");
     }
 
     /// <summary>Fails with the reason when NVRTC is missing (reached only in CI, or when run explicitly).</summary>

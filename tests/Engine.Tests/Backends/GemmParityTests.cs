@@ -8,7 +8,27 @@ namespace Engine.Tests.Backends;
 public sealed class GemmParityTests(BackendFixture fx, ITestOutputHelper output) : IClassFixture<BackendFixture>
 {
     /// <summary>Shapes: single element, odd sizes below one tile, several tiles with ragged edges.</summary>
-    private static readonly (int M, int N, int K)[] Shapes = [(1, 1, 1), (7, 13, 5), (3, 70, 33), (65, 33, 70), (130, 67, 129)];
+    internal static readonly (int M, int N, int K)[] Shapes = [(1, 1, 1), (7, 13, 5), (3, 70, 33), (65, 33, 70), (130, 67, 129)];
+
+    /// <summary>
+    /// Every transpose form with alpha, beta and bias, for each shape, against the CPU: for tests of
+    /// a backend's other GEMM kernels (<paramref name="kernel"/> names the one selected).
+    /// </summary>
+    internal static void CheckEveryForm(BackendFixture fx, string device, ITestOutputHelper output, string kernel,
+        IEnumerable<(int M, int N, int K)> shapes, double tolerance)
+    {
+        foreach (var (m, n, k) in shapes)
+        {
+            foreach (var (transA, transB, alpha, beta) in new[] { (false, false, 1f, 0f), (false, true, 0.5f, 1f), (true, false, 1f, 1f), (true, true, -1f, 0.25f) })
+            {
+                var ops = new Operands().F("c", TestData.Uniform(1, (long)m * n)).F("a", TestData.Uniform(2, (long)m * k))
+                    .F("b", TestData.Uniform(3, (long)k * n)).F("bias", TestData.Uniform(4, n));
+                string form = (transA ? "T" : "N") + (transB ? "T" : "N");
+                Parity.Check(fx, device, output, $"Gemm {kernel} {form} {m}x{n}x{k}", ops,
+                    (a, v) => a.Gemm(v["c"], v["a"], v["b"], m, n, k, transA, transB, alpha, beta, v["bias"]), ("c", tolerance));
+            }
+        }
+    }
 
     [Theory]
     [BackendDevices]

@@ -1,4 +1,4 @@
-using Engine.Kernels.OpenCL;
+using Engine.Kernels.Gpu;
 using Engine.Tests.Support;
 using Xunit.Abstractions;
 
@@ -79,13 +79,9 @@ public sealed class HeadParityTests(BackendFixture fx, ITestOutputHelper output)
         {
             cpu.HeadBlockBytes = rows > 0 ? bytes : 16L << 20;
         }
-        else if (acc is ClAccelerator cl)
+        else if (acc is GpuAccelerator gpu)
         {
-            cl.HeadBlockBytes = bytes;
-        }
-        else if (acc is global::Engine.Kernels.Cuda.CudaAccelerator cuda)
-        {
-            cuda.HeadBlockBytes = bytes;
+            gpu.HeadBlockBytes = bytes;
         }
     }
 }

@@ -1,13 +1,11 @@
 using Engine.Core;
 using Engine.Kernels.OpenCL;
 using Engine.Kernels.OpenCL.Interop;
-using Engine.Tests.Support;
-using Engine.Training;
 using Xunit.Abstractions;
 
 namespace Engine.Tests.Backends;
 
-/// <summary>Device presence and probing (every machine), and OpenCL-specific behaviour: errors, the program cache, device-side index checks, reproducibility.</summary>
+/// <summary>Device presence and probing (every machine), and OpenCL-specific behaviour: errors, the program cache, the CPU-device GEMM (the shared GPU behaviour is in <see cref="GpuBackendTests"/>).</summary>
 public sealed class OpenClBackendTests(BackendFixture fx, ITestOutputHelper output) : IClassFixture<BackendFixture>
 {
     [Fact]
@@ -100,85 +98,13 @@ public sealed class OpenClBackendTests(BackendFixture fx, ITestOutputHelper outp
             foreach (bool tiled in new[] { true, false })
             {
                 acc.TiledGemm = tiled;
-                foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 13, 5), (3, 70, 33), (65, 33, 70), (130, 67, 129) })
-                {
-                    foreach (var (transA, transB, alpha, beta) in new[] { (false, false, 1f, 0f), (false, true, 0.5f, 1f), (true, false, 1f, 1f), (true, true, -1f, 0.25f) })
-                    {
-                        var ops = new Operands().F("c", TestData.Uniform(1, (long)m * n)).F("a", TestData.Uniform(2, (long)m * k))
-                            .F("b", TestData.Uniform(3, (long)k * n)).F("bias", TestData.Uniform(4, n));
-                        string form = (transA ? "T" : "N") + (transB ? "T" : "N");
-                        Parity.Check(fx, device, output, $"Gemm {(tiled ? "tiled" : "cpu-kernel")} {form} {m}x{n}x{k}", ops,
-                            (a, v) => a.Gemm(v["c"], v["a"], v["b"], m, n, k, transA, transB, alpha, beta, v["bias"]), ("c", 1e-5));
-                    }
-                }
+                GemmParityTests.CheckEveryForm(fx, device, output, tiled ? "tiled" : "cpu-kernel", GemmParityTests.Shapes, 1e-5);
             }
         }
         finally
         {
             acc.TiledGemm = original;
         }
-    }
-
-    [Theory]
-    [BackendDevices(DeviceKind.OpenCL)]
-    public void Bad_indices_give_nan_rows_instead_of_stray_accesses(string device)
-    {
-        Accelerator acc = fx.Device(device);
-        const int c = 5;
-        using DeviceBuffer wte = acc.Put(TestData.Uniform(1, 4 * c));
-        using DeviceBuffer tokens = acc.Put(new[] { 1, 4, -1, 3 });
-        using DeviceBuffer outBuf = acc.Allocate(4 * c);
-        acc.EmbeddingForward(outBuf.All, tokens.All, default, wte.All, default, 4, c);
-        float[] result = acc.Get(outBuf);
-        Assert.DoesNotContain(result[..c], float.IsNaN);
-        Assert.All(result[c..(3 * c)], x => Assert.True(float.IsNaN(x)));
-        Assert.DoesNotContain(result[(3 * c)..], float.IsNaN);
-
-        using DeviceBuffer rows = acc.Put(new[] { 0, 7 });
-        using DeviceBuffer dst = acc.Allocate(2 * c);
-        acc.GatherRows(dst.All, wte.All, rows.All, 2, c);
-        float[] gathered = acc.Get(dst);
-        Assert.DoesNotContain(gathered[..c], float.IsNaN);
-        Assert.All(gathered[c..], x => Assert.True(float.IsNaN(x)));
-    }
-
-    [Theory]
-    [BackendDevices(DeviceKind.OpenCL)]
-    public void Train_steps_are_reproducible_bit_for_bit(string device)
-    {
-        Accelerator acc = fx.Device(device);
-        var config = global::Engine.Model.ModelConfig.Gpt2(vocab: 61, dim: 32, layers: 2, heads: 4, maxPositions: 40);
-        float[] Run()
-        {
-            using var bench = new SyntheticBenchmark(acc, config, 2, 17, seed: 3);
-            bench.Step();
-            bench.Step();
-            return [.. acc.ToArray(bench.Model.Grads!.All), .. acc.ToArray(bench.Model.Params.All)];
-        }
-
-        float[] a = Run(), b = Run();
-        Assert.True(a.AsSpan().SequenceEqual(b), "two identical train runs on the device differ");
-    }
-
-    [Theory]
-    [BackendDevices(DeviceKind.OpenCL)]
-    public void Train_steps_allocate_nothing_on_the_host(string device)
-    {
-        Accelerator acc = fx.Device(device);
-        var config = global::Engine.Model.ModelConfig.LlamaFamily(global::Engine.Model.ModelFamily.Qwen2, vocab: 61, dim: 32, layers: 2,
-            heads: 4, kvHeads: 2, ffn: 40, maxPositions: 40, tied: false);
-        using var bench = new SyntheticBenchmark(acc, config, 2, 17, seed: 3);
-        bench.Step();
-        bench.Step();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++)
-        {
-            bench.Step();
-        }
-
-        long bytes = GC.GetAllocatedBytesForCurrentThread() - before;
-        output.WriteLine($"{bytes} bytes allocated over 5 steps");
-        Assert.True(bytes <= 256, $"5 train steps allocated {bytes} bytes on the host (kernel launches must not allocate)");
     }
 
     private static ClDeviceHandle Handle(string device)

@@ -1,12 +1,12 @@
 using Engine.Core;
 
-namespace Engine.Kernels.Cuda;
+namespace Engine.Kernels.Gpu;
 
-// Global gradient norm and AdamW; kernels in Kernels/Optimizer.cu. SumOfSquares cuts x into
-// chunks whose size depends on n alone, reduces each in one block into a partial (a double:
-// acc_t), then adds the partials in one block: reproducible, no
+// Global gradient norm and AdamW; kernels in Kernels/Optimizer.cl and .cu. SumOfSquares cuts x into
+// chunks whose size depends on n alone, reduces each in one work-group into a partial (8 bytes:
+// double where the device has fp64), then adds the partials in one work-group: reproducible, no
 // atomics. AdamW reads the squared norm on the device when clipping.
-internal sealed partial class CudaAccelerator
+internal abstract partial class GpuAccelerator
 {
     /// <summary>Fewest elements per partial sum.</summary>
     private const long SumMinChunk = 16 * 1024;
@@ -14,15 +14,15 @@ internal sealed partial class CudaAccelerator
     /// <summary>Most partial sums.</summary>
     private const long SumMaxChunks = 1024;
 
-    private readonly CudaScratch sumPartial;
+    private readonly Scratch sumPartial;
 
     protected override void SumOfSquaresCore(Tensor result, Tensor x, long n)
     {
         long chunk = Math.Max(SumMinChunk, (n + SumMaxChunks - 1) / SumMaxChunks);
         long chunks = (n + chunk - 1) / chunk;
         ulong partial = sumPartial.Ensure(chunks * sizeof(double)); // [chunks] acc_t
-        Run(Args(CudaKernel.SumOfSquaresPartials).Ptr(partial).Tensor(x).Long(n).Long(chunk), chunks * Wg, Wg);
-        Run(Args(CudaKernel.SumOfSquaresFinish).Tensor(result).Ptr(partial).Int((int)chunks), Wg, Wg);
+        Run(Args(GpuKernel.SumOfSquaresPartials).Address(partial).Tensor(x).Long(n).Long(chunk), chunks * Wg, Wg);
+        Run(Args(GpuKernel.SumOfSquaresFinish).Tensor(result).Address(partial).Int((int)chunks), Wg, Wg);
     }
 
     protected override void AdamWCore(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor gradNormSquared, in AdamWSettings settings, long n)
@@ -30,7 +30,7 @@ internal sealed partial class CudaAccelerator
         // As torch.optim.AdamW (single-tensor path): scalars in double, then applied in float.
         double bias1 = 1 - Math.Pow(settings.Beta1, settings.Step);
         double bias2 = 1 - Math.Pow(settings.Beta2, settings.Step);
-        KernelArgs args = Args(CudaKernel.AdamW).Tensor(param).Tensor(grad).Tensor(m).Tensor(v).Tensor(gradNormSquared)
+        KernelArgs args = Args(GpuKernel.AdamW).Tensor(param).Tensor(grad).Tensor(m).Tensor(v).Tensor(gradNormSquared)
             .Flag(!gradNormSquared.IsEmpty).Float(settings.MaxGradNorm)
             .Float((float)(1 - (double)settings.LearningRate * settings.WeightDecay))
             .Float(settings.Beta1).Float((float)(1 - (double)settings.Beta1))

@@ -1,19 +1,20 @@
 using Engine.Core;
 
-namespace Engine.Kernels.OpenCL;
+namespace Engine.Kernels.Gpu;
 
-// Paged KV cache write and paged attention; kernels in Kernels/KvCache.cl. Paged attention runs one
+// Paged KV cache write and paged attention; kernels in Kernels/KvCache.cl and .cu. Paged attention runs one
 // work-group per (query head, row) over the row's cached positions (any head size: the query and
-// the output accumulator live in local memory passed as arguments).
-internal sealed partial class ClAccelerator
+// the output accumulator live in local memory: __local arguments in OpenCL, dynamic shared memory
+// in CUDA; see KernelArgs.Local).
+internal abstract partial class GpuAccelerator
 {
     protected override void KvCacheWriteCore(Tensor cache, Tensor qkv, Tensor slots, int n, int heads, int layer, in KvCacheShape shape)
     {
         long layerOffset = (long)layer * 2 * shape.KvHeads * shape.BlockSize * shape.HeadDim;
-        KernelArgs args = Args(ClKernel.KvCacheWrite).Tensor(cache).Tensor(qkv).Tensor(slots)
+        KernelArgs args = Args(GpuKernel.KvCacheWrite).Tensor(cache).Tensor(qkv).Tensor(slots)
             .Int(n).Int(heads).Int(shape.KvHeads).Int(shape.HeadDim).Int(shape.BlockSize)
             .Long(shape.BlockLength).Long(layerOffset).Long((long)shape.Blocks * shape.BlockSize);
-        Run(args, shape.HeadDim, 2 * shape.KvHeads, n, Math.Min(Wg, 32), 1, 1);
+        Run(args, shape.HeadDim, 2 * shape.KvHeads, GridRows(n), Math.Min(Wg, 32), 1, 1);
     }
 
     protected override void PagedAttentionCore(Tensor output, Tensor qkv, Tensor cache, Tensor blockTables, Tensor rowSeq, Tensor rowPos,
@@ -22,7 +23,7 @@ internal sealed partial class ClAccelerator
         int d = shape.HeadDim;
         long layerOffset = (long)layer * 2 * shape.KvHeads * shape.BlockSize * d;
         int sequences = (int)Math.Min(int.MaxValue, blockTables.Length / maxBlocks);
-        KernelArgs args = Args(ClKernel.PagedAttention).Tensor(output).Tensor(qkv).Tensor(cache).Tensor(blockTables).Tensor(rowSeq)
+        KernelArgs args = Args(GpuKernel.PagedAttention).Tensor(output).Tensor(qkv).Tensor(cache).Tensor(blockTables).Tensor(rowSeq)
             .Tensor(rowPos).Local((long)d * sizeof(float)).Local((long)d * sizeof(float))
             .Int(heads).Int(shape.KvHeads).Int(d).Int(shape.BlockSize).Long(shape.BlockLength).Long(layerOffset).Int(maxBlocks)
             .Int(sequences).Int(shape.Blocks).Float(scale);

@@ -1,18 +1,18 @@
 using Engine.Core;
 
-namespace Engine.Kernels.OpenCL;
+namespace Engine.Kernels.Gpu;
 
 // LM head fused with log-softmax (see Accelerator.TokenLogProbForward), composed like the CPU
 // backend: for each block of up to RB consecutive rows,
 //   logits [R, V] = x[rows] [R, C] W [V, C]^T        (gemm into a scratch buffer the accelerator keeps)
-//   token_logprob_rows (Kernels/CrossEntropy.cl)       one work-group per row: logp, entropy and,
+//   token_logprob_rows (Kernels/CrossEntropy.cl and .cu)       one work-group per row: logp, entropy and,
 //                                                      for the backward, the logit gradient in place
 //   dW [V, C] += dlogits^T [V, R] x[rows] [R, C]       (gemm, beta = 1)
 //   dx[rows] [R, C] = dlogits [R, V] W [V, C]          (gemm, beta = 0)
 // so only [RB, V] logits exist at a time. Rows with a negative target get zero gradient rows.
-internal sealed partial class ClAccelerator
+internal abstract partial class GpuAccelerator
 {
-    private readonly ClScratch headLogits;
+    private readonly Scratch headLogits;
 
     /// <summary>
     /// Bytes of logits the LM-head ops hold at once: a block has <c>max(1, HeadBlockBytes / (4 V))</c>
@@ -46,13 +46,13 @@ internal sealed partial class ClAccelerator
     {
         bool backward = !dx.IsEmpty;
         int rb = (int)Math.Clamp(HeadBlockBytes / (4L * v), 1, n);
-        nint logits = headLogits.Ensure((long)rb * v * sizeof(float)); // [RB, V]
+        ulong logits = headLogits.Ensure((long)rb * v * sizeof(float)); // [RB, V]
         for (int r0 = 0; r0 < n; r0 += rb)
         {
             int count = Math.Min(rb, n - r0);
             long xRows = x.Offset + ((long)r0 * c);
-            Gemm(logits, 0, Mem(x), xRows, Mem(w), w.Offset, count, v, c, false, true, 1f, 0f, default);
-            KernelArgs rows = Args(ClKernel.TokenLogProbRows).Mem(logits).Tensor(targets).Tensor(logp).Tensor(entropy)
+            Gemm(logits, 0, Address(x), xRows, Address(w), w.Offset, count, v, c, false, true, 1f, 0f, default);
+            KernelArgs rows = Args(GpuKernel.TokenLogProbRows).Address(logits).Tensor(targets).Tensor(logp).Tensor(entropy)
                 .Tensor(dlogp).Tensor(dentropy).Int(r0).Int(v).Flag(!logp.IsEmpty).Flag(!entropy.IsEmpty).Flag(backward)
                 .Flag(!dentropy.IsEmpty);
             Run(rows, (long)count * Wg, Wg);
@@ -61,8 +61,8 @@ internal sealed partial class ClAccelerator
                 continue;
             }
 
-            Gemm(Mem(dw), dw.Offset, logits, 0, Mem(x), xRows, v, c, count, true, false, 1f, 1f, default);
-            Gemm(Mem(dx), dx.Offset + ((long)r0 * c), logits, 0, Mem(w), w.Offset, count, c, v, false, false, 1f, 0f, default);
+            Gemm(Address(dw), dw.Offset, logits, 0, Address(x), xRows, v, c, count, true, false, 1f, 1f, default);
+            Gemm(Address(dx), dx.Offset + ((long)r0 * c), logits, 0, Address(w), w.Offset, count, c, v, false, false, 1f, 0f, default);
         }
     }
 }

@@ -1,18 +1,15 @@
-using System.Globalization;
 using Engine.Core;
 
-namespace Engine.Kernels.OpenCL;
+namespace Engine.Kernels.Gpu;
 
-// Causal grouped-query attention, flash style; kernels in Kernels/Attention.cl, compiled per head
-// size D (the per-query vectors live in private memory), with a tile size that fits the device's
-// local memory. The backward recomputes the probabilities from the saved lse: Di = rowsum(dO o O)
+// Causal grouped-query attention, flash style; kernels in Kernels/Attention.cl and .cu, compiled per head
+// size D (the per-query vectors live in private memory / registers), with a tile size that fits the
+// device's local (shared) memory. The backward recomputes the probabilities from the saved lse: Di = rowsum(dO o O)
 // into a scratch buffer, then dK/dV (one work-item per key) and dQ (one per query).
-internal sealed partial class ClAccelerator
+internal abstract partial class GpuAccelerator
 {
-    private const string AttentionFile = "Attention.cl";
-
     private readonly Dictionary<int, AttentionKernelSet> attentionKernels = [];
-    private readonly ClScratch attentionDi;
+    private readonly Scratch attentionDi;
 
     protected override void AttentionForwardCore(Tensor output, Tensor lse, Tensor qkv, int b, int t, int hq, int hkv, int d, float scale)
     {
@@ -29,12 +26,12 @@ internal sealed partial class ClAccelerator
         AttentionKernelSet set = AttentionKernels(d);
         int tile = set.Tile;
         long tiles = (t + tile - 1) / tile;
-        nint di = attentionDi.Ensure((long)b * hq * t * sizeof(float)); // [B, Hq, T]
-        Run(new KernelArgs(this, set.Di, "attention_backward_di").Mem(di).Tensor(doutput).Tensor(output).Int(t).Int(hq),
+        ulong di = attentionDi.Ensure((long)b * hq * t * sizeof(float)); // [B, Hq, T]
+        Run(new KernelArgs(this, set.Di, "attention_backward_di").Address(di).Tensor(doutput).Tensor(output).Int(t).Int(hq),
             t, hq, b, Math.Min(Wg, 32), 1, 1);
-        Run(new KernelArgs(this, set.DkDv, "attention_backward_dkdv").Tensor(dqkv).Tensor(doutput).Tensor(qkv).Tensor(lse).Mem(di)
+        Run(new KernelArgs(this, set.DkDv, "attention_backward_dkdv").Tensor(dqkv).Tensor(doutput).Tensor(qkv).Tensor(lse).Address(di)
             .Int(t).Int(hq).Int(hkv).Float(scale), tiles * tile, hkv, b, tile, 1, 1);
-        Run(new KernelArgs(this, set.Dq, "attention_backward_dq").Tensor(dqkv).Tensor(doutput).Tensor(qkv).Tensor(lse).Mem(di)
+        Run(new KernelArgs(this, set.Dq, "attention_backward_dq").Tensor(dqkv).Tensor(doutput).Tensor(qkv).Tensor(lse).Address(di)
             .Int(t).Int(hq).Int(hkv).Float(scale), tiles * tile, hq, b, tile, 1, 1);
     }
 
@@ -48,25 +45,23 @@ internal sealed partial class ClAccelerator
 
         // Two [tile, D] float tiles in local memory (plus a little): the largest tile that fits.
         int tile = 32;
-        while (tile > 4 && (2L * tile * d * sizeof(float) + 1024 > Context.LocalMemoryBytes || tile > Context.MaxWorkGroupSize))
+        while (tile > 4 && (2L * tile * d * sizeof(float) + 1024 > LocalMemoryBytes || tile > MaxWorkGroupSize))
         {
             tile /= 2;
         }
 
-        string opts = string.Create(CultureInfo.InvariantCulture, $"{options} -D HEAD_DIM={d} -D ATT_TILE={tile}");
+        string file = "Attention" + SourceExtension;
+        string opts = AttentionBuildOptions(d, tile);
         set = new AttentionKernelSet(
-            CreateKernel(AttentionFile, opts, "attention_forward"),
-            CreateKernel(AttentionFile, opts, "attention_backward_di"),
-            CreateKernel(AttentionFile, opts, "attention_backward_dkdv"),
-            CreateKernel(AttentionFile, opts, "attention_backward_dq"),
+            LoadKernel(file, opts, "attention_forward"),
+            LoadKernel(file, opts, "attention_backward_di"),
+            LoadKernel(file, opts, "attention_backward_dkdv"),
+            LoadKernel(file, opts, "attention_backward_dq"),
             tile);
         attentionKernels[d] = set;
         return set;
     }
 
     /// <summary>The kernels of one head size and their tile.</summary>
-    private sealed record AttentionKernelSet(nint Forward, nint Di, nint DkDv, nint Dq, int Tile)
-    {
-        public IEnumerable<nint> All => [Forward, Di, DkDv, Dq];
-    }
+    private sealed record AttentionKernelSet(nint Forward, nint Di, nint DkDv, nint Dq, int Tile);
 }
