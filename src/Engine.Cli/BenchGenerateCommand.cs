@@ -17,6 +17,7 @@ internal static class BenchGenerateCommand
         var newTokens = new Option<int>("--new-tokens") { Description = "tokens generated per sequence", Required = true };
         var samples = new Option<int>("--samples-per-prompt") { Description = "responses per prompt (G); the batch holds batch / G prompts", DefaultValueFactory = _ => 1 };
         var noSharing = new Option<bool>("--no-prefix-sharing") { Description = "prefill each response's own copy of its prompt instead of sharing the prompt's cache blocks" };
+        var profile = new Option<bool>("--profile") { Description = "after timing, run once more with per-op timing and print the table to stderr" };
         var repeats = new Option<int>("--repeats") { Description = "timed runs (the median is printed)", DefaultValueFactory = _ => 3 };
         var command = new Command("bench-generate", "Time prefill and decode on random weights and prompts; prints one JSON line.");
         shape.AddTo(command);
@@ -26,6 +27,7 @@ internal static class BenchGenerateCommand
         command.Options.Add(samples);
         command.Options.Add(noSharing);
         command.Options.Add(repeats);
+        command.Options.Add(profile);
         command.SetAction(r => CommandLine.Guard(() =>
         {
             int b = r.GetValue(batch), p = r.GetValue(promptLength), n = r.GetValue(newTokens), runs = r.GetValue(repeats);
@@ -42,6 +44,14 @@ internal static class BenchGenerateCommand
             GenerationStats median = results.OrderBy(s => s.GeneratedTokens / s.DecodeMs).ElementAt(runs / 2);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{{\"decode_tokens_per_s\": {median.GeneratedTokens / (median.DecodeMs / 1000):F1}, \"prefill_ms\": {median.PrefillMs:F2}, \"peak_kv_bytes\": {median.PeakKvBytes}, \"peak_rss_mb\": {ProcessStats.PeakRssMb():F1}}}"));
+            if (r.GetValue(profile))
+            {
+                acc.Profiler = new OpProfiler();
+                bench.Run(seed: 1);
+                Console.Error.WriteLine("per-op time over one generation:");
+                Console.Error.WriteLine(acc.Profiler.Report());
+            }
+
             return 0;
         }));
         return command;
