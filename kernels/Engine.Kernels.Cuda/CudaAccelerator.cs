@@ -9,9 +9,9 @@ namespace Engine.Kernels.Cuda;
 
 /// <summary>
 /// The CUDA backend: one device, one stream. Ops launch kernels on the stream and return;
-/// <see cref="Synchronize"/> and downloads wait. Kernels are CUDA C++ files embedded in this
-/// assembly, one per op family as in every backend (Gemm.cu, Norm.cu, Attention.cu ...), a
-/// kernel-for-kernel port of the OpenCL backend's, compiled by NVRTC once per device and process
+/// <see cref="Synchronize"/> and downloads wait. Kernels are the sources shared with the OpenCL
+/// backend, one per op family (Gemm.cu, Norm.cu, Attention.cu ... behind Prelude.cu, see
+/// <see cref="CudaSources"/>), compiled by NVRTC once per device and process
 /// (see <see cref="CudaDeviceContext"/>). The op wrappers are the shared
 /// <see cref="GpuAccelerator"/>'s; a launch writes its arguments into a parameter block allocated
 /// once per accelerator, so nothing is allocated on the host per launch.

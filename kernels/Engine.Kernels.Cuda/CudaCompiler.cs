@@ -194,17 +194,14 @@ internal static class CudaBinaryCache
     private static string Ending(bool cubin) => cubin ? ".cubin" : ".ptx";
 }
 
-/// <summary>The embedded CUDA sources: each op family's file with Common.cu prepended.</summary>
+/// <summary>The CUDA kernel sources: each op family's shared source behind Prelude.cu (see <see cref="KernelSources"/>).</summary>
 internal static class CudaSources
 {
     private static readonly KernelSources Embedded = new(typeof(CudaSources).Assembly, ".cu", "CUDA");
 
-    /// <summary>The op-family files (every embedded .cu but Common.cu), e.g. "Gemm.cu".</summary>
+    /// <summary>The op-family files, e.g. "Gemm.cu".</summary>
     public static IReadOnlyList<string> Files => Embedded.Files;
 
-    /// <summary>Common.cu followed by <paramref name="file"/>, with #line markers so compiler logs name the right file and line.</summary>
+    /// <summary>The text NVRTC compiles for <paramref name="file"/>, with #line markers so compiler logs name the right file and line.</summary>
     public static string For(string file) => Embedded.For(file);
-
-    /// <summary>One embedded source file.</summary>
-    public static string Read(string file) => Embedded.Read(file);
 }

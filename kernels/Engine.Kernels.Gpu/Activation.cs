@@ -3,7 +3,7 @@ using Engine.Core;
 namespace Engine.Kernels.Gpu;
 
 // Element-wise activations: GELU (tanh form), SwiGLU, residual add, scale; kernels in
-// Kernels/Activation.cl and .cu.
+// Kernels/Activation.h.
 internal abstract partial class GpuAccelerator
 {
     protected override void GeluForwardCore(Tensor y, Tensor x, long n) =>

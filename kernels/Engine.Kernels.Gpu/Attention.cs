@@ -2,7 +2,7 @@ using Engine.Core;
 
 namespace Engine.Kernels.Gpu;
 
-// Causal grouped-query attention, flash style; kernels in Kernels/Attention.cl and .cu, compiled per head
+// Causal grouped-query attention, flash style; kernels in Kernels/Attention.h, compiled per head
 // size D (the per-query vectors live in private memory / registers), with a tile size that fits the
 // device's local (shared) memory. The backward recomputes the probabilities from the saved lse: Di = rowsum(dO o O)
 // into a scratch buffer, then dK/dV (one work-item per key) and dQ (one per query).

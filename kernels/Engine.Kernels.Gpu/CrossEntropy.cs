@@ -5,7 +5,7 @@ namespace Engine.Kernels.Gpu;
 // LM head fused with log-softmax (see Accelerator.TokenLogProbForward), composed like the CPU
 // backend: for each block of up to RB consecutive rows,
 //   logits [R, V] = x[rows] [R, C] W [V, C]^T        (gemm into a scratch buffer the accelerator keeps)
-//   token_logprob_rows (Kernels/CrossEntropy.cl and .cu)       one work-group per row: logp, entropy and,
+//   token_logprob_rows (Kernels/CrossEntropy.h)       one work-group per row: logp, entropy and,
 //                                                      for the backward, the logit gradient in place
 //   dW [V, C] += dlogits^T [V, R] x[rows] [R, C]       (gemm, beta = 1)
 //   dx[rows] [R, C] = dlogits [R, V] W [V, C]          (gemm, beta = 0)

@@ -2,7 +2,7 @@ using Engine.Core;
 
 namespace Engine.Kernels.Gpu;
 
-// Token (+ learned position) embedding; kernels in Kernels/Embedding.cl and .cu. The backward runs one
+// Token (+ learned position) embedding; kernels in Kernels/Embedding.h. The backward runs one
 // work-item per column (rows summed in order into each table row), so no atomics are needed.
 internal abstract partial class GpuAccelerator
 {

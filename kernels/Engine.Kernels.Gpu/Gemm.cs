@@ -2,8 +2,9 @@ using Engine.Core;
 
 namespace Engine.Kernels.Gpu;
 
-// General matrix product and the bias gradient; kernels in Kernels/Gemm.cl and .cu. The GEMM kernels
-// differ by backend (each chooses among its own, see Gemm), the bias gradient does not.
+// General matrix product and the bias gradient; kernels in Kernels/Gemm.h and each backend's own
+// Gemm.cl or Gemm.cu. The GEMM kernels differ by backend (each chooses among its own, see Gemm),
+// the bias gradient does not.
 internal abstract partial class GpuAccelerator
 {
     // C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C + bias[n]

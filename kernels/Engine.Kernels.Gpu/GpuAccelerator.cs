@@ -4,7 +4,7 @@ namespace Engine.Kernels.Gpu;
 
 /// <summary>
 /// The host side shared by the OpenCL and CUDA backends: both run the same kernels (same names,
-/// same parameters, same file per op family, Kernels/*.cl and Kernels/*.cu), so every op wrapper
+/// same parameters, same source per op family, Kernels/*.h behind each backend's prelude), so every op wrapper
 /// is written once here against a small launch API, and each backend supplies only what differs:
 /// how a kernel is built and looked up, how an argument is passed, how a launch is issued, and
 /// device memory. A kernel object is created on first use and kept; a launch writes its arguments

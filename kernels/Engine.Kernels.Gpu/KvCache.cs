@@ -2,7 +2,7 @@ using Engine.Core;
 
 namespace Engine.Kernels.Gpu;
 
-// Paged KV cache write and paged attention; kernels in Kernels/KvCache.cl and .cu. Paged attention runs one
+// Paged KV cache write and paged attention; kernels in Kernels/KvCache.h. Paged attention runs one
 // work-group per (query head, row) over the row's cached positions (any head size: the query and
 // the output accumulator live in local memory: __local arguments in OpenCL, dynamic shared memory
 // in CUDA; see KernelArgs.Local).

@@ -2,7 +2,7 @@ using Engine.Core;
 
 namespace Engine.Kernels.Gpu;
 
-// LayerNorm and RMSNorm; kernels in Kernels/Norm.cl and .cu. Forward and the dx part of the backward run
+// LayerNorm and RMSNorm; kernels in Kernels/Norm.h. Forward and the dx part of the backward run
 // one work-group per row. dweight (and dbias) are sums over rows: rows are cut into chunks whose
 // size depends on N alone, each chunk's column sums go to its own row of a scratch buffer
 // [chunks, C or 2C], and the chunks are then added in order (no atomics).

@@ -2,7 +2,7 @@ using Engine.Core;
 
 namespace Engine.Kernels.Gpu;
 
-// Global gradient norm and AdamW; kernels in Kernels/Optimizer.cl and .cu. SumOfSquares cuts x into
+// Global gradient norm and AdamW; kernels in Kernels/Optimizer.h. SumOfSquares cuts x into
 // chunks whose size depends on n alone, reduces each in one work-group into a partial (8 bytes:
 // double where the device has fp64), then adds the partials in one work-group: reproducible, no
 // atomics. AdamW reads the squared norm on the device when clipping.

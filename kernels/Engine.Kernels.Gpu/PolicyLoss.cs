@@ -3,7 +3,7 @@ using Engine.Core;
 namespace Engine.Kernels.Gpu;
 
 // The clipped policy loss (one work-group: per-token gradients plus nine statistics reduced in a
-// fixed order) and the per-token KL penalty; kernels in Kernels/PolicyLoss.cl and .cu.
+// fixed order) and the per-token KL penalty; kernels in Kernels/PolicyLoss.h.
 internal abstract partial class GpuAccelerator
 {
     protected override void PolicyLossCore(Tensor dlogp, Tensor dentropy, Tensor stats, Tensor logp, Tensor logpOld, Tensor advantages,

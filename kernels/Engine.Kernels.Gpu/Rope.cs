@@ -2,7 +2,7 @@ using Engine.Core;
 
 namespace Engine.Kernels.Gpu;
 
-// Rotary position embedding in place (HF rotate-half pairing); kernel in Kernels/Rope.cl and .cu. The
+// Rotary position embedding in place (HF rotate-half pairing); kernel in Kernels/Rope.h. The
 // backward is the same kernel with the sine negated.
 internal abstract partial class GpuAccelerator
 {

@@ -3,7 +3,7 @@ using Engine.Core;
 namespace Engine.Kernels.Gpu;
 
 // Token sampling (one work-group per row; the kept tokens' exp values go to a scratch row) and row
-// gather; kernels in Kernels/Sampling.cl and .cu.
+// gather; kernels in Kernels/Sampling.h.
 internal abstract partial class GpuAccelerator
 {
     private readonly Scratch samplingValues;

@@ -8,9 +8,9 @@ namespace Engine.Kernels.OpenCL;
 
 /// <summary>
 /// The OpenCL backend: one device, one in-order command queue. Ops enqueue kernels and return;
-/// <see cref="Synchronize"/> and downloads wait. Kernels are OpenCL C (1.2) files embedded in this
-/// assembly, one per op family as in every backend (Gemm.cl, Norm.cl, Attention.cl ...), compiled
-/// once per device and process (see <see cref="ClDeviceContext"/>). The op wrappers are the
+/// <see cref="Synchronize"/> and downloads wait. Kernels are the sources shared with the CUDA
+/// backend, one per op family (Gemm.cl, Norm.cl, Attention.cl ... behind Prelude.cl, see
+/// <see cref="ClSources"/>), built as OpenCL C 1.2 once per device and process (see <see cref="ClDeviceContext"/>). The op wrappers are the
 /// shared <see cref="GpuAccelerator"/>'s; this class sets arguments with clSetKernelArg and
 /// enqueues NDRanges.
 /// </summary>

@@ -248,11 +248,11 @@ internal static class ClBinaryCache
     public static void Write(string key, byte[] binary) => Cache.Write(key, ".bin", binary);
 }
 
-/// <summary>The embedded OpenCL C sources: each op family's file with Common.cl prepended.</summary>
+/// <summary>The OpenCL C sources: each op family's shared source behind Prelude.cl (see <see cref="KernelSources"/>).</summary>
 internal static class ClSources
 {
     private static readonly KernelSources Embedded = new(typeof(ClSources).Assembly, ".cl", "OpenCL");
 
-    /// <summary>Common.cl followed by <paramref name="file"/> (e.g. "Gemm.cl"), with #line markers so build logs name the right file and line.</summary>
+    /// <summary>The text built for <paramref name="file"/> (e.g. "Gemm.cl"), with #line markers so build logs name the right file and line.</summary>
     public static string For(string file) => Embedded.For(file);
 }

@@ -90,7 +90,7 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
         {
             string file = GpuKernels.Family(id) + ".cu";
             Assert.Contains(file, files);
-            Assert.Contains($"void {GpuKernels.Name(id)}(", CudaSources.Read(file), StringComparison.Ordinal);
+            Assert.Contains($"void {GpuKernels.Name(id)}(", CudaSources.For(file), StringComparison.Ordinal);
         }
     }
 

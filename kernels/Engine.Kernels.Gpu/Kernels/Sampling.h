@@ -1,4 +1,4 @@
-// Sampling.cu: token sampling (one block per row) and row gather.
+// Sampling.h: token sampling (one work-group per row) and row gather.
 //
 // Per row, as the CPU backend's sampler:
 //   policy   log softmax(z)[token] = z_token - max - log sum exp(z - max)
@@ -9,47 +9,47 @@
 //            top-p on e: keep e >= tau, the largest threshold whose kept mass reaches p of the total
 //            (bisection on the float bits, each probe one summing pass);
 //            inverse CDF in ascending token order: the first token whose running sum of e exceeds
-//            u * sum e (sums in acc_t: per thread chunk sums, then the chunk's entries one by
+//            u * sum e (sums in acc_t: per work-item chunk sums, then the chunk's entries one by
 //            one), the last token of positive e if rounding leaves the target uncrossed;
 //            sampleLogp = log e_token - log sum e.
 
 // An unsigned key ordered as the floats (-0 taken as +0).
-__device__ __forceinline__ unsigned ordered_key(float x)
+FUNC uint ordered_key(float x)
 {
-    const unsigned bits = __float_as_uint(x == 0.0f ? 0.0f : x);
+    const uint bits = AS_UINT(x == 0.0f ? 0.0f : x);
     return (bits & 0x80000000u) != 0 ? ~bits : bits | 0x80000000u;
 }
 
-__device__ __forceinline__ float from_ordered_key(unsigned key)
+FUNC float from_ordered_key(uint key)
 {
-    return __uint_as_float((key & 0x80000000u) != 0 ? key & 0x7FFFFFFFu : ~key);
+    return AS_FLOAT((key & 0x80000000u) != 0 ? key & 0x7FFFFFFFu : ~key);
 }
 
-extern "C" __global__ __launch_bounds__(WG)
-void sample_tokens(int* tokens, u64 tokOff,         // [S]
-                   float* sampleLogp, u64 slpOff,   // [S]
-                   float* policyLogp, u64 plpOff,   // [S]
-                   const float* logits, u64 zOff,   // [S, V]
-                   const float* uniforms, u64 uOff, // [S]
-                   const float* temps, u64 tOff,    // [S]
-                   const int* topKs, u64 kOff,      // [S]
-                   const float* topPs, u64 pOff,    // [S]
-                   float* scratch,                  // [S, V] e values
+KERNEL_WG(WG, 1, 1)
+void sample_tokens(GLOBAL int* tokens, u64 tokOff,         // [S]
+                   GLOBAL float* sampleLogp, u64 slpOff,   // [S]
+                   GLOBAL float* policyLogp, u64 plpOff,   // [S]
+                   GLOBAL const float* logits, u64 zOff,   // [S, V]
+                   GLOBAL const float* uniforms, u64 uOff, // [S]
+                   GLOBAL const float* temps, u64 tOff,    // [S]
+                   GLOBAL const int* topKs, u64 kOff,      // [S]
+                   GLOBAL const float* topPs, u64 pOff,    // [S]
+                   GLOBAL float* scratch,                  // [S, V] e values
                    int v)
 {
-    __shared__ acc_t red[WG];
-    __shared__ float redf[WG];
-    __shared__ int redi[WG];
-    const int row = blockIdx.x;
-    const int lid = threadIdx.x;
-    const float* z = logits + zOff + (i64)row * v;
-    float* e = scratch + (i64)row * v;
+    SHARED acc_t red[WG];
+    SHARED float redf[WG];
+    SHARED int redi[WG];
+    const int row = GROUP_ID(0);
+    const int lid = LOCAL_ID(0);
+    GLOBAL const float* z = logits + zOff + (i64)row * v;
+    GLOBAL float* e = scratch + (i64)row * v;
 
     float mx = -INFINITY;
     for (int j = lid; j < v; j += WG)
     {
         const float zj = z[j];
-        mx = (is_nan(mx) || mx > zj) ? mx : zj;
+        mx = (isnan(mx) || mx > zj) ? mx : zj;
     }
     mx = wg_max_n(mx, redf, WG);
     acc_t s = 0;
@@ -83,10 +83,10 @@ void sample_tokens(int* tokens, u64 tokOff,         // [S]
         float kth = -INFINITY;
         if (k > 0 && k < v)
         {
-            unsigned lo = ordered_key(-INFINITY), hi = ordered_key(mx) + 1;
+            uint lo = ordered_key(-INFINITY), hi = ordered_key(mx) + 1;
             while (hi - lo > 1)
             {
-                const unsigned mid = lo + (hi - lo) / 2;
+                const uint mid = lo + (hi - lo) / 2;
                 const float th = from_ordered_key(mid);
                 int count = 0;
                 for (int j = lid; j < v; j += WG)
@@ -109,7 +109,7 @@ void sample_tokens(int* tokens, u64 tokOff,         // [S]
             const float zj = z[j];
             e[j] = zj >= kth ? exp((zj - mx) / t) : 0.0f;
         }
-        __syncthreads();
+        BARRIER_GLOBAL();
 
         // Top-p: tau = the largest threshold whose kept mass (sum of e >= tau) reaches p of the total.
         const float p = topPs[pOff + row];
@@ -121,11 +121,11 @@ void sample_tokens(int* tokens, u64 tokOff,         // [S]
                 mass += e[j];
             }
             const acc_t target = p * wg_sum(mass, red);
-            unsigned lo = 0, hi = __float_as_uint(1.0f) + 1;
+            uint lo = 0, hi = AS_UINT(1.0f) + 1;
             while (hi - lo > 1)
             {
-                const unsigned mid = lo + (hi - lo) / 2;
-                const float th = __uint_as_float(mid);
+                const uint mid = lo + (hi - lo) / 2;
+                const float th = AS_FLOAT(mid);
                 acc_t w = 0;
                 for (int j = lid; j < v; j += WG)
                 {
@@ -141,7 +141,7 @@ void sample_tokens(int* tokens, u64 tokOff,         // [S]
                     hi = mid;
                 }
             }
-            const float tau = __uint_as_float(lo);
+            const float tau = AS_FLOAT(lo);
             for (int j = lid; j < v; j += WG)
             {
                 if (e[j] < tau)
@@ -149,10 +149,10 @@ void sample_tokens(int* tokens, u64 tokOff,         // [S]
                     e[j] = 0.0f;
                 }
             }
-            __syncthreads();
+            BARRIER_GLOBAL();
         }
 
-        // Inverse CDF: thread l sums its contiguous chunk; thread 0 walks the chunk sums in order.
+        // Inverse CDF: work-item l sums its contiguous chunk; work-item 0 walks the chunk sums in order.
         const int chunk = (v + WG - 1) / WG;
         const int c0 = min(v, lid * chunk), c1 = min(v, c0 + chunk);
         acc_t cs = 0;
@@ -161,7 +161,7 @@ void sample_tokens(int* tokens, u64 tokOff,         // [S]
             cs += e[j];
         }
         red[lid] = cs;
-        __syncthreads();
+        BARRIER();
         if (lid == 0)
         {
             acc_t total = 0;
@@ -169,7 +169,7 @@ void sample_tokens(int* tokens, u64 tokOff,         // [S]
             {
                 total += red[c];
             }
-            const acc_t goal = fmaxf(0.0f, uniforms[uOff + row]) * total;
+            const acc_t goal = max(0.0f, uniforms[uOff + row]) * total;
             acc_t cumulative = 0;
             int pick = -1;
             for (int c = 0; c < WG && pick < 0; c++)
@@ -214,7 +214,7 @@ void sample_tokens(int* tokens, u64 tokOff,         // [S]
             redi[0] = pick;
             redf[0] = (float)(log((acc_t)e[pick]) - log(total));
         }
-        __syncthreads();
+        BARRIER();
         token = redi[0];
         slp = redf[0];
     }
@@ -226,19 +226,18 @@ void sample_tokens(int* tokens, u64 tokOff,         // [S]
     }
 }
 
-// dst[i, :] = src[rows[i], :]; a row index outside src gives a NaN row. Grid (width, N) in threads (rows
-// loop when N exceeds the grid's 65535 limit in that dimension).
-extern "C" __global__ void gather_rows(float* dst, u64 dstOff,       // [N, W]
-                                       const float* src, u64 srcOff, // [*, W]
-                                       const int* rows, u64 rowsOff, // [N]
-                                       int n, int width, i64 srcRows)
+// dst[i, :] = src[rows[i], :]; a row index outside src gives a NaN row. Global (width, N), rows looped.
+KERNEL void gather_rows(GLOBAL float* dst, u64 dstOff,       // [N, W]
+                        GLOBAL const float* src, u64 srcOff, // [*, W]
+                        GLOBAL const int* rows, u64 rowsOff, // [N]
+                        int n, int width, i64 srcRows)
 {
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    const int j = GLOBAL_ID(0);
     if (j >= width)
     {
         return;
     }
-    for (int i = blockIdx.y * blockDim.y + threadIdx.y; i < n; i += gridDim.y * blockDim.y)
+    for (int i = GLOBAL_ID(1); i < n; i += GLOBAL_SIZE(1))
     {
         const int r = rows[rowsOff + i];
         dst[dstOff + (i64)i * width + j] = (r >= 0 && r < srcRows) ? src[srcOff + (i64)r * width + j] : NAN;

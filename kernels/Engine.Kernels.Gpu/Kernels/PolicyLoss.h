@@ -1,4 +1,4 @@
-// PolicyLoss.cl: the importance-weighted clipped policy loss (forward and backward in one pass)
+// PolicyLoss.h: the importance-weighted clipped policy loss (forward and backward in one pass)
 // and the per-token KL estimate. Formulas as the CPU backend's PolicyLossMath, in acc_t.
 //
 // policy_loss runs as one work-group: work-item l takes tokens l, l + WG, ... in order, writes
@@ -11,7 +11,7 @@
 #define KL_K3 2
 
 // The KL estimate for d = clamp(logp_ref - logp, -20, 20) and its derivative with respect to logp.
-inline acc_t kl_value(float logp, float logpRef, int estimator, acc_t* derivative)
+FUNC acc_t kl_value(float logp, float logpRef, int estimator, acc_t* derivative)
 {
     const acc_t raw = (acc_t)logpRef - logp;
     const acc_t d = clamp(raw, (acc_t)-20, (acc_t)20);
@@ -37,23 +37,23 @@ inline acc_t kl_value(float logp, float logpRef, int estimator, acc_t* derivativ
     return k3;
 }
 
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void policy_loss(__global float* dlogp, ulong dlogpOff,            // [N] written
-                 __global float* dent, ulong dentOff,              // [N] written when hasDEntropy
-                 __global float* stats, ulong statsOff,            // [9] accumulated
-                 __global const float* logp, ulong logpOff,        // [N]
-                 __global const float* logpOld, ulong oldOff,      // [N]
-                 __global const float* adv, ulong advOff,          // [N]
-                 __global const float* mask, ulong maskOff,        // [N]
-                 __global const float* weights, ulong wOff,        // [N]
-                 __global const float* logpRef, ulong refOff,      // [N] when hasRef
-                 __global const float* entropy, ulong entOff,      // [N] when hasEntropy
+KERNEL_WG(WG, 1, 1)
+void policy_loss(GLOBAL float* dlogp, u64 dlogpOff,       // [N] written
+                 GLOBAL float* dent, u64 dentOff,         // [N] written when hasDEntropy
+                 GLOBAL float* stats, u64 statsOff,       // [9] accumulated
+                 GLOBAL const float* logp, u64 logpOff,   // [N]
+                 GLOBAL const float* logpOld, u64 oldOff, // [N]
+                 GLOBAL const float* adv, u64 advOff,     // [N]
+                 GLOBAL const float* mask, u64 maskOff,   // [N]
+                 GLOBAL const float* weights, u64 wOff,   // [N]
+                 GLOBAL const float* logpRef, u64 refOff, // [N] when hasRef
+                 GLOBAL const float* entropy, u64 entOff, // [N] when hasEntropy
                  int hasDEntropy, int hasRef, int hasEntropy,
                  float epsLow, float epsHigh, float dualClip, float klCoef, int estimator, float entropyCoef, int n)
 {
-    __local acc_t red[WG];
+    SHARED acc_t red[WG];
     acc_t sLoss = 0, sTokens = 0, sClipHigh = 0, sClipLow = 0, sRatio = 0, sApproxKl = 0, sEntropy = 0, sRefKl = 0, sDual = 0;
-    for (int t = get_local_id(0); t < n; t += WG)
+    for (int t = LOCAL_ID(0); t < n; t += WG)
     {
         const float lp = logp[logpOff + t], old = logpOld[oldOff + t];
         const acc_t logRatio = (acc_t)lp - old;
@@ -113,7 +113,7 @@ void policy_loss(__global float* dlogp, ulong dlogpOff,            // [N] writte
     sEntropy = wg_sum(sEntropy, red);
     sRefKl = wg_sum(sRefKl, red);
     sDual = wg_sum(sDual, red);
-    if (get_local_id(0) == 0)
+    if (LOCAL_ID(0) == 0)
     {
         stats += statsOff;
         stats[0] = (float)(stats[0] + sLoss);
@@ -129,12 +129,12 @@ void policy_loss(__global float* dlogp, ulong dlogpOff,            // [N] writte
 }
 
 // output[t] = k(logp_ref - logp) (the KL-in-reward variant).
-__kernel void kl_penalty(__global float* out, ulong outOff,            // [N]
-                         __global const float* logp, ulong logpOff,    // [N]
-                         __global const float* logpRef, ulong refOff,  // [N]
-                         int estimator, int n)
+KERNEL void kl_penalty(GLOBAL float* out, u64 outOff,           // [N]
+                       GLOBAL const float* logp, u64 logpOff,   // [N]
+                       GLOBAL const float* logpRef, u64 refOff, // [N]
+                       int estimator, int n)
 {
-    const int t = get_global_id(0);
+    const int t = GLOBAL_ID(0);
     if (t >= n)
     {
         return;

@@ -1,24 +1,24 @@
-// Norm.cu: LayerNorm (GPT-2) and RMSNorm (Llama/Qwen2), forward and backward.
+// Norm.h: LayerNorm (GPT-2) and RMSNorm (Llama/Qwen2), forward and backward.
 //
-// Forward and the dx part of the backward: one block (WG threads) per row; row sums in
+// Forward and the dx part of the backward: one work-group (WG work-items) per row; row sums in
 // acc_t with a fixed tree order. The weight/bias gradients are sums over rows: rows are cut into
 // chunks of chunkRows (a function of N only), norm_weight_partials writes each chunk's column sums
 // into its own row of a partial buffer, and norm_column_reduce adds the chunks in order. No atomics.
 
 // LayerNorm forward: mean = sum(x)/C, var = sum((x - mean)^2)/C (biased), rstd = 1/sqrt(var + eps),
-// out = (x - mean) * rstd * w + b. One block per row.
-extern "C" __global__ __launch_bounds__(WG)
-void layernorm_forward(float* out, u64 outOff,   // [N, C]
-                       float* mean, u64 meanOff, // [N]
-                       float* rstd, u64 rstdOff, // [N]
-                       const float* x, u64 xOff, // [N, C]
-                       const float* w, u64 wOff, // [C]
-                       const float* b, u64 bOff, // [C] when hasBias
+// out = (x - mean) * rstd * w + b. One work-group per row.
+KERNEL_WG(WG, 1, 1)
+void layernorm_forward(GLOBAL float* out, u64 outOff,   // [N, C]
+                       GLOBAL float* mean, u64 meanOff, // [N]
+                       GLOBAL float* rstd, u64 rstdOff, // [N]
+                       GLOBAL const float* x, u64 xOff, // [N, C]
+                       GLOBAL const float* w, u64 wOff, // [C]
+                       GLOBAL const float* b, u64 bOff, // [C] when hasBias
                        int hasBias, int c, float eps)
 {
-    __shared__ acc_t red[WG];
-    const i64 row = blockIdx.x;
-    const int lid = threadIdx.x;
+    SHARED acc_t red[WG];
+    const i64 row = GROUP_ID(0);
+    const int lid = LOCAL_ID(0);
     x += xOff + row * c;
     out += outOff + row * c;
     w += wOff;
@@ -51,19 +51,19 @@ void layernorm_forward(float* out, u64 outOff,   // [N, C]
 }
 
 // LayerNorm backward, dx part: with xhat = (x - mean) rstd and dnorm = dout * w,
-// dx += rstd (dnorm - mean(dnorm) - xhat mean(dnorm xhat)). One block per row.
-extern "C" __global__ __launch_bounds__(WG)
-void layernorm_backward_dx(float* dx, u64 dxOff,           // [N, C] accumulated
-                           const float* dout, u64 doutOff, // [N, C]
-                           const float* x, u64 xOff,       // [N, C]
-                           const float* w, u64 wOff,       // [C]
-                           const float* mean, u64 meanOff, // [N]
-                           const float* rstd, u64 rstdOff, // [N]
+// dx += rstd (dnorm - mean(dnorm) - xhat mean(dnorm xhat)). One work-group per row.
+KERNEL_WG(WG, 1, 1)
+void layernorm_backward_dx(GLOBAL float* dx, u64 dxOff,           // [N, C] accumulated
+                           GLOBAL const float* dout, u64 doutOff, // [N, C]
+                           GLOBAL const float* x, u64 xOff,       // [N, C]
+                           GLOBAL const float* w, u64 wOff,       // [C]
+                           GLOBAL const float* mean, u64 meanOff, // [N]
+                           GLOBAL const float* rstd, u64 rstdOff, // [N]
                            int c)
 {
-    __shared__ acc_t red[WG];
-    const i64 row = blockIdx.x;
-    const int lid = threadIdx.x;
+    SHARED acc_t red[WG];
+    const i64 row = GROUP_ID(0);
+    const int lid = LOCAL_ID(0);
     x += xOff + row * c;
     dout += doutOff + row * c;
     dx += dxOff + row * c;
@@ -87,17 +87,17 @@ void layernorm_backward_dx(float* dx, u64 dxOff,           // [N, C] accumulated
     }
 }
 
-// RMSNorm forward: rstd = 1/sqrt(mean(x^2) + eps), out = (x * rstd) * w. One block per row.
-extern "C" __global__ __launch_bounds__(WG)
-void rmsnorm_forward(float* out, u64 outOff,   // [N, C]
-                     float* rstd, u64 rstdOff, // [N]
-                     const float* x, u64 xOff, // [N, C]
-                     const float* w, u64 wOff, // [C]
+// RMSNorm forward: rstd = 1/sqrt(mean(x^2) + eps), out = (x * rstd) * w. One work-group per row.
+KERNEL_WG(WG, 1, 1)
+void rmsnorm_forward(GLOBAL float* out, u64 outOff,   // [N, C]
+                     GLOBAL float* rstd, u64 rstdOff, // [N]
+                     GLOBAL const float* x, u64 xOff, // [N, C]
+                     GLOBAL const float* w, u64 wOff, // [C]
                      int c, float eps)
 {
-    __shared__ acc_t red[WG];
-    const i64 row = blockIdx.x;
-    const int lid = threadIdx.x;
+    SHARED acc_t red[WG];
+    const i64 row = GROUP_ID(0);
+    const int lid = LOCAL_ID(0);
     x += xOff + row * c;
     out += outOff + row * c;
     w += wOff;
@@ -120,18 +120,18 @@ void rmsnorm_forward(float* out, u64 outOff,   // [N, C]
 }
 
 // RMSNorm backward, dx part: with xhat = x rstd and dnorm = dout * w,
-// dx += rstd (dnorm - xhat mean(dnorm xhat)). One block per row.
-extern "C" __global__ __launch_bounds__(WG)
-void rmsnorm_backward_dx(float* dx, u64 dxOff,           // [N, C] accumulated
-                         const float* dout, u64 doutOff, // [N, C]
-                         const float* x, u64 xOff,       // [N, C]
-                         const float* w, u64 wOff,       // [C]
-                         const float* rstd, u64 rstdOff, // [N]
+// dx += rstd (dnorm - xhat mean(dnorm xhat)). One work-group per row.
+KERNEL_WG(WG, 1, 1)
+void rmsnorm_backward_dx(GLOBAL float* dx, u64 dxOff,           // [N, C] accumulated
+                         GLOBAL const float* dout, u64 doutOff, // [N, C]
+                         GLOBAL const float* x, u64 xOff,       // [N, C]
+                         GLOBAL const float* w, u64 wOff,       // [C]
+                         GLOBAL const float* rstd, u64 rstdOff, // [N]
                          int c)
 {
-    __shared__ acc_t red[WG];
-    const i64 row = blockIdx.x;
-    const int lid = threadIdx.x;
+    SHARED acc_t red[WG];
+    const i64 row = GROUP_ID(0);
+    const int lid = LOCAL_ID(0);
     x += xOff + row * c;
     dout += doutOff + row * c;
     dx += dxOff + row * c;
@@ -150,17 +150,17 @@ void rmsnorm_backward_dx(float* dx, u64 dxOff,           // [N, C] accumulated
     }
 }
 
-// Per-chunk column sums for the weight (and bias) gradients; grid (C, chunks) in threads.
+// Per-chunk column sums for the weight (and bias) gradients; global (C, chunks).
 // partial[q, j] = sum over rows r of chunk q of dout[r, j] * xhat[r, j] (xhat = (x - mean) rstd, or
 // x rstd when isRms); with hasBias also partial[q, C + j] = sum dout[r, j]. Rows in order.
-extern "C" __global__ void norm_weight_partials(float* partial,                 // [chunks, stride]
-                                                const float* dout, u64 doutOff, // [N, C]
-                                                const float* x, u64 xOff,       // [N, C]
-                                                const float* mean, u64 meanOff, // [N] (LayerNorm)
-                                                const float* rstd, u64 rstdOff, // [N]
-                                                int isRms, int hasBias, int n, int c, int chunkRows, int stride)
+KERNEL void norm_weight_partials(GLOBAL float* partial,                 // [chunks, stride]
+                                 GLOBAL const float* dout, u64 doutOff, // [N, C]
+                                 GLOBAL const float* x, u64 xOff,       // [N, C]
+                                 GLOBAL const float* mean, u64 meanOff, // [N] (LayerNorm)
+                                 GLOBAL const float* rstd, u64 rstdOff, // [N]
+                                 int isRms, int hasBias, int n, int c, int chunkRows, int stride)
 {
-    const int j = (blockIdx.x * blockDim.x + threadIdx.x), q = (blockIdx.y * blockDim.y + threadIdx.y);
+    const int j = GLOBAL_ID(0), q = GLOBAL_ID(1);
     if (j >= c)
     {
         return;
@@ -187,13 +187,13 @@ extern "C" __global__ void norm_weight_partials(float* partial,                 
 }
 
 // Adds the chunks' partial sums in chunk order: first[j] += sum_q partial[q, j] for j < split, and
-// second[j - split] += ... for the rest; grid (stride) in threads.
-extern "C" __global__ void norm_column_reduce(const float* partial,         // [chunks, stride]
-                                              float* first, u64 firstOff,   // [split]
-                                              float* second, u64 secondOff, // [stride - split]
-                                              int chunks, int stride, int split)
+// second[j - split] += ... for the rest; global (stride).
+KERNEL void norm_column_reduce(GLOBAL const float* partial,         // [chunks, stride]
+                               GLOBAL float* first, u64 firstOff,   // [split]
+                               GLOBAL float* second, u64 secondOff, // [stride - split]
+                               int chunks, int stride, int split)
 {
-    const int j = (blockIdx.x * blockDim.x + threadIdx.x);
+    const int j = GLOBAL_ID(0);
     if (j >= stride)
     {
         return;

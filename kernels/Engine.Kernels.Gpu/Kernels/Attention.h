@@ -1,18 +1,18 @@
-// Attention.cu: causal grouped-query self-attention, flash style (no [T, T] matrix is stored).
+// Attention.h: causal grouped-query self-attention, flash style (no [T, T] matrix is stored).
 //
 // Layout: qkv [B, T, (Hq + 2 Hkv) D] (per row Hq query heads, Hkv key heads, Hkv value heads);
 // output [B, T, Hq D]; lse [B, Hq, T]. Query head h reads key/value head h / (Hq / Hkv).
-// Compiled per head size: HEAD_DIM (D) and ATT_TILE (queries per block and keys per tile)
-// come from the host, so the per-query vectors live in registers.
+// Compiled per head size: HEAD_DIM (D) and ATT_TILE (queries per work-group and keys per tile)
+// come from the host, so the per-query vectors live in private memory.
 //
-// Forward: one block of ATT_TILE threads per (query tile, head, batch); thread i owns
-// query q0 + i. Key/value tiles are staged in shared memory; each thread keeps a running max m,
+// Forward: one work-group of ATT_TILE work-items per (query tile, head, batch); work-item i owns
+// query q0 + i. Key/value tiles are staged in local memory; each work-item keeps a running max m,
 // sum l and unnormalised output (online softmax) and finally writes out = acc / l and
 // lse = m + log l.
 // Backward (recomputing P = exp(S scale - lse)): Di = rowsum(dO o O) first; then one pass per
-// (key tile, kv head, batch) for dK and dV, each thread owning one key and summing over the
+// (key tile, kv head, batch) for dK and dV, each work-item owning one key and summing over the
 // group's query heads and the query tiles in order; then one pass per (query tile, head, batch)
-// for dQ. Every element of dqkv is written by exactly one thread; no atomics.
+// for dQ. Every element of dqkv is written by exactly one work-item; no atomics.
 
 #ifndef HEAD_DIM
 #error "HEAD_DIM must be defined"
@@ -22,21 +22,21 @@
 #endif
 #define D HEAD_DIM
 
-extern "C" __global__ __launch_bounds__(ATT_TILE)
-void attention_forward(float* out, u64 outOff,       // [B, T, Hq D]
-                       float* lse, u64 lseOff,       // [B, Hq, T]
-                       const float* qkv, u64 qkvOff, // [B, T, (Hq + 2Hkv) D]
+KERNEL_WG(ATT_TILE, 1, 1)
+void attention_forward(GLOBAL float* out, u64 outOff,       // [B, T, Hq D]
+                       GLOBAL float* lse, u64 lseOff,       // [B, Hq, T]
+                       GLOBAL const float* qkv, u64 qkvOff, // [B, T, (Hq + 2Hkv) D]
                        int T, int Hq, int Hkv, float scale)
 {
-    __shared__ float Ks[ATT_TILE * D];
-    __shared__ float Vs[ATT_TILE * D];
-    const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    const int lid = threadIdx.x;
+    SHARED float Ks[ATT_TILE * D];
+    SHARED float Vs[ATT_TILE * D];
+    const int qt = GROUP_ID(0), h = GROUP_ID(1), b = GROUP_ID(2);
+    const int lid = LOCAL_ID(0);
     const int W = (Hq + 2 * Hkv) * D;
     const int g = h / (Hq / Hkv);
     const int q0 = qt * ATT_TILE, qi = q0 + lid;
     const int valid = qi < T;
-    const float* base = qkv + qkvOff + (i64)b * T * W;
+    GLOBAL const float* base = qkv + qkvOff + (i64)b * T * W;
 
     float q[D], acc[D];
     for (int d = 0; d < D; d++)
@@ -48,7 +48,7 @@ void attention_forward(float* out, u64 outOff,       // [B, T, Hq D]
     const int lastKey = min(q0 + ATT_TILE, T) - 1;
     for (int k0 = 0; k0 <= lastKey; k0 += ATT_TILE)
     {
-        __syncthreads();
+        BARRIER();
         for (int idx = lid; idx < ATT_TILE * D; idx += ATT_TILE)
         {
             const int j = idx / D, d = idx % D, kj = k0 + j;
@@ -61,7 +61,7 @@ void attention_forward(float* out, u64 outOff,       // [B, T, Hq D]
             Ks[idx] = kv;
             Vs[idx] = vv;
         }
-        __syncthreads();
+        BARRIER();
         const int nk = valid ? min(ATT_TILE, qi - k0 + 1) : 0;   // keys k0 .. min(qi, k0 + tile - 1)
         if (nk > 0)
         {
@@ -98,7 +98,7 @@ void attention_forward(float* out, u64 outOff,       // [B, T, Hq D]
     }
     if (valid)
     {
-        float* o = out + outOff + ((i64)b * T + qi) * Hq * D + h * D;
+        GLOBAL float* o = out + outOff + ((i64)b * T + qi) * Hq * D + h * D;
         const float inv = 1.0f / l;
         for (int d = 0; d < D; d++)
         {
@@ -108,13 +108,13 @@ void attention_forward(float* out, u64 outOff,       // [B, T, Hq D]
     }
 }
 
-// Di[b, h, t] = sum_d dO[b, t, h, d] * O[b, t, h, d]; grid (T, Hq, B) in threads.
-extern "C" __global__ void attention_backward_di(float* di,                    // [B, Hq, T]
-                                                 const float* dout, u64 doOff, // [B, T, Hq D]
-                                                 const float* out, u64 oOff,   // [B, T, Hq D]
-                                                 int T, int Hq)
+// Di[b, h, t] = sum_d dO[b, t, h, d] * O[b, t, h, d]; global (T, Hq, B).
+KERNEL void attention_backward_di(GLOBAL float* di,                    // [B, Hq, T]
+                                  GLOBAL const float* dout, u64 doOff, // [B, T, Hq D]
+                                  GLOBAL const float* out, u64 oOff,   // [B, T, Hq D]
+                                  int T, int Hq)
 {
-    const int t = (blockIdx.x * blockDim.x + threadIdx.x), h = (blockIdx.y * blockDim.y + threadIdx.y), b = (blockIdx.z * blockDim.z + threadIdx.z);
+    const int t = GLOBAL_ID(0), h = GLOBAL_ID(1), b = GLOBAL_ID(2);
     if (t >= T)
     {
         return;
@@ -128,28 +128,28 @@ extern "C" __global__ void attention_backward_di(float* di,                    /
     di[((i64)b * Hq + h) * T + t] = s;
 }
 
-// dK and dV of one key tile of one kv head: thread j owns key k0 + j;
+// dK and dV of one key tile of one kv head: work-item j owns key k0 + j;
 // dV_j = sum_i P_ij dO_i and dK_j = scale sum_i dS_ij q_i with dS = P o (dO V^T - Di), over the
 // group's query heads (in order) and the queries i >= j (query tiles in order).
-extern "C" __global__ __launch_bounds__(ATT_TILE)
-void attention_backward_dkdv(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv) D] written: key and value heads
-                             const float* dout, u64 doOff, // [B, T, Hq D]
-                             const float* qkv, u64 qkvOff, // [B, T, (Hq + 2Hkv) D]
-                             const float* lse, u64 lseOff, // [B, Hq, T]
-                             const float* di,              // [B, Hq, T]
+KERNEL_WG(ATT_TILE, 1, 1)
+void attention_backward_dkdv(GLOBAL float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv) D] written: key and value heads
+                             GLOBAL const float* dout, u64 doOff, // [B, T, Hq D]
+                             GLOBAL const float* qkv, u64 qkvOff, // [B, T, (Hq + 2Hkv) D]
+                             GLOBAL const float* lse, u64 lseOff, // [B, Hq, T]
+                             GLOBAL const float* di,              // [B, Hq, T]
                              int T, int Hq, int Hkv, float scale)
 {
-    __shared__ float Qs[ATT_TILE * D];
-    __shared__ float dOs[ATT_TILE * D];
-    __shared__ float lseS[ATT_TILE];
-    __shared__ float diS[ATT_TILE];
-    const int kt = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
-    const int lid = threadIdx.x;
+    SHARED float Qs[ATT_TILE * D];
+    SHARED float dOs[ATT_TILE * D];
+    SHARED float lseS[ATT_TILE];
+    SHARED float diS[ATT_TILE];
+    const int kt = GROUP_ID(0), g = GROUP_ID(1), b = GROUP_ID(2);
+    const int lid = LOCAL_ID(0);
     const int W = (Hq + 2 * Hkv) * D;
     const int group = Hq / Hkv;
     const int k0 = kt * ATT_TILE, kj = k0 + lid;
     const int valid = kj < T;
-    const float* base = qkv + qkvOff + (i64)b * T * W;
+    GLOBAL const float* base = qkv + qkvOff + (i64)b * T * W;
 
     float k[D], v[D], dk[D], dv[D];
     for (int d = 0; d < D; d++)
@@ -164,7 +164,7 @@ void attention_backward_dkdv(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv)
         const int h = g * group + hh;
         for (int q0 = k0; q0 < T; q0 += ATT_TILE)
         {
-            __syncthreads();
+            BARRIER();
             for (int idx = lid; idx < ATT_TILE * D; idx += ATT_TILE)
             {
                 const int i = idx / D, d = idx % D, qi = q0 + i;
@@ -182,7 +182,7 @@ void attention_backward_dkdv(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv)
                 lseS[lid] = qi < T ? lse[lseOff + ((i64)b * Hq + h) * T + qi] : 0.0f;
                 diS[lid] = qi < T ? di[((i64)b * Hq + h) * T + qi] : 0.0f;
             }
-            __syncthreads();
+            BARRIER();
             if (valid)
             {
                 const int first = max(0, kj - q0);             // queries before the key do not see it
@@ -208,7 +208,7 @@ void attention_backward_dkdv(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv)
     }
     if (valid)
     {
-        float* row = dqkv + dqkvOff + ((i64)b * T + kj) * W;
+        GLOBAL float* row = dqkv + dqkvOff + ((i64)b * T + kj) * W;
         for (int d = 0; d < D; d++)
         {
             row[(Hq + g) * D + d] = dk[d] * scale;
@@ -217,25 +217,25 @@ void attention_backward_dkdv(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv)
     }
 }
 
-// dQ of one query tile of one head: thread i owns query q0 + i; dQ_i = scale sum_{j <= i} dS_ij k_j,
+// dQ of one query tile of one head: work-item i owns query q0 + i; dQ_i = scale sum_{j <= i} dS_ij k_j,
 // key tiles in order.
-extern "C" __global__ __launch_bounds__(ATT_TILE)
-void attention_backward_dq(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv) D] written: query heads
-                           const float* dout, u64 doOff, // [B, T, Hq D]
-                           const float* qkv, u64 qkvOff, // [B, T, (Hq + 2Hkv) D]
-                           const float* lse, u64 lseOff, // [B, Hq, T]
-                           const float* di,              // [B, Hq, T]
+KERNEL_WG(ATT_TILE, 1, 1)
+void attention_backward_dq(GLOBAL float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv) D] written: query heads
+                           GLOBAL const float* dout, u64 doOff, // [B, T, Hq D]
+                           GLOBAL const float* qkv, u64 qkvOff, // [B, T, (Hq + 2Hkv) D]
+                           GLOBAL const float* lse, u64 lseOff, // [B, Hq, T]
+                           GLOBAL const float* di,              // [B, Hq, T]
                            int T, int Hq, int Hkv, float scale)
 {
-    __shared__ float Ks[ATT_TILE * D];
-    __shared__ float Vs[ATT_TILE * D];
-    const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    const int lid = threadIdx.x;
+    SHARED float Ks[ATT_TILE * D];
+    SHARED float Vs[ATT_TILE * D];
+    const int qt = GROUP_ID(0), h = GROUP_ID(1), b = GROUP_ID(2);
+    const int lid = LOCAL_ID(0);
     const int W = (Hq + 2 * Hkv) * D;
     const int g = h / (Hq / Hkv);
     const int q0 = qt * ATT_TILE, qi = q0 + lid;
     const int valid = qi < T;
-    const float* base = qkv + qkvOff + (i64)b * T * W;
+    GLOBAL const float* base = qkv + qkvOff + (i64)b * T * W;
 
     float q[D], dO[D], dq[D];
     for (int d = 0; d < D; d++)
@@ -249,7 +249,7 @@ void attention_backward_dq(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv) D
     const int lastKey = min(q0 + ATT_TILE, T) - 1;
     for (int k0 = 0; k0 <= lastKey; k0 += ATT_TILE)
     {
-        __syncthreads();
+        BARRIER();
         for (int idx = lid; idx < ATT_TILE * D; idx += ATT_TILE)
         {
             const int j = idx / D, d = idx % D, kj = k0 + j;
@@ -262,7 +262,7 @@ void attention_backward_dq(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv) D
             Ks[idx] = kv;
             Vs[idx] = vv;
         }
-        __syncthreads();
+        BARRIER();
         const int nk = valid ? min(ATT_TILE, qi - k0 + 1) : 0;
         for (int j = 0; j < nk; j++)
         {
@@ -282,7 +282,7 @@ void attention_backward_dq(float* dqkv, u64 dqkvOff,     // [B, T, (Hq + 2Hkv) D
     }
     if (valid)
     {
-        float* row = dqkv + dqkvOff + ((i64)b * T + qi) * W + h * D;
+        GLOBAL float* row = dqkv + dqkvOff + ((i64)b * T + qi) * W + h * D;
         for (int d = 0; d < D; d++)
         {
             row[d] = dq[d] * scale;
