@@ -10,23 +10,9 @@ namespace Engine.Benchmarks;
 /// Shapes come from the preset's train step (<see cref="Presets.TrainShape"/>), so a kernel is
 /// timed at the size the train-step suite runs it.
 /// </summary>
-public abstract class KernelBenchmarkBase
+public abstract class KernelBenchmarkBase : DevicePresetBenchmark
 {
     private readonly List<DeviceBuffer> buffers = [];
-
-    /// <summary>Device spec: cpu, opencl:0 ...</summary>
-    [ParamsSource(nameof(DeviceSpecs))]
-    public string Device { get; set; } = "cpu";
-
-    /// <summary>Devices to run on.</summary>
-    public static IEnumerable<string> DeviceSpecs => BenchmarkDevices.Specs;
-
-    /// <summary>Model preset the shapes come from.</summary>
-    [ParamsSource(nameof(PresetNames))]
-    public string Preset { get; set; } = "tiny";
-
-    /// <summary>Presets to run.</summary>
-    public static IEnumerable<string> PresetNames => Presets.Selected;
 
     private protected Accelerator Acc { get; private set; } = null!;
 

@@ -18,7 +18,7 @@ namespace Engine.Benchmarks;
 /// other settings (clip-higher, token-level loss, soft overlong punishment) stay on.
 /// </remarks>
 [MemoryDiagnoser]
-public class RlStepBenchmarks
+public class RlStepBenchmarks : DevicePresetBenchmark
 {
     /// <summary>Most tokens of a prompt ("999+999=") plus the response, with room to spare.</summary>
     private const int MaxPositions = 32;
@@ -26,20 +26,6 @@ public class RlStepBenchmarks
     private Accelerator? acc;
     private Transformer? policy;
     private RlTrainer? trainer;
-
-    /// <summary>Device spec: cpu, opencl:0 ...</summary>
-    [ParamsSource(nameof(DeviceSpecs))]
-    public string Device { get; set; } = "cpu";
-
-    /// <summary>Devices to run on.</summary>
-    public static IEnumerable<string> DeviceSpecs => BenchmarkDevices.Specs;
-
-    /// <summary>Model preset.</summary>
-    [ParamsSource(nameof(PresetNames))]
-    public string Preset { get; set; } = "tiny";
-
-    /// <summary>Presets to run.</summary>
-    public static IEnumerable<string> PresetNames => Presets.Selected;
 
     /// <summary>grpo or dapo (<see cref="RlOptions.Grpo"/>, <see cref="RlOptions.Dapo"/>).</summary>
     [Params("grpo", "dapo")]

@@ -11,24 +11,10 @@ namespace Engine.Benchmarks;
 /// </summary>
 [MemoryDiagnoser]
 [Config(typeof(TokensConfig))]
-public class TrainStepBenchmarks
+public class TrainStepBenchmarks : DevicePresetBenchmark
 {
     private Accelerator? acc;
     private SyntheticBenchmark? bench;
-
-    /// <summary>Device spec: cpu, opencl:0 ...</summary>
-    [ParamsSource(nameof(DeviceSpecs))]
-    public string Device { get; set; } = "cpu";
-
-    /// <summary>Devices to run on.</summary>
-    public static IEnumerable<string> DeviceSpecs => BenchmarkDevices.Specs;
-
-    /// <summary>Model preset.</summary>
-    [ParamsSource(nameof(PresetNames))]
-    public string Preset { get; set; } = "tiny";
-
-    /// <summary>Presets to run.</summary>
-    public static IEnumerable<string> PresetNames => Presets.Selected;
 
     [GlobalSetup]
     public void Setup()

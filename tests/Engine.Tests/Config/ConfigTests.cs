@@ -96,13 +96,16 @@ public sealed class ConfigTests : IDisposable
         Assert.Contains("the ablation ladder has stages 0..5, got 6", stderr4, StringComparison.Ordinal);
     }
 
+    /// <summary>A config file for one RL step of a one-layer model on one-digit addition.</summary>
+    private const string OneTinyRlStep = """
+        {"rl": {"steps": 1, "prompts_per_step": 2, "samples_per_prompt": 2, "eval_examples": 2, "eval_every": 0, "kv_cache_mb": 8},
+         "model": {"layers": 1, "dim": 16, "heads": 2, "max_positions": 12}, "task": {"parameters": "max_digits=1"}}
+        """;
+
     [Fact]
     public void The_cli_starts_rl_from_a_rung_of_the_ablation_ladder()
     {
-        string file = Write("""
-            {"rl": {"steps": 1, "prompts_per_step": 2, "samples_per_prompt": 2, "eval_examples": 2, "eval_every": 0, "kv_cache_mb": 8},
-             "model": {"layers": 1, "dim": 16, "heads": 2, "max_positions": 12}, "task": {"parameters": "max_digits=1"}}
-            """);
+        string file = Write(OneTinyRlStep);
         string run = temp.File("ladder");
         var (code, _, stderr) = CliRunner.Run("rl", "--algo", "ladder-2", "--config", file, "--out", run);
         Assert.True(code == 0, stderr);
@@ -117,10 +120,7 @@ public sealed class ConfigTests : IDisposable
     [Fact]
     public void Cli_flags_override_the_config_file()
     {
-        string file = Write("""
-            {"rl": {"steps": 1, "prompts_per_step": 2, "samples_per_prompt": 2, "eval_examples": 2, "eval_every": 0, "kv_cache_mb": 8},
-             "model": {"layers": 1, "dim": 16, "heads": 2, "max_positions": 12}, "task": {"parameters": "max_digits=1"}}
-            """);
+        string file = Write(OneTinyRlStep);
         string run = temp.File("flags");
         var (code, stdout, stderr) = CliRunner.Run("rl", "--config", file, "--eps-high", "0.35", "--out", run);
         Assert.True(code == 0, stderr);
