@@ -172,7 +172,24 @@ internal static unsafe partial class CpuGemm
                     float* bias = first && Bias != null ? Bias + j : null;
                     float* w = B + j * sj + pc * sp;
                     float* x = At + (long)pc * Lda;
-                    for (int i = 0; i < FullRows; i += Lanes)
+                    int i = 0;
+                    if (Lanes == 8)
+                    {
+                        // Two row vectors share each broadcast of B: 6 loads per 8 FMAs instead of 9,
+                        // which is what bounds the one-vector kernel on AVX2 machines.
+                        for (; i + 16 <= FullRows; i += 16)
+                        {
+                            SmallKernel256Rows16(x + i, Lda, w, sj, sp, 0, cols, kc, tile);
+                            if (cols > 4)
+                            {
+                                SmallKernel256Rows16(x + i, Lda, w, sj, sp, 4, cols, kc, tile + 64);
+                            }
+
+                            WriteTileColumns(tile, 16, C + (long)i * N + j, N, 16, cols, Alpha, beta, bias);
+                        }
+                    }
+
+                    for (; i < FullRows; i += Lanes)
                     {
                         if (Lanes == 16)
                         {
@@ -300,6 +317,47 @@ internal static unsafe partial class CpuGemm
         c5.Store(tile + 40);
         c6.Store(tile + 48);
         c7.Store(tile + 56);
+    }
+
+    /// <summary>
+    /// 16 rows (two vectors) x columns first .. first + 3 of the group; as <see cref="SmallKernel256"/>
+    /// with the same per-element chain, stored to tile[4][16] (columns past <paramref name="cols"/>
+    /// repeat the last one).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void SmallKernel256Rows16(float* x, long lda, float* w, long sj, long sp, int first, int cols, int kc, float* tile)
+    {
+        float* w0 = w + Math.Min(first, cols - 1) * sj, w1 = w + Math.Min(first + 1, cols - 1) * sj;
+        float* w2 = w + Math.Min(first + 2, cols - 1) * sj, w3 = w + Math.Min(first + 3, cols - 1) * sj;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        Vector256<float> d0 = default, d1 = default, d2 = default, d3 = default;
+        long off = 0;
+        for (int p = 0; p < kc; p++, x += lda, off += sp)
+        {
+            Vector256<float> a = Vector256.Load(x);
+            Vector256<float> a8 = Vector256.Load(x + 8);
+            Vector256<float> b = Vector256.Create(w0[off]);
+            c0 = Vector256.FusedMultiplyAdd(a, b, c0);
+            d0 = Vector256.FusedMultiplyAdd(a8, b, d0);
+            b = Vector256.Create(w1[off]);
+            c1 = Vector256.FusedMultiplyAdd(a, b, c1);
+            d1 = Vector256.FusedMultiplyAdd(a8, b, d1);
+            b = Vector256.Create(w2[off]);
+            c2 = Vector256.FusedMultiplyAdd(a, b, c2);
+            d2 = Vector256.FusedMultiplyAdd(a8, b, d2);
+            b = Vector256.Create(w3[off]);
+            c3 = Vector256.FusedMultiplyAdd(a, b, c3);
+            d3 = Vector256.FusedMultiplyAdd(a8, b, d3);
+        }
+
+        c0.Store(tile);
+        d0.Store(tile + 8);
+        c1.Store(tile + 16);
+        d1.Store(tile + 24);
+        c2.Store(tile + 32);
+        d2.Store(tile + 40);
+        c3.Store(tile + 48);
+        d3.Store(tile + 56);
     }
 
     /// <summary>4 rows x 8 columns; as <see cref="SmallKernel512"/>, tile[8][4].</summary>
