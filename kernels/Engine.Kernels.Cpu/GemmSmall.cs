@@ -176,8 +176,9 @@ internal static unsafe partial class CpuGemm
                     if (Lanes == 8)
                     {
                         // Two row vectors share each broadcast of B: 6 loads per 8 FMAs instead of 9,
-                        // which is what bounds the one-vector kernel on AVX2 machines.
-                        for (; i + 16 <= FullRows; i += 16)
+                        // which is what bounds the one-vector kernel on AVX2 machines. A last pair may
+                        // take in the zero-padded rest (an 8-wide one): its padding rows are not written.
+                        for (; i + 16 <= Lda; i += 16)
                         {
                             SmallKernel256Rows16(x + i, Lda, w, sj, sp, 0, cols, kc, tile);
                             if (cols > 4)
@@ -185,7 +186,7 @@ internal static unsafe partial class CpuGemm
                                 SmallKernel256Rows16(x + i, Lda, w, sj, sp, 4, cols, kc, tile + 64);
                             }
 
-                            WriteTileColumns(tile, 16, C + (long)i * N + j, N, 16, cols, Alpha, beta, bias);
+                            WriteTileColumns(tile, 16, C + (long)i * N + j, N, Math.Min(16, M - i), cols, Alpha, beta, bias);
                         }
                     }
 
@@ -203,7 +204,7 @@ internal static unsafe partial class CpuGemm
                         WriteTileColumns(tile, Lanes, C + (long)i * N + j, N, Lanes, cols, Alpha, beta, bias);
                     }
 
-                    if (RestWidth > 0)
+                    if (RestWidth > 0 && i == FullRows)
                     {
                         float* xr = x + FullRows;
                         switch (RestWidth)
