@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Engine.Core;
 using static Engine.Kernels.Cpu.AttentionSimd;
 
@@ -266,13 +267,14 @@ internal static unsafe class CpuAttention
         public readonly float* Mx;      // [Tile] a key tile's max, then its column sums
         public readonly float* Alpha;   // [Tile] rescale factor exp(m_old - m_new)
         public readonly int* Spare;     // [4 Tile] free for the caller (within ScratchFloats)
-        public readonly int D, Dp, Nq4, Nqc;
+        public readonly int D, Dp, Nq, Nq4, Nqc;
 
         /// <summary>Lays the buffers out in <paramref name="scratch"/> (<see cref="ScratchFloats"/> floats) for <paramref name="nq"/> used columns.</summary>
         public ForwardTiles(float* scratch, int d, int nq, int width)
         {
             D = d;
             Dp = PaddedHead(d);
+            Nq = nq;
             Nq4 = RoundUp(nq, 4);
             Nqc = RoundUp(nq, Math.Max(width, 4));   // score columns in use: whole vectors and whole row blocks
             QT = scratch;
@@ -333,7 +335,15 @@ internal static unsafe class CpuAttention
             int nk4 = RoundUp(nk, 4);
 
             // sT[j, i] = k_j . q_i, skipping the leading columns whose queries precede every key of the block.
-            for (int j0 = 0; j0 < nk4; j0 += 4)
+            // One query (decode) would use one lane in a vector of queries: the keys go into the lanes
+            // instead, with the same FMA chain per score.
+            bool oneQuery = Nq == 1 && d % 4 == 0 && Fma.IsSupported;
+            if (oneQuery)
+            {
+                ScoresOfOneQuery(ref src, sT, qT, d, nk, nqc);
+            }
+
+            for (int j0 = 0; !oneQuery && j0 < nk4; j0 += 4)
             {
                 int c0 = cols.First(k0 + j0) / w * w;
                 if (c0 < nqc)
@@ -402,7 +412,9 @@ internal static unsafe class CpuAttention
             // acc[i, :] = alpha_i acc[i, :] + sum_j p[j, i] v_j over the keys query block i0..i0+3 can see.
             for (int i0 = 0; i0 < nq4; i0 += 4)
             {
-                for (int i = i0; i < i0 + 4; i++)
+                // Rows past the used columns are never read: a lone column skips the other three.
+                bool oneRow = Nq - i0 == 1;
+                for (int i = i0; i < (oneRow ? i0 + 1 : i0 + 4); i++)
                 {
                     float* accRow = acc + (i * dp);
                     TV f = TS.Splat(alpha[i]);
@@ -416,10 +428,77 @@ internal static unsafe class CpuAttention
                 for (int j = 0; j < jEnd;)
                 {
                     int end = Math.Min(jEnd, src.RunEnd(j));
-                    Rows4<TV, TS>(acc + (i0 * dp), dp, sT + (j * Tile) + i0, 1, Tile, src.Value(j), ld, end - j, 0, dp, accumulate: true);
+                    if (oneRow)
+                    {
+                        Row1<TV, TS>(acc + (i0 * dp), sT + (j * Tile) + i0, Tile, src.Value(j), ld, end - j, dp);
+                    }
+                    else
+                    {
+                        Rows4<TV, TS>(acc + (i0 * dp), dp, sT + (j * Tile) + i0, 1, Tile, src.Value(j), ld, end - j, 0, dp, accumulate: true);
+                    }
+
                     j = end;
                 }
             }
+        }
+
+        /// <summary>
+        /// Scores of a single query column (column 0; columns 1..nqc-1 set to 0, as a zero query
+        /// gives): 16 keys at a time in the lanes of two vectors, their rows transposed in registers
+        /// 4 steps of D at a time. Each score is <see cref="Rows4{TV, TS}"/>'s chain
+        /// <c>s = fma(k[p], q[p], s)</c> from zero over p in order, so the bits are the same.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void ScoresOfOneQuery<TR>(ref TR src, float* sT, float* qT, int d, int nk, int nqc)
+            where TR : struct, ITileRows
+        {
+            float** k = stackalloc float*[16];      // [16] key rows, clamped to the last key
+            float* s = stackalloc float[16];        // [16] scores of the 16 keys
+            for (int j0 = 0; j0 < nk; j0 += 16)
+            {
+                for (int r = 0; r < 16; r++)
+                {
+                    k[r] = src.Key(Math.Min(j0 + r, nk - 1));
+                }
+
+                Vector256<float> s0 = default, s1 = default;
+                for (int p = 0; p < d; p += 4)
+                {
+                    float* q = qT + (p * Tile);
+                    KeysStep4(k, p, q, ref s0);
+                    KeysStep4(k + 8, p, q, ref s1);
+                }
+
+                s0.Store(s);
+                s1.Store(s + 8);
+                for (int r = 0; r < 16 && j0 + r < nk; r++)
+                {
+                    float* row = sT + ((j0 + r) * Tile);
+                    row[0] = s[r];
+                    new Span<float>(row + 1, nqc - 1).Clear();
+                }
+            }
+        }
+
+        /// <summary>
+        /// Steps p..p+3 of the scores of 8 keys (lanes): rows r and r + 4 are loaded side by side
+        /// (one 128-bit half each), so two shuffle stages give whole columns k[0..7][p].
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void KeysStep4(float** k, int p, float* q, ref Vector256<float> s)
+        {
+            Vector256<float> r0 = Avx.InsertVector128(Sse.LoadVector128(k[0] + p).ToVector256Unsafe(), Sse.LoadVector128(k[4] + p), 1);
+            Vector256<float> r1 = Avx.InsertVector128(Sse.LoadVector128(k[1] + p).ToVector256Unsafe(), Sse.LoadVector128(k[5] + p), 1);
+            Vector256<float> r2 = Avx.InsertVector128(Sse.LoadVector128(k[2] + p).ToVector256Unsafe(), Sse.LoadVector128(k[6] + p), 1);
+            Vector256<float> r3 = Avx.InsertVector128(Sse.LoadVector128(k[3] + p).ToVector256Unsafe(), Sse.LoadVector128(k[7] + p), 1);
+            Vector256<float> t0 = Avx.UnpackLow(r0, r1);
+            Vector256<float> t1 = Avx.UnpackHigh(r0, r1);
+            Vector256<float> t2 = Avx.UnpackLow(r2, r3);
+            Vector256<float> t3 = Avx.UnpackHigh(r2, r3);
+            s = Vector256.FusedMultiplyAdd(Avx.Shuffle(t0, t2, 0x44), Vector256.Create(q[0]), s);
+            s = Vector256.FusedMultiplyAdd(Avx.Shuffle(t0, t2, 0xEE), Vector256.Create(q[Tile]), s);
+            s = Vector256.FusedMultiplyAdd(Avx.Shuffle(t1, t3, 0x44), Vector256.Create(q[2 * Tile]), s);
+            s = Vector256.FusedMultiplyAdd(Avx.Shuffle(t1, t3, 0xEE), Vector256.Create(q[3 * Tile]), s);
         }
 
         /// <summary>

@@ -335,6 +335,43 @@ internal static unsafe class AttentionSimd
         TS.Store(c0, x0); TS.Store(c1, x1); TS.Store(c2, x2); TS.Store(c3, x3);
     }
 
+    /// <summary>
+    /// <see cref="Rows4{TV, TS}"/> with accumulate for one row of C over columns [0, n) (n whole
+    /// vectors): the same chain per element, without the three rows a lone query does not use.
+    /// </summary>
+    public static void Row1<TV, TS>(float* c, float* a, int sak, float* b, int ldb, int kn, int n)
+        where TV : struct
+        where TS : struct, IOps<TV>
+    {
+        int w = TS.Width;
+        int col = 0;
+        for (; col + (2 * w) <= n; col += 2 * w)
+        {
+            TV x0 = TS.Load(c + col), x1 = TS.Load(c + col + w);
+            for (int k = 0; k < kn; k++)
+            {
+                float* bk = b + ((long)k * ldb) + col;
+                TV a0 = TS.Splat(a[(long)k * sak]);
+                x0 = TS.MulAdd(a0, TS.Load(bk), x0);
+                x1 = TS.MulAdd(a0, TS.Load(bk + w), x1);
+            }
+
+            TS.Store(c + col, x0);
+            TS.Store(c + col + w, x1);
+        }
+
+        if (col < n)
+        {
+            TV x0 = TS.Load(c + col);
+            for (int k = 0; k < kn; k++)
+            {
+                x0 = TS.MulAdd(TS.Splat(a[(long)k * sak]), TS.Load(b + ((long)k * ldb) + col), x0);
+            }
+
+            TS.Store(c + col, x0);
+        }
+    }
+
     /// <summary>Sum of a[i] * b[i] for i &lt; n: vector lanes then a scalar tail, in a fixed order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Dot<TV, TS>(float* a, float* b, int n)

@@ -172,7 +172,25 @@ internal static unsafe partial class CpuGemm
                     float* bias = first && Bias != null ? Bias + j : null;
                     float* w = B + j * sj + pc * sp;
                     float* x = At + (long)pc * Lda;
-                    for (int i = 0; i < FullRows; i += Lanes)
+                    int i = 0;
+                    if (Lanes == 8)
+                    {
+                        // Two row vectors share each broadcast of B: 6 loads per 8 FMAs instead of 9,
+                        // which is what bounds the one-vector kernel on AVX2 machines. A last pair may
+                        // take in the zero-padded rest (an 8-wide one): its padding rows are not written.
+                        for (; i + 16 <= Lda; i += 16)
+                        {
+                            SmallKernel256Rows16(x + i, Lda, w, sj, sp, 0, cols, kc, tile);
+                            if (cols > 4)
+                            {
+                                SmallKernel256Rows16(x + i, Lda, w, sj, sp, 4, cols, kc, tile);
+                            }
+
+                            WriteTileRows8(tile, C + (long)i * N + j, N, Math.Min(16, M - i), cols, Alpha, beta, bias);
+                        }
+                    }
+
+                    for (; i < FullRows; i += Lanes)
                     {
                         if (Lanes == 16)
                         {
@@ -186,7 +204,7 @@ internal static unsafe partial class CpuGemm
                         WriteTileColumns(tile, Lanes, C + (long)i * N + j, N, Lanes, cols, Alpha, beta, bias);
                     }
 
-                    if (RestWidth > 0)
+                    if (RestWidth > 0 && i == FullRows)
                     {
                         float* xr = x + FullRows;
                         switch (RestWidth)
@@ -300,6 +318,102 @@ internal static unsafe partial class CpuGemm
         c5.Store(tile + 40);
         c6.Store(tile + 48);
         c7.Store(tile + 56);
+    }
+
+    /// <summary>
+    /// 16 rows (two vectors) x columns first .. first + 3 of the group; as <see cref="SmallKernel256"/>
+    /// with the same per-element chain, transposed in registers and stored row-major to columns
+    /// first .. first + 3 of tile[16][8], so the write-back runs along rows of C (columns past
+    /// <paramref name="cols"/> repeat the last one).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void SmallKernel256Rows16(float* x, long lda, float* w, long sj, long sp, int first, int cols, int kc, float* tile)
+    {
+        float* w0 = w + Math.Min(first, cols - 1) * sj, w1 = w + Math.Min(first + 1, cols - 1) * sj;
+        float* w2 = w + Math.Min(first + 2, cols - 1) * sj, w3 = w + Math.Min(first + 3, cols - 1) * sj;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        Vector256<float> d0 = default, d1 = default, d2 = default, d3 = default;
+        long off = 0;
+        for (int p = 0; p < kc; p++, x += lda, off += sp)
+        {
+            Vector256<float> a = Vector256.Load(x);
+            Vector256<float> a8 = Vector256.Load(x + 8);
+            Vector256<float> b = Vector256.Create(w0[off]);
+            c0 = Vector256.FusedMultiplyAdd(a, b, c0);
+            d0 = Vector256.FusedMultiplyAdd(a8, b, d0);
+            b = Vector256.Create(w1[off]);
+            c1 = Vector256.FusedMultiplyAdd(a, b, c1);
+            d1 = Vector256.FusedMultiplyAdd(a8, b, d1);
+            b = Vector256.Create(w2[off]);
+            c2 = Vector256.FusedMultiplyAdd(a, b, c2);
+            d2 = Vector256.FusedMultiplyAdd(a8, b, d2);
+            b = Vector256.Create(w3[off]);
+            c3 = Vector256.FusedMultiplyAdd(a, b, c3);
+            d3 = Vector256.FusedMultiplyAdd(a8, b, d3);
+        }
+
+        StoreRows4x8(c0, c1, c2, c3, tile + first);
+        StoreRows4x8(d0, d1, d2, d3, tile + 64 + first);
+    }
+
+    /// <summary>
+    /// Stores four column vectors (8 rows each) as the first 4 floats of rows 0..7 of a [8][8]
+    /// row-major tile: one unpack and one shuffle stage give rows r and r + 4 side by side.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRows4x8(Vector256<float> c0, Vector256<float> c1, Vector256<float> c2, Vector256<float> c3, float* tile)
+    {
+        Vector256<float> t0 = Avx.UnpackLow(c0, c1);
+        Vector256<float> t1 = Avx.UnpackHigh(c0, c1);
+        Vector256<float> t2 = Avx.UnpackLow(c2, c3);
+        Vector256<float> t3 = Avx.UnpackHigh(c2, c3);
+        Vector256<float> r04 = Avx.Shuffle(t0, t2, 0x44);
+        Vector256<float> r15 = Avx.Shuffle(t0, t2, 0xEE);
+        Vector256<float> r26 = Avx.Shuffle(t1, t3, 0x44);
+        Vector256<float> r37 = Avx.Shuffle(t1, t3, 0xEE);
+        r04.GetLower().Store(tile);
+        r15.GetLower().Store(tile + 8);
+        r26.GetLower().Store(tile + 16);
+        r37.GetLower().Store(tile + 24);
+        r04.GetUpper().Store(tile + 32);
+        r15.GetUpper().Store(tile + 40);
+        r26.GetUpper().Store(tile + 48);
+        r37.GetUpper().Store(tile + 56);
+    }
+
+    /// <summary>
+    /// Writes a row-major tile[rows][8] as <see cref="WriteTileColumns"/> does, 8 columns of a row
+    /// at once when the group is whole: the same operations lane by lane, so the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void WriteTileRows8(float* tile, float* c, long ldc, int rows, int cols,
+        float alpha, float beta, float* bias)
+    {
+        if (cols < 8)
+        {
+            for (int ii = 0; ii < rows; ii++)
+            {
+                float* t = tile + (ii * 8);
+                float* row = c + (ii * ldc);
+                for (int jj = 0; jj < cols; jj++)
+                {
+                    float v = beta == 0 ? t[jj] * alpha : MathF.FusedMultiplyAdd(t[jj], alpha, row[jj] * beta);
+                    row[jj] = bias == null ? v : v + bias[jj];
+                }
+            }
+
+            return;
+        }
+
+        Vector256<float> va = Vector256.Create(alpha), vb = Vector256.Create(beta);
+        Vector256<float> vbias = bias == null ? default : Vector256.Load(bias);
+        for (int ii = 0; ii < rows; ii++)
+        {
+            float* row = c + (ii * ldc);
+            Vector256<float> acc = Vector256.Load(tile + (ii * 8));
+            Vector256<float> v = beta == 0 ? acc * va : Vector256.FusedMultiplyAdd(acc, va, Vector256.Load(row) * vb);
+            (bias == null ? v : v + vbias).Store(row);
+        }
     }
 
     /// <summary>4 rows x 8 columns; as <see cref="SmallKernel512"/>, tile[8][4].</summary>

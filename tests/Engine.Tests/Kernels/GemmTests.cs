@@ -388,7 +388,7 @@ public sealed unsafe class GemmBatchInvarianceTests : IDisposable
     }
 
     /// <summary>Numbers of rows of the sub-batches: both small-m kernels, both sides of every row group and of the small-m limit.</summary>
-    private static readonly int[] BatchRows = [1, 2, 3, 5, 16, 17, 64, 65];
+    private static readonly int[] BatchRows = [1, 2, 3, 5, 13, 16, 17, 64, 65];
 
     [Theory]
     [InlineData(false, true, 300, 96, 200)]
