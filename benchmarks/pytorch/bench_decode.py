@@ -24,7 +24,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_train import Model, rotate_half  # noqa: E402  (same model, same weights layout)
+from bench_train import Model, add_model_arguments, rotate_half  # noqa: E402  (same model, same weights layout)
 
 
 def attend(block, q, k_all, v_all, causal):
@@ -104,13 +104,7 @@ def generate(model, prompts, new_tokens, greedy, gen):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--family", default="gpt2", choices=["gpt2", "llama", "qwen2"])
-    p.add_argument("--layers", type=int, required=True)
-    p.add_argument("--dim", type=int, required=True)
-    p.add_argument("--heads", type=int, required=True)
-    p.add_argument("--kv-heads", type=int, default=None)
-    p.add_argument("--ffn", type=int, default=None)
-    p.add_argument("--vocab", type=int, required=True)
+    add_model_arguments(p)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=64)

@@ -130,8 +130,8 @@ class Model(nn.Module):
         return x @ self.wte.weight.t() if self.lm_head is None else self.lm_head(x)
 
 
-def main():
-    p = argparse.ArgumentParser()
+def add_model_arguments(p):
+    """The model-shape flags of `engine bench-train` / `bench-generate`, which Model reads."""
     p.add_argument("--family", default="gpt2", choices=["gpt2", "llama", "qwen2"])
     p.add_argument("--layers", type=int, required=True)
     p.add_argument("--dim", type=int, required=True)
@@ -139,6 +139,11 @@ def main():
     p.add_argument("--kv-heads", type=int, default=None)
     p.add_argument("--ffn", type=int, default=None)
     p.add_argument("--vocab", type=int, required=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    add_model_arguments(p)
     p.add_argument("--seq", type=int, required=True)
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--steps", type=int, default=10)

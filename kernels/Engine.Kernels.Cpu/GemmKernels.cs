@@ -135,12 +135,15 @@ internal static unsafe partial class CpuGemm
 
     /// <summary>dst[c * ldd + r] = src[r * lds + c] for a 4 x 8 block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose4x8(float* src, long lds, float* dst, long ldd)
+    private static void Transpose4x8(float* src, long lds, float* dst, long ldd) =>
+        Transpose4x8(Avx.LoadVector256(src), Avx.LoadVector256(src + lds), Avx.LoadVector256(src + 2 * lds),
+            Avx.LoadVector256(src + 3 * lds), dst, ldd);
+
+    /// <summary>The same for four rows of 8 already in registers (row r in <paramref name="r0"/> .. <paramref name="r3"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4x8(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3,
+        float* dst, long ldd)
     {
-        Vector256<float> r0 = Avx.LoadVector256(src);
-        Vector256<float> r1 = Avx.LoadVector256(src + lds);
-        Vector256<float> r2 = Avx.LoadVector256(src + 2 * lds);
-        Vector256<float> r3 = Avx.LoadVector256(src + 3 * lds);
         Vector256<float> t0 = Avx.UnpackLow(r0, r1);
         Vector256<float> t1 = Avx.UnpackHigh(r0, r1);
         Vector256<float> t2 = Avx.UnpackLow(r2, r3);

@@ -352,33 +352,9 @@ internal static unsafe partial class CpuGemm
             d3 = Vector256.FusedMultiplyAdd(a8, b, d3);
         }
 
-        StoreRows4x8(c0, c1, c2, c3, tile + first);
-        StoreRows4x8(d0, d1, d2, d3, tile + 64 + first);
-    }
-
-    /// <summary>
-    /// Stores four column vectors (8 rows each) as the first 4 floats of rows 0..7 of a [8][8]
-    /// row-major tile: one unpack and one shuffle stage give rows r and r + 4 side by side.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRows4x8(Vector256<float> c0, Vector256<float> c1, Vector256<float> c2, Vector256<float> c3, float* tile)
-    {
-        Vector256<float> t0 = Avx.UnpackLow(c0, c1);
-        Vector256<float> t1 = Avx.UnpackHigh(c0, c1);
-        Vector256<float> t2 = Avx.UnpackLow(c2, c3);
-        Vector256<float> t3 = Avx.UnpackHigh(c2, c3);
-        Vector256<float> r04 = Avx.Shuffle(t0, t2, 0x44);
-        Vector256<float> r15 = Avx.Shuffle(t0, t2, 0xEE);
-        Vector256<float> r26 = Avx.Shuffle(t1, t3, 0x44);
-        Vector256<float> r37 = Avx.Shuffle(t1, t3, 0xEE);
-        r04.GetLower().Store(tile);
-        r15.GetLower().Store(tile + 8);
-        r26.GetLower().Store(tile + 16);
-        r37.GetLower().Store(tile + 24);
-        r04.GetUpper().Store(tile + 32);
-        r15.GetUpper().Store(tile + 40);
-        r26.GetUpper().Store(tile + 48);
-        r37.GetUpper().Store(tile + 56);
+        // Column vectors (8 rows each) to the first 4 floats of rows 0..7 of the [rows][8] tile.
+        Transpose4x8(c0, c1, c2, c3, tile + first, 8);
+        Transpose4x8(d0, d1, d2, d3, tile + 64 + first, 8);
     }
 
     /// <summary>

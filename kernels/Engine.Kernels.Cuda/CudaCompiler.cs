@@ -101,7 +101,7 @@ internal static unsafe class CudaCompiler
                     $"compiling {name} with '{string.Join(' ', all)}' (NVRTC {Version}):{Environment.NewLine}{Log(program)}");
             }
 
-            return new CudaImage(cubin ? Cubin(program, name) : Ptx(program, name), cubin, target);
+            return new CudaImage(Output(program, name, cubin), cubin, target);
         }
         finally
         {
@@ -114,27 +114,18 @@ internal static unsafe class CudaCompiler
         }
     }
 
-    private static byte[] Cubin(nint program, string name)
+    /// <summary>The compiled image (CUBIN or PTX) through NVRTC's size and copy calls of that kind.</summary>
+    private static byte[] Output(nint program, string name, bool cubin)
     {
+        var getSize = cubin ? NvrtcNative.GetCubinSize : NvrtcNative.GetPtxSize;
+        var get = cubin ? NvrtcNative.GetCubin : NvrtcNative.GetPtx;
+        string kind = cubin ? "CUBIN" : "PTX";
         nuint size = 0;
-        NvrtcNative.Check(NvrtcNative.GetCubinSize(program, &size), "nvrtcGetCUBINSize", name);
+        NvrtcNative.Check(getSize(program, &size), $"nvrtcGet{kind}Size", name);
         byte[] data = new byte[checked((int)size)];
         fixed (byte* d = data)
         {
-            NvrtcNative.Check(NvrtcNative.GetCubin(program, d), "nvrtcGetCUBIN", name);
-        }
-
-        return data;
-    }
-
-    private static byte[] Ptx(nint program, string name)
-    {
-        nuint size = 0;
-        NvrtcNative.Check(NvrtcNative.GetPtxSize(program, &size), "nvrtcGetPTXSize", name);
-        byte[] data = new byte[checked((int)size)];
-        fixed (byte* d = data)
-        {
-            NvrtcNative.Check(NvrtcNative.GetPtx(program, d), "nvrtcGetPTX", name);
+            NvrtcNative.Check(get(program, d), $"nvrtcGet{kind}", name);
         }
 
         return data;

@@ -74,46 +74,14 @@ void gemm_tf32(float* C, u64 cOff,             // [M, N]
     {
         for (int l = 0; l < TF32_BM * TF32_BK / TF32_THREADS; l++)
         {
-            const int idx = tid + l * TF32_THREADS;
             int r, kk;
-            if (transA)
-            {
-                r = idx % TF32_BM;              // A [K, M]: contiguous along m
-                kk = idx / TF32_BM;
-            }
-            else
-            {
-                kk = idx % TF32_BK;             // A [M, K]: contiguous along k
-                r = idx / TF32_BK;
-            }
-            const int gr = row0 + r, gk = k0 + kk;
-            float v = 0.0f;
-            if (gr < M && gk < K)
-            {
-                v = transA ? A[(i64)gk * M + gr] : A[(i64)gr * K + gk];
-            }
+            const float v = gemm_tile_load(A, !transA, tid + l * TF32_THREADS, TF32_BM, TF32_BK, row0, k0, M, K, &r, &kk);
             As[kk][r] = to_tf32(v);
         }
         for (int l = 0; l < TF32_BN * TF32_BK / TF32_THREADS; l++)
         {
-            const int idx = tid + l * TF32_THREADS;
             int c, kk;
-            if (transB)
-            {
-                kk = idx % TF32_BK;             // B [N, K]: contiguous along k
-                c = idx / TF32_BK;
-            }
-            else
-            {
-                c = idx % TF32_BN;              // B [K, N]: contiguous along n
-                kk = idx / TF32_BN;
-            }
-            const int gc = col0 + c, gk = k0 + kk;
-            float v = 0.0f;
-            if (gc < N && gk < K)
-            {
-                v = transB ? B[(i64)gc * K + gk] : B[(i64)gk * N + gc];
-            }
+            const float v = gemm_tile_load(B, transB, tid + l * TF32_THREADS, TF32_BN, TF32_BK, col0, k0, N, K, &c, &kk);
             Bs[kk][c] = to_tf32(v);
         }
         __syncthreads();

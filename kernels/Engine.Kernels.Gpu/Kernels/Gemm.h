@@ -26,6 +26,31 @@
 #define RTS (GEMM_TS / GEMM_WPT)
 #define LOADS_A (GEMM_TS * GEMM_TK / (RTS * RTS))
 
+// One element of an operand's staged tile, for gemm and gemm_tf32: element idx of a tile of
+// tileRows rows of op(X) (op(A)'s rows, or op(B)'s columns) by tileK values of k, starting at
+// (row0, k0). X is stored [rows, K] when kContiguous, else [K, rows]; consecutive idx follow the
+// stored layout so consecutive work-items read consecutive addresses. Zero outside the matrix.
+FUNC float gemm_tile_load(GLOBAL const float* X, int kContiguous, int idx, int tileRows, int tileK,
+                          int row0, int k0, int rows, int K, int* r, int* kk)
+{
+    if (kContiguous)
+    {
+        *kk = idx % tileK;
+        *r = idx / tileK;
+    }
+    else
+    {
+        *r = idx % tileRows;
+        *kk = idx / tileRows;
+    }
+    const int gr = row0 + *r, gk = k0 + *kk;
+    if (gr >= rows || gk >= K)
+    {
+        return 0.0f;
+    }
+    return kContiguous ? X[(i64)gr * K + gk] : X[(i64)gk * rows + gr];
+}
+
 KERNEL_WG(RTS, RTS, 1)
 void gemm(GLOBAL float* C, u64 cOff,             // [M, N]
           GLOBAL const float* A, u64 aOff,       // [M, K] or [K, M] (transA)
@@ -59,46 +84,14 @@ void gemm(GLOBAL float* C, u64 cOff,             // [M, N]
     {
         for (int l = 0; l < LOADS_A; l++)
         {
-            const int idx = tid + l * RTS * RTS;
             int r, kk;
-            if (transA)
-            {
-                r = idx % GEMM_TS;              // A [K, M]: contiguous along m
-                kk = idx / GEMM_TS;
-            }
-            else
-            {
-                kk = idx % GEMM_TK;             // A [M, K]: contiguous along k
-                r = idx / GEMM_TK;
-            }
-            const int gr = row0 + r, gk = k0 + kk;
-            float v = 0.0f;
-            if (gr < M && gk < K)
-            {
-                v = transA ? A[(i64)gk * M + gr] : A[(i64)gr * K + gk];
-            }
+            const float v = gemm_tile_load(A, !transA, tid + l * RTS * RTS, GEMM_TS, GEMM_TK, row0, k0, M, K, &r, &kk);
             As[kk][r] = v;
         }
         for (int l = 0; l < LOADS_A; l++)
         {
-            const int idx = tid + l * RTS * RTS;
             int c, kk;
-            if (transB)
-            {
-                kk = idx % GEMM_TK;             // B [N, K]: contiguous along k
-                c = idx / GEMM_TK;
-            }
-            else
-            {
-                c = idx % GEMM_TS;              // B [K, N]: contiguous along n
-                kk = idx / GEMM_TS;
-            }
-            const int gc = col0 + c, gk = k0 + kk;
-            float v = 0.0f;
-            if (gc < N && gk < K)
-            {
-                v = transB ? B[(i64)gc * K + gk] : B[(i64)gk * N + gc];
-            }
+            const float v = gemm_tile_load(B, transB, tid + l * RTS * RTS, GEMM_TS, GEMM_TK, col0, k0, N, K, &c, &kk);
             Bs[kk][c] = v;
         }
         BARRIER();
