@@ -33,6 +33,9 @@ internal sealed class GenerationStats
 
     public long PrefillTokens { get; set; }
 
+    /// <summary>Forwards that prefilled prompts (prompts admitted together share them).</summary>
+    public int PrefillForwards { get; set; }
+
     public double PrefillMs { get; set; }
 
     public double DecodeMs { get; set; }
@@ -90,8 +93,9 @@ internal sealed class Generator : IDisposable
         cache = new PagedKvCache(model.Acc, cfg, blocks, options.BlockSize);
         maxBlocks = cache.BlocksFor(cfg.MaxPositions);
         prefillRow = options.MaxSlots;
-        int capacity = Math.Max(options.MaxSlots, Math.Min(options.MaxPrefillRows, cfg.MaxPositions));
-        plan = new InferencePlan(model.Acc, cfg, capacity, options.MaxSlots + 1, maxBlocks);
+        // Forward rows: a decode step's slots, or prompts' rows prefilled together. Only slots sample.
+        int capacity = Math.Max(options.MaxSlots, options.MaxPrefillRows);
+        plan = new InferencePlan(model.Acc, cfg, capacity, options.MaxSlots, 2 * options.MaxSlots, maxBlocks);
         hostTokens = new int[capacity];
         hostPositions = new int[capacity];
         hostSlots = new int[capacity];
@@ -99,7 +103,7 @@ internal sealed class Generator : IDisposable
         hostGather = new int[capacity];
         hostTopK = new int[capacity];
         hostSampled = new int[capacity];
-        hostTables = new int[(options.MaxSlots + 1) * maxBlocks];
+        hostTables = new int[2 * options.MaxSlots * maxBlocks];
         hostUniforms = new float[capacity];
         hostTemps = new float[capacity];
         hostTopP = new float[capacity];
@@ -137,9 +141,16 @@ internal sealed class Generator : IDisposable
         var running = new List<Running>();
         var freeRows = new Stack<int>(Enumerable.Range(0, options.MaxSlots).Reverse());
         long reserved = 0;
+        var admitted = new List<(PendingSample Sample, PromptState Prompt, int Need)>();
+        var prefills = new List<PromptState>();
         while (pending.Count > 0 || running.Count > 0)
         {
-            while (running.Count < options.MaxSlots && pending.Count > 0)
+            // Admit what fits, then prefill every new prompt in one forward (a row's result does not
+            // depend on the rows beside it), then start the admitted responses on their prompts' blocks.
+            admitted.Clear();
+            prefills.Clear();
+            long prefixBlocksPending = 0;
+            while (running.Count + admitted.Count < options.MaxSlots && pending.Count > 0)
             {
                 int k = options.Policy.Choose(pending);
                 PendingSample next = pending[k];
@@ -147,9 +158,9 @@ internal sealed class Generator : IDisposable
                 int p = prompt.Tokens.Length;
                 int prefixBlocks = prompt.Prefix is null && p > 1 ? cache.BlocksFor(p - 1) : 0;
                 int need = ChildBlocks(p, sampling);
-                if (cache.FreeBlocks - reserved < prefixBlocks + need)
+                if (cache.FreeBlocks - reserved - prefixBlocksPending < prefixBlocks + need)
                 {
-                    if (running.Count == 0)
+                    if (running.Count == 0 && admitted.Count == 0)
                     {
                         throw new EngineException($"the KV budget ({options.KvBudgetBytes} bytes, {cache.TotalBlocks} blocks) cannot hold a response to prompt {next.PromptIndex} (needs {prefixBlocks + need} blocks)");
                     }
@@ -161,18 +172,28 @@ internal sealed class Generator : IDisposable
                 if (prompt.Prefix is null && p > 1)
                 {
                     prompt.Prefix = PagedKvCache.NewSequence();
-                    Prefill(prompt, stats);
+                    prefills.Add(prompt);
+                    prefixBlocksPending += prefixBlocks;
                 }
 
+                admitted.Add((next, prompt, need));
+                reserved += need;
+            }
+
+            if (prefills.Count > 0)
+            {
+                Prefill(prefills, stats);
+            }
+
+            foreach ((PendingSample next, PromptState prompt, int need) in admitted)
+            {
                 KvSequence kv = prompt.Prefix is null ? PagedKvCache.NewSequence() : cache.Fork(prompt.Prefix);
                 if (++prompt.Admitted == g && prompt.Prefix is not null)
                 {
                     cache.Release(prompt.Prefix);
                 }
 
-                var r = new Running(next, prompt, kv, freeRows.Pop(), need, prompt.Tokens[^1], p - 1);
-                running.Add(r);
-                reserved += need;
+                running.Add(new Running(next, prompt, kv, freeRows.Pop(), need, prompt.Tokens[^1], prompt.Tokens.Length - 1));
             }
 
             stats.MaxConcurrent = Math.Max(stats.MaxConcurrent, running.Count);
@@ -250,32 +271,54 @@ internal sealed class Generator : IDisposable
         }
     }
 
-    /// <summary>Prefills positions 0..P-2 of a prompt into its prefix sequence, in chunks.</summary>
-    private void Prefill(PromptState prompt, GenerationStats stats)
+    /// <summary>
+    /// Prefills positions 0..P-2 of each prompt into its prefix sequence: the prompts' rows one after
+    /// another, in forwards of up to <see cref="InferencePlan.Capacity"/> rows, each prompt on a block
+    /// table row of its own (the rows after the slots').
+    /// </summary>
+    private void Prefill(List<PromptState> prompts, GenerationStats stats)
     {
         long start = Stopwatch.GetTimestamp();
-        KvSequence prefix = prompt.Prefix!;
-        int total = prompt.Tokens.Length - 1;
-        for (int done = 0; done < total;)
+        int n = 0;
+        for (int i = 0; i < prompts.Count; i++)
         {
-            int n = Math.Min(plan.Capacity, total - done);
-            for (int i = 0; i < n; i++)
+            PromptState prompt = prompts[i];
+            KvSequence prefix = prompt.Prefix!;
+            int tableRow = prefillRow + i;
+            int total = prompt.Tokens.Length - 1;
+            for (int pos = 0; pos < total; pos++)
             {
-                hostTokens[i] = prompt.Tokens[done + i];
-                hostPositions[i] = done + i;
-                hostSlots[i] = cache.AppendSlot(prefix);
-                hostRowSeq[i] = prefillRow;
+                hostTokens[n] = prompt.Tokens[pos];
+                hostPositions[n] = pos;
+                hostSlots[n] = cache.AppendSlot(prefix);
+                hostRowSeq[n] = tableRow;
+                if (++n == plan.Capacity)
+                {
+                    WriteTable(tableRow, prefix);
+                    PrefillRows(n, stats);
+                    n = 0;
+                }
             }
 
-            WriteTable(prefillRow, prefix);
-            UploadRows(n);
-            model.ForwardPaged(plan, n, cache.Binding);
-            done += n;
+            WriteTable(tableRow, prefix);
+
+            stats.PrefillTokens += total;
+        }
+
+        if (n > 0)
+        {
+            PrefillRows(n, stats);
         }
 
         model.Acc.Synchronize();
-        stats.PrefillTokens += total;
         stats.PrefillMs += Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    private void PrefillRows(int n, GenerationStats stats)
+    {
+        UploadRows(n);
+        model.ForwardPaged(plan, n, cache.Binding);
+        stats.PrefillForwards++;
     }
 
     /// <summary>One forward over every running response's next row, then one sampled token each.</summary>

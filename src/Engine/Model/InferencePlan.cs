@@ -32,7 +32,7 @@ internal readonly struct AttentionCall
 
 /// <summary>
 /// Buffers of an inference forward over up to <see cref="Capacity"/> rows (prefill and decode rows
-/// of many sequences mixed) and of sampling up to <see cref="Capacity"/> of them. No backward, so
+/// of many sequences mixed) and of sampling up to <see cref="SampleCapacity"/> of them. No backward, so
 /// one set of block activations serves every layer and the residual stream is updated in place.
 /// </summary>
 internal sealed class InferencePlan : IDisposable
@@ -40,12 +40,13 @@ internal sealed class InferencePlan : IDisposable
     private readonly DeviceBuffer floats;
     private readonly DeviceBuffer ints;
 
-    public InferencePlan(Accelerator acc, ModelConfig config, int capacity, int maxSequences, int maxBlocks)
+    public InferencePlan(Accelerator acc, ModelConfig config, int capacity, int sampleCapacity, int maxSequences, int maxBlocks)
     {
         Capacity = capacity;
+        SampleCapacity = sampleCapacity;
         MaxSequences = maxSequences;
         MaxBlocks = maxBlocks;
-        int r = capacity, c = config.Dim;
+        int r = capacity, sr = sampleCapacity, c = config.Dim;
         long offset = 0;
         var slices = new List<(long Offset, long Length)>();
 
@@ -59,9 +60,9 @@ internal sealed class InferencePlan : IDisposable
         int resid = Take((long)r * c), norm1 = Take((long)r * c), mean1 = Take(r), rstd1 = Take(r), qkv = Take((long)r * config.QkvDim);
         int attn = Take((long)r * config.AttnDim), lse = Take((long)r * config.Heads), mid = Take((long)r * c), norm2 = Take((long)r * c);
         int mean2 = Take(r), rstd2 = Take(r), mlpIn = Take((long)r * config.MlpInDim), act = Take((long)r * config.FfnDim);
-        int gathered = Take((long)r * c), normF = Take((long)r * c), meanF = Take(r), rstdF = Take(r);
-        int logits = Take((long)r * config.VocabSize), uniforms = Take(r), temps = Take(r), topP = Take(r);
-        int sampleLogp = Take(r), policyLogp = Take(r);
+        int gathered = Take((long)sr * c), normF = Take((long)sr * c), meanF = Take(sr), rstdF = Take(sr);
+        int logits = Take((long)sr * config.VocabSize), uniforms = Take(sr), temps = Take(sr), topP = Take(sr);
+        int sampleLogp = Take(sr), policyLogp = Take(sr);
         floats = acc.Allocate(offset);
         Tensor F(int i) => floats.Slice(slices[i].Offset, slices[i].Length);
 
@@ -83,20 +84,23 @@ internal sealed class InferencePlan : IDisposable
         PolicyLogProbs = F(policyLogp);
 
         long tables = (long)maxSequences * maxBlocks;
-        ints = acc.Allocate(6L * r + tables, DType.I32);
+        ints = acc.Allocate((4L * r) + (2L * sr) + tables, DType.I32);
         Tokens = ints.Slice(0, r);
         Positions = ints.Slice(r, r);
         Slots = ints.Slice(2L * r, r);
         RowSequence = ints.Slice(3L * r, r);
-        GatherRows = ints.Slice(4L * r, r);
-        TopK = ints.Slice(5L * r, r);
-        BlockTables = ints.Slice(6L * r, tables);
-        SampledTokens = acc.Allocate(r, DType.I32);
+        GatherRows = ints.Slice(4L * r, sr);
+        TopK = ints.Slice((4L * r) + sr, sr);
+        BlockTables = ints.Slice((4L * r) + (2L * sr), tables);
+        SampledTokens = acc.Allocate(sr, DType.I32);
         Bytes = floats.Bytes + ints.Bytes + SampledTokens.Bytes;
     }
 
     /// <summary>Most rows one forward can take.</summary>
     public int Capacity { get; }
+
+    /// <summary>Most rows one <see cref="Transformer.SampleGathered"/> can take.</summary>
+    public int SampleCapacity { get; }
 
     /// <summary>Rows of the block-table buffer.</summary>
     public int MaxSequences { get; }

@@ -31,6 +31,11 @@ internal sealed partial class Transformer
     /// </summary>
     public void SampleGathered(InferencePlan plan, int s)
     {
+        if (s <= 0 || s > plan.SampleCapacity)
+        {
+            throw new ArgumentOutOfRangeException(nameof(s), s, $"rows to sample must be in [1, {plan.SampleCapacity}]");
+        }
+
         int c = Config.Dim;
         Acc.GatherRows(plan.Gathered, plan.Resid, plan.GatherRows, s, c);
         NormForward(plan.NormF, plan.NormFMean, plan.NormFRstd, plan.Gathered, Layout.FinalNormWeight, Layout.FinalNormBias, s);

@@ -72,8 +72,11 @@ public sealed class GeneratorTests(ITestOutputHelper output) : IDisposable
         using Transformer model = TinyModel(holder.Acc, family);
         int[][] prompts = [[5, 9, 11], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17], [40], [3, 3]];
         var sampling = new SamplingOptions { MaxNewTokens = 10, Seed = 99, TopK = 20 };
-        string reference = Signature(Run(model, prompts, 4, sampling, new GeneratorOptions { MaxSlots = 16 }));
-        Assert.Equal(reference, Signature(Run(model, prompts, 4, sampling, new GeneratorOptions { MaxSlots = 1 })));
+        string reference = Signature(Run(model, prompts, 4, sampling, new GeneratorOptions { MaxSlots = 16 }, out GenerationStats together));
+        Assert.Equal(reference, Signature(Run(model, prompts, 4, sampling, new GeneratorOptions { MaxSlots = 1 }, out GenerationStats oneByOne)));
+
+        // 16 slots admit every response at once, so the three prompts with a prefix are prefilled in one forward.
+        Assert.Equal((1, 3), (together.PrefillForwards, oneByOne.PrefillForwards));
         Assert.Equal(reference, Signature(Run(model, prompts, 4, sampling, new GeneratorOptions { MaxSlots = 3 })));
         Assert.Equal(reference, Signature(Run(model, prompts, 4, sampling, new GeneratorOptions { MaxSlots = 5, Policy = new LastFirstPolicy() })));
         Assert.Equal(reference, Signature(Run(model, prompts, 4, sampling, new GeneratorOptions { MaxSlots = 7, BlockSize = 5, MaxPrefillRows = 4 })));
@@ -228,7 +231,7 @@ public sealed class GeneratorTests(ITestOutputHelper output) : IDisposable
         Accelerator acc = model.Acc;
         using var cache = new PagedKvCache(acc, cfg, 16, blockSize);
         int maxBlocks = cache.BlocksFor(cfg.MaxPositions);
-        using var plan = new InferencePlan(acc, cfg, tokens.Length, 1, maxBlocks);
+        using var plan = new InferencePlan(acc, cfg, tokens.Length, tokens.Length, 1, maxBlocks);
         KvSequence seq = PagedKvCache.NewSequence();
         var result = new float[tokens.Length * cfg.VocabSize];
         var table = new int[maxBlocks];
