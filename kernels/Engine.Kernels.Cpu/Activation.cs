@@ -10,10 +10,10 @@ namespace Engine.Kernels.Cpu;
 internal sealed unsafe partial class CpuAccelerator
 {
     protected override void GeluForwardCore(Tensor y, Tensor x, long n) =>
-        RunChunks(n, ElementChunk, new GeluForwardKernel { Y = F(y), X = F(x) });
+        RunChunks(n, ExpElementChunk, new GeluForwardKernel { Y = F(y), X = F(x) });
 
     protected override void GeluBackwardCore(Tensor dx, Tensor dy, Tensor x, long n) =>
-        RunChunks(n, ElementChunk, new GeluBackwardKernel { Dx = F(dx), Dy = F(dy), X = F(x) });
+        RunChunks(n, ExpElementChunk, new GeluBackwardKernel { Dx = F(dx), Dy = F(dy), X = F(x) });
 
     protected override void SwiGluForwardCore(Tensor y, Tensor gateUp, int n, int f) =>
         RunChunks(n, RowsPerItem(2L * f), new SwiGluForwardKernel { Y = F(y), GateUp = F(gateUp), F = f });

@@ -43,6 +43,12 @@ internal sealed unsafe partial class CpuAccelerator
     /// <summary>Elements per work item of the element-wise kernels (a multiple of every vector width).</summary>
     internal const long ElementChunk = 32 * 1024;
 
+    /// <summary>
+    /// Elements per work item of element-wise kernels that cost an exp and a divide per element (GELU):
+    /// small enough that a decode step's few rows still reach every thread.
+    /// </summary>
+    internal const long ExpElementChunk = 8 * 1024;
+
     /// <summary>Target elements per work item of the row-wise kernels (rows per item = this / row length).</summary>
     internal const long RowChunkElements = 16 * 1024;
 
