@@ -55,6 +55,7 @@ internal sealed unsafe partial class CudaAccelerator : GpuAccelerator
         this.device = device;
         Context = device.Context;
         Tf32Gemm = ReadPrecision() && device.Major >= 8;
+        GridSliceLimit = MaxGridYZ;
         paramValues = (ulong*)NativeMemory.AllocZeroed((nuint)MaxParams, (nuint)(sizeof(ulong) + sizeof(void*)));
         paramPointers = (void**)(paramValues + MaxParams);
         for (int i = 0; i < MaxParams; i++)

@@ -15,9 +15,16 @@ internal abstract partial class GpuAccelerator
     {
         AttentionKernelSet set = AttentionKernels(d);
         int tile = set.Tile;
-        KernelArgs args = new KernelArgs(this, set.Forward, "attention_forward").Tensor(output).Tensor(lse).Tensor(qkv)
-            .Int(t).Int(hq).Int(hkv).Float(scale);
-        Run(args, (long)((t + tile - 1) / tile) * tile, hq, b, tile, 1, 1);
+        long stride = (long)(hq + (2 * hkv)) * d;
+        for (int slice = 0; slice < GridSlices(b); slice++)
+        {
+            // Batches first .. first + nb - 1: rows first * T on, [nb, T, ...] views of every tensor.
+            (int first, int nb) = GridSlice(b, slice);
+            long r0 = (long)first * t, rows = (long)nb * t;
+            KernelArgs args = new KernelArgs(this, set.Forward, "attention_forward").Tensor(output.Slice(r0 * hq * d, rows * hq * d))
+                .Tensor(lse.Slice(r0 * hq, rows * hq)).Tensor(qkv.Slice(r0 * stride, rows * stride)).Int(t).Int(hq).Int(hkv).Float(scale);
+            Run(args, (long)((t + tile - 1) / tile) * tile, hq, nb, tile, 1, 1);
+        }
     }
 
     protected override void AttentionBackwardCore(Tensor dqkv, Tensor doutput, Tensor qkv, Tensor output, Tensor lse,
@@ -26,13 +33,22 @@ internal abstract partial class GpuAccelerator
         AttentionKernelSet set = AttentionKernels(d);
         int tile = set.Tile;
         long tiles = (t + tile - 1) / tile;
-        ulong di = attentionDi.Ensure((long)b * hq * t * sizeof(float)); // [B, Hq, T]
-        Run(new KernelArgs(this, set.Di, "attention_backward_di").Address(di).Tensor(doutput).Tensor(output).Int(t).Int(hq),
-            t, hq, b, Math.Min(Wg, 32), 1, 1);
-        Run(new KernelArgs(this, set.DkDv, "attention_backward_dkdv").Tensor(dqkv).Tensor(doutput).Tensor(qkv).Tensor(lse).Address(di)
-            .Int(t).Int(hq).Int(hkv).Float(scale), tiles * tile, hkv, b, tile, 1, 1);
-        Run(new KernelArgs(this, set.Dq, "attention_backward_dq").Tensor(dqkv).Tensor(doutput).Tensor(qkv).Tensor(lse).Address(di)
-            .Int(t).Int(hq).Int(hkv).Float(scale), tiles * tile, hq, b, tile, 1, 1);
+        long stride = (long)(hq + (2 * hkv)) * d;
+        ulong di = attentionDi.Ensure((long)b * hq * t * sizeof(float)); // [B, Hq, T]; each slice's [nb, Hq, T] at the start (slices run in order)
+        for (int slice = 0; slice < GridSlices(b); slice++)
+        {
+            (int first, int nb) = GridSlice(b, slice);
+            long r0 = (long)first * t, rows = (long)nb * t;
+            Tensor dqkvS = dqkv.Slice(r0 * stride, rows * stride), qkvS = qkv.Slice(r0 * stride, rows * stride);
+            Tensor doutS = doutput.Slice(r0 * hq * d, rows * hq * d), outS = output.Slice(r0 * hq * d, rows * hq * d);
+            Tensor lseS = lse.Slice(r0 * hq, rows * hq);
+            Run(new KernelArgs(this, set.Di, "attention_backward_di").Address(di).Tensor(doutS).Tensor(outS).Int(t).Int(hq),
+                t, hq, nb, Math.Min(Wg, 32), 1, 1);
+            Run(new KernelArgs(this, set.DkDv, "attention_backward_dkdv").Tensor(dqkvS).Tensor(doutS).Tensor(qkvS).Tensor(lseS).Address(di)
+                .Int(t).Int(hq).Int(hkv).Float(scale), tiles * tile, hkv, nb, tile, 1, 1);
+            Run(new KernelArgs(this, set.Dq, "attention_backward_dq").Tensor(dqkvS).Tensor(doutS).Tensor(qkvS).Tensor(lseS).Address(di)
+                .Int(t).Int(hq).Int(hkv).Float(scale), tiles * tile, hq, nb, tile, 1, 1);
+        }
     }
 
     /// <summary>The attention kernels for head size <paramref name="d"/> (built on first use).</summary>

@@ -23,10 +23,17 @@ internal abstract partial class GpuAccelerator
         int d = shape.HeadDim;
         long layerOffset = (long)layer * 2 * shape.KvHeads * shape.BlockSize * d;
         int sequences = (int)Math.Min(int.MaxValue, blockTables.Length / maxBlocks);
-        KernelArgs args = Args(GpuKernel.PagedAttention).Tensor(output).Tensor(qkv).Tensor(cache).Tensor(blockTables).Tensor(rowSeq)
-            .Tensor(rowPos).Local((long)d * sizeof(float)).Local((long)d * sizeof(float))
-            .Int(heads).Int(shape.KvHeads).Int(d).Int(shape.BlockSize).Long(shape.BlockLength).Long(layerOffset).Int(maxBlocks)
-            .Int(sequences).Int(shape.Blocks).Float(scale);
-        Run(args, (long)heads * Wg, n, Wg, 1);
+        long stride = (long)(heads + (2 * shape.KvHeads)) * d;
+        for (int slice = 0; slice < GridSlices(n); slice++)
+        {
+            // Rows first .. first + rows - 1 (a row's output depends on its own query and the cache only).
+            (int first, int rows) = GridSlice(n, slice);
+            KernelArgs args = Args(GpuKernel.PagedAttention).Tensor(output.Slice((long)first * heads * d, (long)rows * heads * d))
+                .Tensor(qkv.Slice(first * stride, rows * stride)).Tensor(cache).Tensor(blockTables).Tensor(rowSeq.Slice(first, rows))
+                .Tensor(rowPos.Slice(first, rows)).Local((long)d * sizeof(float)).Local((long)d * sizeof(float))
+                .Int(heads).Int(shape.KvHeads).Int(d).Int(shape.BlockSize).Long(shape.BlockLength).Long(layerOffset).Int(maxBlocks)
+                .Int(sequences).Int(shape.Blocks).Float(scale);
+            Run(args, (long)heads * Wg, rows, Wg, 1);
+        }
     }
 }

@@ -51,6 +51,56 @@ public sealed class GpuBackendTests(BackendFixture fx, ITestOutputHelper output)
 
     [Theory]
     [BackendDevices]
+    public void Attention_cut_into_grid_slices_gives_the_same_bits(string device)
+    {
+        // CUDA caps grid y and z at 65535 blocks, so more batches (attention) or rows (paged attention)
+        // are launched slice by slice; a lowered limit runs that path here on small shapes.
+        var gpu = (Engine.Kernels.Gpu.GpuAccelerator)fx.Device(device);
+        long limit = gpu.GridSliceLimit;
+        try
+        {
+            float[] whole = AttentionOutputs(gpu);
+            foreach (long sliced in new long[] { 1, 2 })
+            {
+                gpu.GridSliceLimit = sliced;
+                Assert.True(whole.AsSpan().SequenceEqual(AttentionOutputs(gpu)), $"slices of {sliced} differ from one launch");
+            }
+        }
+        finally
+        {
+            gpu.GridSliceLimit = limit;
+        }
+    }
+
+    /// <summary>Attention forward and backward over 3 batches, then 5 rows of paged attention over 2 sequences: every output, concatenated.</summary>
+    private static float[] AttentionOutputs(Accelerator acc)
+    {
+        const int b = 3, t = 5, hq = 2, hkv = 1, d = 8;
+        float scale = 1f / MathF.Sqrt(d);
+        long rows = (long)b * t, width = (hq + (2 * hkv)) * d;
+        using DeviceBuffer qkv = acc.Put(TestData.Uniform(11, rows * width, 2f));
+        using DeviceBuffer output = acc.Allocate(rows * hq * d), lse = acc.Allocate(rows * hq);
+        acc.AttentionForward(output.All, lse.All, qkv.All, b, t, hq, hkv, d, scale);
+        using DeviceBuffer dqkv = acc.Allocate(rows * width), dout = acc.Put(TestData.Uniform(12, rows * hq * d));
+        acc.AttentionBackward(dqkv.All, dout.All, qkv.All, output.All, lse.All, b, t, hq, hkv, d, scale);
+
+        // Paged: sequence s holds blocks 1 + s, 3 + s, 5 + s of 4 positions; row i is sequence i % 2.
+        const int blockSize = 4, maxBlocks = 3, n = 5;
+        var shape = new KvCacheShape(2 * maxBlocks + 1, 1, hkv, d, blockSize);
+        int[] tables = [1, 3, 5, 2, 4, 6];
+        int[] rowPos = [0, 9, 6, 1, 10];
+        int[] rowSeq = rowPos.Select((_, i) => i % 2).ToArray();
+        int[] slots = rowPos.Select((p, i) => (tables[(rowSeq[i] * maxBlocks) + (p / blockSize)] * blockSize) + (p % blockSize)).ToArray();
+        using DeviceBuffer cache = acc.Put(TestData.Uniform(13, shape.Length)), rowsQkv = acc.Put(TestData.Uniform(14, n * width, 2f));
+        using DeviceBuffer slotBuf = acc.Put(slots), tableBuf = acc.Put(tables), seqBuf = acc.Put(rowSeq), posBuf = acc.Put(rowPos);
+        using DeviceBuffer paged = acc.Allocate((long)n * hq * d);
+        acc.KvCacheWrite(cache.All, rowsQkv.All, slotBuf.All, n, hq, 0, shape);
+        acc.PagedAttention(paged.All, rowsQkv.All, cache.All, tableBuf.All, seqBuf.All, posBuf.All, n, maxBlocks, hq, 0, shape, scale);
+        return [.. acc.Get(output), .. acc.Get(lse), .. acc.Get(dqkv), .. acc.Get(paged)];
+    }
+
+    [Theory]
+    [BackendDevices]
     public void Train_steps_are_reproducible_bit_for_bit(string device)
     {
         Accelerator acc = fx.Device(device);
