@@ -2,7 +2,7 @@
 # Runs the benchmark suites, the PyTorch side-by-side scripts and the comparison with the baseline.
 #
 #   benchmarks/run.sh quick|full [--baseline DIR] [--out DIR] [--threshold 10%] [--noise-floor 1us]
-#                                [--mann-whitney [ALPHA]] [--no-pytorch] [-- BENCHMARKDOTNET ARGS...]
+#                                [--mann-whitney [ALPHA]] [--raw] [--no-pytorch] [-- BENCHMARKDOTNET ARGS...]
 #   benchmarks/run.sh smoke [-- BENCHMARKDOTNET ARGS...]     (CI: every benchmark once, no timing, no PyTorch)
 #   benchmarks/run.sh promote RESULTS_DIR [--class NAME]     (make a run the baseline of its machine class)
 #
@@ -11,12 +11,14 @@
 # Results go to benchmarks/results/<time>-<profile>/ (or --out): BenchmarkDotNet's artifacts under bdn/,
 # pytorch.jsonl, and report.md (the comparison and the engine/PyTorch ratios, also printed).
 # The baseline defaults to benchmarks/baselines/<machine class>/; the class is $ENGINE_BENCH_CLASS or
-# derived from the CPU (e.g. cpu-2core-zen3). Exit code 1: a benchmark regressed or failed.
+# derived from the CPU (e.g. cpu-2core-zen3). When the baseline holds its run's pytorch.jsonl, medians are
+# judged after dividing by the machine factor (PyTorch's own slowdown between the runs; --raw: not).
+# Exit code 1: a benchmark regressed or failed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # cpu-<cores>core-<microarchitecture>: baselines are only comparable on the same kind of machine.
 machine_class() {
@@ -61,6 +63,8 @@ if [ "$profile" = promote ]; then
     mkdir -p "$dest"
     rm -f "$dest"/*-report-full.json
     cp "${reports[@]}" "$dest/"
+    rm -f "$dest/pytorch.jsonl"
+    if [ -f "$results/pytorch.jsonl" ]; then cp "$results/pytorch.jsonl" "$dest/"; fi
     { echo "promoted from: $results"; [ -f "$results/run.txt" ] && cat "$results/run.txt"; } > "$dest/source.txt"
     echo "baseline $dest now holds ${#reports[@]} reports (commit them with git add $dest)"
     exit 0
@@ -75,6 +79,7 @@ while [ $# -gt 0 ]; do
         --threshold|--noise-floor) compare_args+=("$1" "$2"); shift 2 ;;
         --mann-whitney)
             if [ $# -ge 2 ] && [[ "$2" != --* ]]; then compare_args+=("$1" "$2"); shift 2; else compare_args+=("$1"); shift; fi ;;
+        --raw) compare_args+=("$1"); shift ;;
         --no-pytorch) pytorch=0; shift ;;
         --) shift; break ;;
         *) usage ;;
@@ -128,6 +133,9 @@ baseline="${baseline:-benchmarks/baselines/$class}"
 if ! compgen -G "$baseline/*-report-full.json" >/dev/null && ! [ -f "$baseline" ]; then
     echo "no baseline reports in $baseline (promote one with: benchmarks/run.sh promote $out)"
     baseline=none
+fi
+if [ -d "$baseline" ] && [ -f "$baseline/pytorch.jsonl" ]; then
+    compare_args+=(--baseline-pytorch "$baseline/pytorch.jsonl")
 fi
 dotnet "$compare_dll" compare "$baseline" "$out/bdn" --pytorch "$out/pytorch.jsonl" --markdown "$out/report.md" "${compare_args[@]}" \
     || status=1

@@ -23,12 +23,14 @@ public static class CompareCommand
     private const string Usage = """
         usage:
           Engine.BenchCompare compare BASELINE CURRENT [--threshold 10%] [--noise-floor 1us] [--mann-whitney [ALPHA]]
-                                      [--pytorch FILE.jsonl] [--markdown FILE.md]
+                                      [--pytorch FILE.jsonl] [--baseline-pytorch FILE.jsonl] [--raw] [--markdown FILE.md]
           Engine.BenchCompare check CURRENT
         BASELINE and CURRENT are BenchmarkDotNet full-JSON reports (*-report-full.json) or folders holding them
         (BASELINE "none": no baseline yet).
         compare exits 1 when a benchmark is slower than the baseline by more than the threshold and the noise
-        floor, or failed; check exits 1 when a benchmark failed or none ran.
+        floor, or failed; check exits 1 when a benchmark failed or none ran. With the PyTorch references of both
+        runs (--pytorch, --baseline-pytorch), current medians are first divided by the machine factor, PyTorch's
+        own slowdown between the runs (--raw: judge raw medians).
         """;
 
     /// <summary>Runs the command; returns the exit code.</summary>
@@ -66,7 +68,8 @@ public static class CompareCommand
     private static int Compare(string baselinePath, string currentPath, string[] rest, TextWriter output)
     {
         var options = new ComparisonOptions();
-        string? pytorch = null, markdown = null;
+        string? pytorch = null, baselinePytorch = null, markdown = null;
+        bool raw = false;
         for (int i = 0; i < rest.Length; i++)
         {
             string? next = i + 1 < rest.Length ? rest[i + 1] : null;
@@ -89,6 +92,13 @@ public static class CompareCommand
                     pytorch = next;
                     i++;
                     break;
+                case "--baseline-pytorch" when next is not null:
+                    baselinePytorch = next;
+                    i++;
+                    break;
+                case "--raw":
+                    raw = true;
+                    break;
                 case "--markdown" when next is not null:
                     markdown = next;
                     i++;
@@ -100,11 +110,18 @@ public static class CompareCommand
 
         IReadOnlyList<BenchmarkResult> current = BenchmarkReports.Load(currentPath);
         IReadOnlyList<BenchmarkResult> baseline = baselinePath == NoBaseline ? [] : BenchmarkReports.Load(baselinePath);
+        IReadOnlyList<PyTorchReference> references = pytorch is null || !File.Exists(pytorch) ? [] : PyTorchReference.Load(pytorch);
+        MachineDrift? drift = baselinePytorch is null || !File.Exists(baselinePytorch) || references.Count == 0
+            ? null
+            : MachineDrift.Between(PyTorchReference.Load(baselinePytorch), references);
+        if (drift is not null && !raw)
+        {
+            options = options with { MachineFactor = drift.Factor };
+        }
+
         ComparisonResult? comparison = baseline.Count == 0 ? null : Comparer.Compare(baseline, current, options);
-        IReadOnlyList<SideBySideRow> sideBySide = pytorch is null || !File.Exists(pytorch)
-            ? []
-            : SideBySideRow.Match(PyTorchReference.Load(pytorch), current);
-        string report = Report.Markdown(comparison, sideBySide, options, baselinePath, currentPath);
+        IReadOnlyList<SideBySideRow> sideBySide = SideBySideRow.Match(references, current);
+        string report = Report.Markdown(comparison, sideBySide, options, baselinePath, currentPath, drift);
         output.Write(report);
         if (markdown is not null)
         {

@@ -25,7 +25,11 @@ public enum Verdict
 /// When set, a change also needs a one-sided Mann-Whitney test on the measured iterations at this level (runs with
 /// fewer than two iterations a side are judged by their medians alone).
 /// </param>
-public sealed record ComparisonOptions(double Threshold = 0.10, double NoiseFloorNs = 1000, double? MannWhitneyAlpha = null);
+/// <param name="MachineFactor">
+/// How much slower the machine ran the current run than the baseline's, from references outside the engine
+/// (<see cref="MachineDrift"/>): current medians are divided by it before they are judged. 1 judges raw medians.
+/// </param>
+public sealed record ComparisonOptions(double Threshold = 0.10, double NoiseFloorNs = 1000, double? MannWhitneyAlpha = null, double MachineFactor = 1);
 
 /// <summary>One benchmark present in both runs.</summary>
 /// <param name="FullName">The benchmark.</param>
@@ -33,10 +37,14 @@ public sealed record ComparisonOptions(double Threshold = 0.10, double NoiseFloo
 /// <param name="CurrentNs">Current median (ns).</param>
 /// <param name="Verdict">Slower, faster or the same.</param>
 /// <param name="PValue">One-sided Mann-Whitney p-value in the direction of the change, when the test ran.</param>
-public sealed record BenchmarkComparison(string FullName, double BaselineNs, double CurrentNs, Verdict Verdict, double? PValue)
+/// <param name="MachineFactor">The comparison's <see cref="ComparisonOptions.MachineFactor"/>.</param>
+public sealed record BenchmarkComparison(string FullName, double BaselineNs, double CurrentNs, Verdict Verdict, double? PValue, double MachineFactor = 1)
 {
     /// <summary>current / baseline: above 1 is slower.</summary>
     public double Ratio => CurrentNs / BaselineNs;
+
+    /// <summary><see cref="Ratio"/> divided by the machine factor: what the verdict judges.</summary>
+    public double JudgedRatio => Ratio / MachineFactor;
 }
 
 /// <summary>The outcome of comparing two runs.</summary>
@@ -80,6 +88,7 @@ public static class Comparer
     {
         ArgumentOutOfRangeException.ThrowIfNegative(options.Threshold);
         ArgumentOutOfRangeException.ThrowIfNegative(options.NoiseFloorNs);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MachineFactor);
         var before = baseline.ToDictionary(b => b.FullName, StringComparer.Ordinal);
         var names = current.Select(c => c.FullName).ToHashSet(StringComparer.Ordinal);
         var rows = new List<BenchmarkComparison>();
@@ -107,7 +116,9 @@ public static class Comparer
 
     private static BenchmarkComparison CompareOne(BenchmarkResult then, BenchmarkResult now, ComparisonOptions options)
     {
-        double b = then.MedianNs!.Value, c = now.MedianNs!.Value;
+        // The current run as it would have measured on the baseline's machine: divided by the machine factor.
+        double f = options.MachineFactor;
+        double b = then.MedianNs!.Value, c = now.MedianNs!.Value / f;
         Verdict verdict = Math.Abs(c - b) < options.NoiseFloorNs ? Verdict.Same
             : c > b * (1 + options.Threshold) ? Verdict.Slower
             : b > c * (1 + options.Threshold) ? Verdict.Faster
@@ -115,7 +126,8 @@ public static class Comparer
         double? p = null;
         if (verdict != Verdict.Same && options.MannWhitneyAlpha is double alpha)
         {
-            p = MannWhitneyP(verdict == Verdict.Slower ? now.Values : then.Values, verdict == Verdict.Slower ? then.Values : now.Values,
+            IReadOnlyList<double> nowValues = f == 1 ? now.Values : [.. now.Values.Select(v => v / f)];
+            p = MannWhitneyP(verdict == Verdict.Slower ? nowValues : then.Values, verdict == Verdict.Slower ? then.Values : nowValues,
                 options.Threshold);
             // Too few iterations for the test (a dry run) leave the median's verdict standing.
             if (p is double value && value >= alpha)
@@ -124,7 +136,7 @@ public static class Comparer
             }
         }
 
-        return new BenchmarkComparison(now.FullName, b, c, verdict, p);
+        return new BenchmarkComparison(now.FullName, b, now.MedianNs!.Value, verdict, p, f);
     }
 
     /// <summary>

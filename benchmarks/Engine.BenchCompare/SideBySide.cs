@@ -49,3 +49,32 @@ public sealed record SideBySideRow(PyTorchReference Reference, double? Engine)
             return new SideBySideRow(r, match is null ? null : r.Work / (match.MedianNs!.Value * 1e-9) / r.Scale);
         }).ToList();
 }
+
+/// <summary>
+/// How much slower the machine itself ran one run than another: the geometric mean, over the PyTorch
+/// references measured in both (matched by label and unit), of PyTorch's time ratio (baseline
+/// throughput / current throughput). Shared machines drift by 10-30% between runs for everything
+/// that runs on them; PyTorch's code did not change, so its drift is the machine's.
+/// </summary>
+/// <param name="Factor">Above 1: the current run's machine was slower.</param>
+/// <param name="References">References the factor was taken over.</param>
+public sealed record MachineDrift(double Factor, int References)
+{
+    /// <summary>The drift between two reference files; null when they share no reference.</summary>
+    public static MachineDrift? Between(IReadOnlyList<PyTorchReference> baseline, IReadOnlyList<PyTorchReference> current)
+    {
+        double sum = 0;
+        int n = 0;
+        foreach (PyTorchReference now in current)
+        {
+            PyTorchReference? then = baseline.FirstOrDefault(b => b.Label == now.Label && b.Unit == now.Unit);
+            if (then is not null && then.PyTorch > 0 && now.PyTorch > 0)
+            {
+                sum += Math.Log(then.PyTorch / now.PyTorch);
+                n++;
+            }
+        }
+
+        return n == 0 ? null : new MachineDrift(Math.Exp(sum / n), n);
+    }
+}

@@ -202,6 +202,53 @@ public sealed class BenchCompareTests : IDisposable
         Assert.Equal(output, File.ReadAllText(markdown));
     }
 
+    /// <summary>A reference file of PyTorch throughputs by label (GFLOPS).</summary>
+    private string References(string name, params (string Label, double Gflops)[] values)
+    {
+        string path = Path.Combine(dir, name + ".jsonl");
+        File.WriteAllLines(path, values.Select(v => JsonSerializer.Serialize(new PyTorchReference(v.Label, "GemmBenchmarks", "Gemm",
+            new Dictionary<string, string>(), "GFLOPS", 1e9, 1e9, v.Gflops), PyTorchReference.Json)));
+        return path;
+    }
+
+    [Fact]
+    public void The_machine_factor_is_pytorchs_geometric_mean_slowdown_over_shared_references()
+    {
+        var before = PyTorchReference.Load(References("before", ("a", 100), ("b", 200), ("gone", 50)));
+        var after = PyTorchReference.Load(References("after", ("a", 50), ("b", 250), ("new", 10)));
+        MachineDrift drift = MachineDrift.Between(before, after)!;
+        Assert.Equal(2, drift.References);
+        Assert.Equal(Math.Sqrt(2.0 * 0.8), drift.Factor, 12);   // a took 2x the time, b 0.8x
+        Assert.Null(MachineDrift.Between(before, PyTorchReference.Load(References("other", ("c", 1)))));
+    }
+
+    [Fact]
+    public void A_slowdown_the_machine_factor_explains_is_not_a_regression_unless_raw()
+    {
+        string baseline = Write("base", Ms("Gemm.Gemm", 10, 10, 10), Ms("Norm.Forward", 1, 1, 1));
+        string current = Write("drift", Ms("Gemm.Gemm", 12.5, 12.5, 12.5), Ms("Norm.Forward", 1.6, 1.6, 1.6));
+        string then = References("then", ("GEMM", 100), ("train", 40));
+        string now = References("now", ("GEMM", 80), ("train", 32));   // PyTorch 1.25x slower on both
+
+        var (exit, output) = Run("compare", baseline, current, "--pytorch", now, "--baseline-pytorch", then);
+        Assert.Equal(CompareCommand.Regression, exit);   // Norm: 1.6 / 1.25 = 1.28, still slower
+        Assert.Contains("machine factor 1.250", output, StringComparison.Ordinal);
+        Assert.Contains("| Same | `Engine.Benchmarks.Gemm.Gemm` | 10.000 ms | 12.500 ms | 1.250 | 1.000 |", output, StringComparison.Ordinal);
+        Assert.Contains("| Slower | `Engine.Benchmarks.Norm.Forward` | 1.000 ms | 1.600 ms | 1.600 | 1.280 |", output, StringComparison.Ordinal);
+
+        var (rawExit, rawOutput) = Run("compare", baseline, current, "--pytorch", now, "--baseline-pytorch", then, "--raw");
+        Assert.Equal(CompareCommand.Regression, rawExit);
+        Assert.Contains("not applied", rawOutput, StringComparison.Ordinal);
+        Assert.Contains("| Slower | `Engine.Benchmarks.Gemm.Gemm` | 10.000 ms | 12.500 ms | 1.250 |", rawOutput, StringComparison.Ordinal);
+
+        // The same slowdown with PyTorch unchanged is the engine's own: a regression.
+        string steady = References("steady", ("GEMM", 100), ("train", 40));
+        ComparisonResult judged = Compare(baseline, current, new ComparisonOptions(MachineFactor: 1));
+        Assert.Equal(Verdict.Slower, Assert.Single(judged.Rows, r => r.FullName.Contains("Gemm", StringComparison.Ordinal)).Verdict);
+        Assert.Contains("machine factor 1.000", Run("compare", baseline, current, "--pytorch", steady, "--baseline-pytorch", then).Output,
+            StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("500ns", 500)]
     [InlineData("1us", 1000)]
