@@ -257,7 +257,7 @@ internal static unsafe class CpuAttention
     /// </summary>
     internal readonly struct ForwardTiles
     {
-        public readonly float* QT;      // [D, Tile]    the queries, transposed (column i = query i); columns past the used ones zero
+        public readonly float* QT;      // [D, Tile]    the queries, transposed (column i = query i); columns Nq..Nqc-1 zero (none further is read)
         public readonly float* KTile;   // [Tile, Dp]   keys of the current key tile (when not read in place)
         public readonly float* VTile;   // [Tile, Dp]   values of the current key tile (likewise)
         public readonly float* ST;      // [Tile, Tile] scores then probabilities, [key, query]
@@ -267,6 +267,7 @@ internal static unsafe class CpuAttention
         public readonly float* Mx;      // [Tile] a key tile's max, then its column sums
         public readonly float* Alpha;   // [Tile] rescale factor exp(m_old - m_new)
         public readonly int* Spare;     // [4 Tile] free for the caller (within ScratchFloats)
+        public readonly float* Scores;  // [Tile] a lone query's scores, then probabilities, one per key
         public readonly int D, Dp, Nq, Nq4, Nqc;
 
         /// <summary>Lays the buffers out in <paramref name="scratch"/> (<see cref="ScratchFloats"/> floats) for <paramref name="nq"/> used columns.</summary>
@@ -287,6 +288,7 @@ internal static unsafe class CpuAttention
             Mx = L + Tile;
             Alpha = Mx + Tile;
             Spare = (int*)(Alpha + Tile);
+            Scores = (float*)(Spare + (4 * Tile));
         }
 
         /// <summary>Clears the accumulators (after <see cref="QT"/> is filled).</summary>
@@ -340,7 +342,7 @@ internal static unsafe class CpuAttention
             bool oneQuery = Nq == 1 && d % 4 == 0 && Fma.IsSupported;
             if (oneQuery)
             {
-                ScoresOfOneQuery(ref src, sT, qT, d, nk, nqc);
+                OneQuerySoftmax<TV, TS, TC, TR>(ref src, ref cols, k0, nk, scale);
             }
 
             for (int j0 = 0; !oneQuery && j0 < nk4; j0 += 4)
@@ -353,12 +355,12 @@ internal static unsafe class CpuAttention
             }
 
             // Scale, mask (key k0+j visible to the columns from First(k0+j) on) and column max.
-            for (int c = 0; c < nqc; c += w)
+            for (int c = 0; !oneQuery && c < nqc; c += w)
             {
                 TS.Store(mx + c, TS.Splat(float.NegativeInfinity));
             }
 
-            for (int j = 0; j < nk; j++)
+            for (int j = 0; !oneQuery && j < nk; j++)
             {
                 int first = cols.First(k0 + j);
                 float* row = sT + (j * Tile);
@@ -385,8 +387,13 @@ internal static unsafe class CpuAttention
                 TS.Store(mx + c, TS.Zero);
             }
 
+            if (oneQuery)
+            {
+                OneQueryProbabilities<TV, TS>(nk);
+            }
+
             // Probabilities (masked entries 0) and their column sums.
-            for (int j = 0; j < nk; j++)
+            for (int j = 0; !oneQuery && j < nk; j++)
             {
                 int first = cols.First(k0 + j);
                 float* row = sT + (j * Tile);
@@ -443,17 +450,23 @@ internal static unsafe class CpuAttention
         }
 
         /// <summary>
-        /// Scores of a single query column (column 0; columns 1..nqc-1 set to 0, as a zero query
-        /// gives): 16 keys at a time in the lanes of two vectors, their rows transposed in registers
-        /// 4 steps of D at a time. Each score is <see cref="Rows4{TV, TS}"/>'s chain
-        /// <c>s = fma(k[p], q[p], s)</c> from zero over p in order, so the bits are the same.
+        /// A lone query column (decode) with the keys in the vector lanes instead of the query columns,
+        /// which would leave all lanes but one idle: its scaled, masked scores into <see cref="Scores"/>
+        /// and its tile max into <see cref="Mx"/> (every column slot, for the running-max update that
+        /// follows). Every operation a score sees is the column path's, lane by lane: the chain
+        /// <c>s = fma(k[p], q[p], s)</c> from zero over p in order (16 keys at a time, rows transposed
+        /// in registers 4 steps of D at a time), then <c>s * scale</c>, then -inf where masked. The max
+        /// is exact whatever the order it is taken in (a zero's sign aside, which no later result sees).
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void ScoresOfOneQuery<TR>(ref TR src, float* sT, float* qT, int d, int nk, int nqc)
+        private void OneQuerySoftmax<TV, TS, TC, TR>(ref TR src, ref TC cols, int k0, int nk, float scale)
+            where TV : struct
+            where TS : struct, AttentionSimd.IOps<TV>
+            where TC : struct, IForwardColumns
             where TR : struct, ITileRows
         {
             float** k = stackalloc float*[16];      // [16] key rows, clamped to the last key
-            float* s = stackalloc float[16];        // [16] scores of the 16 keys
+            float* sc = Scores;
             for (int j0 = 0; j0 < nk; j0 += 16)
             {
                 for (int r = 0; r < 16; r++)
@@ -462,21 +475,67 @@ internal static unsafe class CpuAttention
                 }
 
                 Vector256<float> s0 = default, s1 = default;
-                for (int p = 0; p < d; p += 4)
+                for (int p = 0; p < D; p += 4)
                 {
-                    float* q = qT + (p * Tile);
+                    float* q = QT + (p * Tile);
                     KeysStep4(k, p, q, ref s0);
                     KeysStep4(k + 8, p, q, ref s1);
                 }
 
-                s0.Store(s);
-                s1.Store(s + 8);
-                for (int r = 0; r < 16 && j0 + r < nk; r++)
+                s0.Store(sc + j0);
+                s1.Store(sc + j0 + 8);
+            }
+
+            int w = TS.Width;
+            for (int j = 0; j < nk; j += w)
+            {
+                TS.Store(sc + j, TS.Mul(TS.Load(sc + j), TS.Splat(scale)));
+            }
+
+            float max = float.NegativeInfinity;
+            for (int j = 0; j < nk; j++)
+            {
+                if (cols.First(k0 + j) > 0)
                 {
-                    float* row = sT + ((j0 + r) * Tile);
-                    row[0] = s[r];
-                    new Span<float>(row + 1, nqc - 1).Clear();
+                    sc[j] = float.NegativeInfinity;
                 }
+
+                max = MathF.Max(max, sc[j]);
+            }
+
+            for (int c = 0; c < Nqc; c++)
+            {
+                Mx[c] = max;
+            }
+        }
+
+        /// <summary>
+        /// The lone query's probabilities <c>exp(s - m)</c> (lanes = keys, the column path's exp lane by
+        /// lane; masked keys give exactly 0), summed in key order into <see cref="Mx"/> as the column
+        /// path sums them, and laid out as column 0 of the score tile for the P V product.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void OneQueryProbabilities<TV, TS>(int nk)
+            where TV : struct
+            where TS : struct, AttentionSimd.IOps<TV>
+        {
+            float* sc = Scores;
+            TV mNew = TS.Splat(M[0]);
+            for (int j = 0; j < nk; j += TS.Width)
+            {
+                TS.Store(sc + j, TS.Exp(TS.Sub(TS.Load(sc + j), mNew)));
+            }
+
+            float sum = 0;
+            for (int j = 0; j < nk; j++)
+            {
+                sum += sc[j];
+                ST[j * Tile] = sc[j];
+            }
+
+            for (int c = 0; c < Nqc; c++)
+            {
+                Mx[c] = sum;
             }
         }
 

@@ -290,7 +290,7 @@ internal static unsafe class CpuPagedAttention
 
             for (int k = 0; k < d; k++)
             {
-                new Span<float>(qT + (k * Tile) + nq, Tile - nq).Clear();
+                new Span<float>(qT + (k * Tile) + nq, f.Nqc - nq).Clear();  // the products read columns up to Nqc only
             }
 
             f.Begin();
