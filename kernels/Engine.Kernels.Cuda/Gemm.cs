@@ -15,28 +15,9 @@ internal sealed partial class CudaAccelerator
     /// <summary>Threads of a gemm_tf32 block (4 warps).</summary>
     private const int Tf32Threads = 128;
 
-    protected override void Gemm(ulong c, long cOffset, ulong a, long aOffset, ulong b, long bOffset, int m, int n, int k,
-        bool transA, bool transB, float alpha, float beta, Tensor bias)
-    {
-        // Rows of C lie along grid y (at most 65535 blocks): more rows of an untransposed A are cut
-        // into launches over consecutive row ranges of A and C (a row of C needs its row of A only).
-        int tileRows = Tf32Gemm ? Tf32Tile : GemmTile;
-        long maxRows = GridSliceLimit > int.MaxValue ? long.MaxValue : GridSliceLimit * tileRows;
-        if (!transA && m > maxRows)
-        {
-            for (long m0 = 0; m0 < m; m0 += maxRows)
-            {
-                int rows = (int)Math.Min(maxRows, m - m0);
-                GemmLaunch(c, cOffset + (m0 * n), a, aOffset + (m0 * k), b, bOffset, rows, n, k, transA, transB, alpha, beta, bias);
-            }
+    protected override int GemmRowsPerBlock => Tf32Gemm ? Tf32Tile : GemmTile;
 
-            return;
-        }
-
-        GemmLaunch(c, cOffset, a, aOffset, b, bOffset, m, n, k, transA, transB, alpha, beta, bias);
-    }
-
-    private void GemmLaunch(ulong c, long cOffset, ulong a, long aOffset, ulong b, long bOffset, int m, int n, int k,
+    protected override void GemmLaunch(ulong c, long cOffset, ulong a, long aOffset, ulong b, long bOffset, int m, int n, int k,
         bool transA, bool transB, float alpha, float beta, Tensor bias)
     {
         KernelArgs args = Args(Tf32Gemm ? GpuKernel.GemmTf32 : GpuKernel.Gemm).Buffer(c, cOffset).Buffer(a, aOffset).Buffer(b, bOffset)

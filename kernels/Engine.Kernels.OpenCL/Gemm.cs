@@ -19,7 +19,10 @@ internal sealed partial class ClAccelerator
     /// </summary>
     internal bool TiledGemm { get; set; }
 
-    protected override void Gemm(ulong c, long cOffset, ulong a, long aOffset, ulong b, long bOffset, int m, int n, int k,
+    /// <summary>gemm_cpu_nt's 4 rows per work-item (work-groups are 1 item tall), the fewest of the three kernels.</summary>
+    protected override int GemmRowsPerBlock => 4;
+
+    protected override void GemmLaunch(ulong c, long cOffset, ulong a, long aOffset, ulong b, long bOffset, int m, int n, int k,
         bool transA, bool transB, float alpha, float beta, Tensor bias)
     {
         if (!TiledGemm && transB && !transA)

@@ -51,10 +51,11 @@ public sealed class GpuBackendTests(BackendFixture fx, ITestOutputHelper output)
 
     [Theory]
     [BackendDevices]
-    public void Attention_cut_into_grid_slices_gives_the_same_bits(string device)
+    public void Attention_and_gemm_cut_into_grid_slices_give_the_same_bits(string device)
     {
-        // CUDA caps grid y and z at 65535 blocks, so more batches (attention) or rows (paged attention)
-        // are launched slice by slice; a lowered limit runs that path here on small shapes.
+        // CUDA caps grid y and z at 65535 blocks, so more batches (attention), rows (paged attention)
+        // or row blocks of C (GEMM) are launched slice by slice; a lowered limit runs that path here
+        // on small shapes.
         var gpu = (Engine.Kernels.Gpu.GpuAccelerator)fx.Device(device);
         long limit = gpu.GridSliceLimit;
         try
@@ -72,7 +73,7 @@ public sealed class GpuBackendTests(BackendFixture fx, ITestOutputHelper output)
         }
     }
 
-    /// <summary>Attention forward and backward over 3 batches, then 5 rows of paged attention over 2 sequences: every output, concatenated.</summary>
+    /// <summary>Attention forward and backward over 3 batches, 5 rows of paged attention over 2 sequences, two 37-row GEMMs: every output, concatenated.</summary>
     private static float[] AttentionOutputs(Accelerator acc)
     {
         const int b = 3, t = 5, hq = 2, hkv = 1, d = 8;
@@ -96,7 +97,14 @@ public sealed class GpuBackendTests(BackendFixture fx, ITestOutputHelper output)
         using DeviceBuffer paged = acc.Allocate((long)n * hq * d);
         acc.KvCacheWrite(cache.All, rowsQkv.All, slotBuf.All, n, hq, 0, shape);
         acc.PagedAttention(paged.All, rowsQkv.All, cache.All, tableBuf.All, seqBuf.All, posBuf.All, n, maxBlocks, hq, 0, shape, scale);
-        return [.. acc.Get(output), .. acc.Get(lse), .. acc.Get(dqkv), .. acc.Get(paged)];
+        // GEMM: C[37, 20] = 0.5 A B + 0.25 C + bias, B untransposed and transposed.
+        const int m = 37, gn = 20, gk = 9;
+        using DeviceBuffer a = acc.Put(TestData.Uniform(15, m * gk)), bias = acc.Put(TestData.Uniform(16, gn));
+        using DeviceBuffer bNN = acc.Put(TestData.Uniform(17, gk * gn)), bNT = acc.Put(TestData.Uniform(18, gn * gk));
+        using DeviceBuffer cNN = acc.Put(TestData.Uniform(19, m * gn)), cNT = acc.Put(TestData.Uniform(20, m * gn));
+        acc.Gemm(cNN.All, a.All, bNN.All, m, gn, gk, transA: false, transB: false, alpha: 0.5f, beta: 0.25f, bias: bias.All);
+        acc.Gemm(cNT.All, a.All, bNT.All, m, gn, gk, transA: false, transB: true, alpha: 0.5f, beta: 0.25f, bias: bias.All);
+        return [.. acc.Get(output), .. acc.Get(lse), .. acc.Get(dqkv), .. acc.Get(paged), .. acc.Get(cNN), .. acc.Get(cNT)];
     }
 
     [Theory]
