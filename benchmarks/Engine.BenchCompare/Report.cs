@@ -35,7 +35,7 @@ public static class Report
         }
         else
         {
-            AppendComparison(s, comparison);
+            AppendComparison(s, comparison, options.MachineFactor);
         }
 
         if (sideBySide.Count > 0)
@@ -56,12 +56,11 @@ public static class Report
         return s.ToString();
     }
 
-    private static void AppendComparison(StringBuilder s, ComparisonResult c)
+    private static void AppendComparison(StringBuilder s, ComparisonResult c, double factor)
     {
         s.AppendLine(Inv($"**{c.Count(Verdict.Slower)} slower, {c.Count(Verdict.Faster)} faster, {c.Count(Verdict.Same)} same**; ") +
             Inv($"{c.OnlyInBaseline.Count} missing from the current run, {c.OnlyInCurrent.Count} new, {c.Failed.Count} failed."));
         s.AppendLine();
-        double factor = c.Rows.Count > 0 ? c.Rows[0].MachineFactor : 1;
         string judged = factor != 1 ? Inv($" ({c.GeometricMeanRatio / factor:F3} divided by the machine factor)") : "";
         s.AppendLine(Inv($"Geometric mean of current/baseline: {c.GeometricMeanRatio:F3}{judged} over {c.Rows.Count} benchmarks") +
             (c.Count(Verdict.Slower) > 0 ? Inv($" (slower ones: {ComparisonResult.GeometricMean(c.Rows.Where(r => r.Verdict == Verdict.Slower)):F3})") : "") +

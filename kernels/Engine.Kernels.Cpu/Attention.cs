@@ -344,35 +344,37 @@ internal static unsafe class CpuAttention
             {
                 OneQuerySoftmax<TV, TS, TC, TR>(ref src, ref cols, k0, nk, scale);
             }
-
-            for (int j0 = 0; !oneQuery && j0 < nk4; j0 += 4)
+            else
             {
-                int c0 = cols.First(k0 + j0) / w * w;
-                if (c0 < nqc)
+                for (int j0 = 0; j0 < nk4; j0 += 4)
                 {
-                    Rows4<TV, TS>(sT + (j0 * Tile), Tile, src.Key(j0), ld, 1, qT, Tile, d, c0, nqc, accumulate: false);
-                }
-            }
-
-            // Scale, mask (key k0+j visible to the columns from First(k0+j) on) and column max.
-            for (int c = 0; !oneQuery && c < nqc; c += w)
-            {
-                TS.Store(mx + c, TS.Splat(float.NegativeInfinity));
-            }
-
-            for (int j = 0; !oneQuery && j < nk; j++)
-            {
-                int first = cols.First(k0 + j);
-                float* row = sT + (j * Tile);
-                for (int c = first / w * w; c < nqc; c += w)
-                {
-                    TS.Store(row + c, TS.Mul(TS.Load(row + c), TS.Splat(scale)));
-                    for (int i = c; i < first; i++)
+                    int c0 = cols.First(k0 + j0) / w * w;
+                    if (c0 < nqc)
                     {
-                        row[i] = float.NegativeInfinity;
+                        Rows4<TV, TS>(sT + (j0 * Tile), Tile, src.Key(j0), ld, 1, qT, Tile, d, c0, nqc, accumulate: false);
                     }
+                }
 
-                    TS.Store(mx + c, TS.Max(TS.Load(mx + c), TS.Load(row + c)));
+                // Scale, mask (key k0+j visible to the columns from First(k0+j) on) and column max.
+                for (int c = 0; c < nqc; c += w)
+                {
+                    TS.Store(mx + c, TS.Splat(float.NegativeInfinity));
+                }
+
+                for (int j = 0; j < nk; j++)
+                {
+                    int first = cols.First(k0 + j);
+                    float* row = sT + (j * Tile);
+                    for (int c = first / w * w; c < nqc; c += w)
+                    {
+                        TS.Store(row + c, TS.Mul(TS.Load(row + c), TS.Splat(scale)));
+                        for (int i = c; i < first; i++)
+                        {
+                            row[i] = float.NegativeInfinity;
+                        }
+
+                        TS.Store(mx + c, TS.Max(TS.Load(mx + c), TS.Load(row + c)));
+                    }
                 }
             }
 
@@ -391,23 +393,25 @@ internal static unsafe class CpuAttention
             {
                 OneQueryProbabilities<TV, TS>(nk);
             }
-
-            // Probabilities (masked entries 0) and their column sums.
-            for (int j = 0; !oneQuery && j < nk; j++)
+            else
             {
-                int first = cols.First(k0 + j);
-                float* row = sT + (j * Tile);
-                int c = 0;
-                for (; c + w <= first; c += w)
+                // Probabilities (masked entries 0) and their column sums.
+                for (int j = 0; j < nk; j++)
                 {
-                    TS.Store(row + c, TS.Zero);
-                }
+                    int first = cols.First(k0 + j);
+                    float* row = sT + (j * Tile);
+                    int c = 0;
+                    for (; c + w <= first; c += w)
+                    {
+                        TS.Store(row + c, TS.Zero);
+                    }
 
-                for (; c < nqc; c += w)
-                {
-                    TV p = TS.Exp(TS.Sub(TS.Load(row + c), TS.Load(m + c)));
-                    TS.Store(row + c, p);
-                    TS.Store(mx + c, TS.Add(TS.Load(mx + c), p));
+                    for (; c < nqc; c += w)
+                    {
+                        TV p = TS.Exp(TS.Sub(TS.Load(row + c), TS.Load(m + c)));
+                        TS.Store(row + c, p);
+                        TS.Store(mx + c, TS.Add(TS.Load(mx + c), p));
+                    }
                 }
             }
 

@@ -16,10 +16,11 @@ internal abstract partial class GpuAccelerator
         AttentionKernelSet set = AttentionKernels(d);
         int tile = set.Tile;
         long stride = (long)(hq + (2 * hkv)) * d;
-        for (int slice = 0; slice < GridSlices(b); slice++)
+        int step = GridStep(b);
+        for (int first = 0; first < b; first += step)
         {
             // Batches first .. first + nb - 1: rows first * T on, [nb, T, ...] views of every tensor.
-            (int first, int nb) = GridSlice(b, slice);
+            int nb = Math.Min(step, b - first);
             long r0 = (long)first * t, rows = (long)nb * t;
             KernelArgs args = new KernelArgs(this, set.Forward, "attention_forward").Tensor(output.Slice(r0 * hq * d, rows * hq * d))
                 .Tensor(lse.Slice(r0 * hq, rows * hq)).Tensor(qkv.Slice(r0 * stride, rows * stride)).Int(t).Int(hq).Int(hkv).Float(scale);
@@ -35,9 +36,10 @@ internal abstract partial class GpuAccelerator
         long tiles = (t + tile - 1) / tile;
         long stride = (long)(hq + (2 * hkv)) * d;
         ulong di = attentionDi.Ensure((long)b * hq * t * sizeof(float)); // [B, Hq, T]; each slice's [nb, Hq, T] at the start (slices run in order)
-        for (int slice = 0; slice < GridSlices(b); slice++)
+        int step = GridStep(b);
+        for (int first = 0; first < b; first += step)
         {
-            (int first, int nb) = GridSlice(b, slice);
+            int nb = Math.Min(step, b - first);
             long r0 = (long)first * t, rows = (long)nb * t;
             Tensor dqkvS = dqkv.Slice(r0 * stride, rows * stride), qkvS = qkv.Slice(r0 * stride, rows * stride);
             Tensor doutS = doutput.Slice(r0 * hq * d, rows * hq * d), outS = output.Slice(r0 * hq * d, rows * hq * d);

@@ -95,25 +95,16 @@ internal abstract unsafe partial class GpuAccelerator : Accelerator
     protected virtual long GridRows(long rows) => rows;
 
     /// <summary>
-    /// Most batches or rows that attention and paged attention lay along a grid's y or z dimension in
-    /// one launch; calls with more are cut into launches over consecutive slices of their tensors
-    /// (each slice computes exactly what it would in one launch). Unlimited unless the backend caps
-    /// those dimensions (CUDA: 65535 blocks); tests lower it to exercise the cutting on any device.
+    /// Most blocks a launch lays along a grid's y or z dimension for batches (attention), rows (paged
+    /// attention) or row blocks of C (GEMM); calls with more are cut into launches over consecutive
+    /// slices of their tensors (each slice computes exactly what it would in one launch). Unlimited
+    /// unless the backend caps those dimensions (CUDA: 65535); tests lower it to exercise the cutting
+    /// on any device.
     /// </summary>
     internal long GridSliceLimit { get; set; } = long.MaxValue;
 
-    /// <summary>How many slices of at most <see cref="GridSliceLimit"/> items cover <paramref name="count"/>.</summary>
-    protected int GridSlices(int count) => count <= 0 ? 0 : (count + GridStep(count) - 1) / GridStep(count);
-
-    /// <summary>Slice <paramref name="index"/> of <paramref name="count"/> items: its first item and its item count.</summary>
-    protected (int First, int Count) GridSlice(int count, int index)
-    {
-        int step = GridStep(count);
-        int first = index * step;
-        return (first, Math.Min(step, count - first));
-    }
-
-    private int GridStep(int count) => (int)Math.Clamp(GridSliceLimit, 1, Math.Max(1, count));
+    /// <summary>Items (one block each along y or z) per launch for a call over <paramref name="count"/> of them.</summary>
+    protected int GridStep(int count) => (int)Math.Clamp(GridSliceLimit, 1, Math.Max(1, count));
 
     /// <summary>Releases the kernels and scratch buffers (the backend calls it while its queue or context is still alive).</summary>
     protected void ReleaseKernelsAndScratch()

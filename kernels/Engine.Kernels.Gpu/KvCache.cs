@@ -24,10 +24,11 @@ internal abstract partial class GpuAccelerator
         long layerOffset = (long)layer * 2 * shape.KvHeads * shape.BlockSize * d;
         int sequences = (int)Math.Min(int.MaxValue, blockTables.Length / maxBlocks);
         long stride = (long)(heads + (2 * shape.KvHeads)) * d;
-        for (int slice = 0; slice < GridSlices(n); slice++)
+        int step = GridStep(n);
+        for (int first = 0; first < n; first += step)
         {
             // Rows first .. first + rows - 1 (a row's output depends on its own query and the cache only).
-            (int first, int rows) = GridSlice(n, slice);
+            int rows = Math.Min(step, n - first);
             KernelArgs args = Args(GpuKernel.PagedAttention).Tensor(output.Slice((long)first * heads * d, (long)rows * heads * d))
                 .Tensor(qkv.Slice(first * stride, rows * stride)).Tensor(cache).Tensor(blockTables).Tensor(rowSeq.Slice(first, rows))
                 .Tensor(rowPos.Slice(first, rows)).Local((long)d * sizeof(float)).Local((long)d * sizeof(float))

@@ -100,15 +100,15 @@ internal sealed class Generator : IDisposable
         hostPositions = new int[capacity];
         hostSlots = new int[capacity];
         hostRowSeq = new int[capacity];
-        hostGather = new int[capacity];
-        hostTopK = new int[capacity];
-        hostSampled = new int[capacity];
+        hostGather = new int[options.MaxSlots];
+        hostTopK = new int[options.MaxSlots];
+        hostSampled = new int[options.MaxSlots];
         hostTables = new int[2 * options.MaxSlots * maxBlocks];
-        hostUniforms = new float[capacity];
-        hostTemps = new float[capacity];
-        hostTopP = new float[capacity];
-        hostSampleLp = new float[capacity];
-        hostPolicyLp = new float[capacity];
+        hostUniforms = new float[options.MaxSlots];
+        hostTemps = new float[options.MaxSlots];
+        hostTopP = new float[options.MaxSlots];
+        hostSampleLp = new float[options.MaxSlots];
+        hostPolicyLp = new float[options.MaxSlots];
     }
 
     /// <summary>Counters of the last call.</summary>
