@@ -169,7 +169,7 @@ internal static class RunCommands
 
                 if (dot < 0 || dot > eq)
                 {
-                    throw new EngineException($"--set {item}: expected section.key=value (sections: task, model, sft, rl)");
+                    throw new EngineException($"--set {item}: expected section.key=value (sections: task, model, sft, rl, kd)");
                 }
 
                 string section = key[..dot], name = key[(dot + 1)..];
@@ -179,7 +179,8 @@ internal static class RunCommands
                     "model" => typeof(ModelOptions),
                     "sft" => typeof(SftOptions),
                     "rl" => typeof(RlOptions),
-                    _ => throw new EngineException($"--set {item}: unknown section '{section}' (expected task, model, sft, rl)"),
+                    "kd" => typeof(KdOptions),
+                    _ => throw new EngineException($"--set {item}: unknown section '{section}' (expected task, model, sft, rl, kd)"),
                 };
                 var setting = OptionsBinder.Settings(type).FirstOrDefault(s => s.Name == name);
                 JsonNode? parsed = setting.Property is null ? JsonValue.Create(value) : OptionsBinder.ParseValue(value, setting.Property.PropertyType, $"--set {key}");
