@@ -131,8 +131,25 @@ public sealed class LanguageModel : IDisposable
     /// (<see cref="RlOptions.Distillation"/>); the teacher must share this model's tokenizer and is copied, frozen,
     /// onto this model's device.
     /// </summary>
-    public RlSession StartRl(ITask task, RlOptions options, LanguageModel? teacher) =>
-        new(new Rl.RlTrainer(Model, Codec(), task, options, teacherModel: teacher));
+    public RlSession StartRl(ITask task, RlOptions options, LanguageModel? teacher)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (teacher is null || options.Distillation is null)
+        {
+            return new(new Rl.RlTrainer(Model, Codec(), task, options));
+        }
+
+        Rl.FrozenModel frozen = Rl.FrozenModel.From(teacher, "teacher", Model, Tokenizer);
+        try
+        {
+            return new(new Rl.RlTrainer(Model, Codec(), task, options, teacher: frozen, ownsTeacher: true));
+        }
+        catch
+        {
+            frozen.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>
     /// Accuracy on the first <paramref name="examples"/> test examples of a task: greedy, and avg@k over

@@ -25,12 +25,17 @@ internal sealed class RlTrainer : IDisposable
     private readonly IAdvantageEstimator advantages;
     private readonly FrozenModel? reference;
     private readonly FrozenModel? teacher;
+    private readonly bool ownsTeacher;
     private readonly List<LossTerm> terms = [];
     private readonly RolloutBatch batch;
     private readonly PolicyUpdate update;
 
-    /// <summary>Builds the step for <paramref name="options"/>; a teacher given here wins over the options' checkpoint path.</summary>
-    public RlTrainer(Transformer policy, TaskCodec codec, ITask task, RlOptions options, Generator? generator = null, LanguageModel? teacherModel = null)
+    /// <summary>
+    /// Builds the step for <paramref name="options"/>. A <paramref name="teacher"/> given here (on the policy's device) wins over
+    /// the options' checkpoint path; the trainer disposes it only when <paramref name="ownsTeacher"/>.
+    /// </summary>
+    public RlTrainer(Transformer policy, TaskCodec codec, ITask task, RlOptions options, Generator? generator = null, FrozenModel? teacher = null,
+        bool ownsTeacher = false)
     {
         options.Validate();
         this.policy = policy;
@@ -62,9 +67,9 @@ internal sealed class RlTrainer : IDisposable
 
             if (options.Distillation is KdOptions kd)
             {
-                teacher = teacherModel is not null ? FrozenModel.From(teacherModel, "teacher", policy, codec.Tokenizer)
-                    : kd.Teacher.Length > 0 ? FrozenModel.Load(kd.Teacher, "teacher", policy, codec.Tokenizer)
-                    : throw new EngineException("kd: a teacher is needed (kd.teacher = a checkpoint directory, or a teacher model through the API)");
+                this.ownsTeacher = teacher is null || ownsTeacher;
+                this.teacher = teacher ?? (kd.Teacher.Length > 0 ? FrozenModel.Load(kd.Teacher, "teacher", policy, codec.Tokenizer)
+                    : throw new EngineException("kd: a teacher is needed (kd.teacher = a checkpoint directory, or a teacher model through the API)"));
             }
 
             terms.Add(new ClippedSurrogateTerm(policy.Acc, new PolicyLossSettings(options.EpsLow, options.EpsHigh, options.DualClip)));
@@ -237,7 +242,11 @@ internal sealed class RlTrainer : IDisposable
         batch.Dispose();
         Optimizer.Dispose();
         reference?.Dispose();
-        teacher?.Dispose();
+        if (ownsTeacher)
+        {
+            teacher?.Dispose();
+        }
+
         if (OwnsGenerator)
         {
             Generator.Dispose();

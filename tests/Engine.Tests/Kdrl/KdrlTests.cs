@@ -308,3 +308,40 @@ public sealed class KdrlTests(ITestOutputHelper output)
         public RewardResult Score(TaskExample example, string response) => new(0, false);
     }
 }
+
+/// <summary>The shipped experiment's quick version: every arm runs and summary.json has the documented shape.</summary>
+public sealed class KdrlExperimentTests
+{
+    [Fact]
+    public void The_quick_experiment_writes_every_arm_per_seed_and_a_report()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"engine-kdrl-exp-{Environment.ProcessId}");
+        try
+        {
+            var summary = KdrlExperiment.Run(new KdrlExperimentOptions { Seeds = [3], OutDir = dir, Quick = true });
+            using JsonDocument file = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "summary.json")));
+            JsonElement arms = file.RootElement.GetProperty("arms");
+            Assert.Equal(KdrlExperiment.Arms, arms.EnumerateObject().Select(p => p.Name));
+            foreach (JsonProperty arm in arms.EnumerateObject())
+            {
+                double perSeed = arm.Value.GetProperty("per_seed").GetProperty("3").GetDouble();
+                Assert.InRange(perSeed, 0, 1);
+                Assert.Equal(perSeed, arm.Value.GetProperty("mean").GetDouble());
+            }
+
+            Assert.InRange(file.RootElement.GetProperty("teacher").GetDouble(), 0, 1);
+            Assert.Equal(4, file.RootElement.GetProperty("steps").GetInt32());
+            string html = File.ReadAllText(Path.Combine(dir, "report.html"));
+            Assert.Contains("<svg", html, StringComparison.Ordinal);
+            Assert.Contains("kdrl_anneal", html, StringComparison.Ordinal);
+            Assert.Contains("KD loss", html, StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+    }
+}
