@@ -78,6 +78,37 @@ internal sealed unsafe partial class CpuAccelerator
         Accumulate(st, sums);
     }
 
+    protected override void OffPolicyLossCore(Tensor dlogp, Tensor stats, Tensor logp, Tensor logpBehaviour, Tensor advantages, Tensor mask,
+        Tensor weights, in OffPolicySettings settings, int n)
+    {
+        float* g = F(dlogp), st = F(stats), lp = F(logp), behaviour = F(logpBehaviour), adv = F(advantages), m = F(mask), w = F(weights);
+        Span<double> sums = stackalloc double[OffPolicyStats.Count];
+        sums.Clear();
+        double rhoMax = st[OffPolicyStats.RhoMax];
+        for (int t = 0; t < n; t++)
+        {
+            var term = PolicyLossMath.OffPolicyToken(lp[t], behaviour[t], adv[t], settings);
+            double weight = w[t], counted = m[t];
+            double add = weight * term.Gradient;
+            if (add != 0)
+            {
+                g[t] = (float)(g[t] + add);
+            }
+
+            sums[OffPolicyStats.Loss] += weight * term.Loss;
+            sums[OffPolicyStats.Tokens] += counted;
+            sums[OffPolicyStats.RhoSum] += counted * term.Ratio;
+            sums[OffPolicyStats.Clipped] += term.ClippedHigh || term.ClippedLow ? counted : 0;
+            if (counted != 0 && term.Ratio > rhoMax)
+            {
+                rhoMax = term.Ratio;
+            }
+        }
+
+        Accumulate(st, sums);
+        st[OffPolicyStats.RhoMax] = (float)rhoMax;
+    }
+
     /// <summary>Adds the double-precision sums to the float statistics vector.</summary>
     private static void Accumulate(float* stats, ReadOnlySpan<double> sums)
     {
@@ -126,5 +157,22 @@ internal static class PolicyLossMath
         }
 
         return new Term(loss, grad, r, clipHigh, clipLow, dual);
+    }
+
+    /// <summary>Loss and dloss/dlogp of one off-policy token (rho against the guide's log-prob).</summary>
+    public static Term OffPolicyToken(float logp, float logpBehaviour, float advantage, in OffPolicySettings s)
+    {
+        if (s.Weighting == OffPolicyWeighting.Clip)
+        {
+            return Token(logp, logpBehaviour, advantage, new PolicyLossSettings(s.EpsLow, s.EpsHigh, 0));
+        }
+
+        double logRatio = (double)logp - logpBehaviour;
+        bool clamped = logRatio < -20 || logRatio > 20;
+        double rho = Math.Exp(Math.Clamp(logRatio, -20, 20));
+        double a = advantage, gamma = s.Gamma;
+        double shaped = rho / (rho + gamma);
+        double grad = clamped ? 0 : -a * gamma * rho / ((rho + gamma) * (rho + gamma));
+        return new Term(-a * shaped, grad, rho, false, false, false);
     }
 }

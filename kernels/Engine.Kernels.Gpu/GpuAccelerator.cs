@@ -329,6 +329,7 @@ internal enum GpuKernel
     PolicyLoss,
     KlLoss,
     EntropyBonus,
+    OffPolicyLoss,
     KlPenalty,
     Count,
 }
@@ -389,6 +390,7 @@ internal static class GpuKernels
         t[(int)GpuKernel.PolicyLoss] = ("PolicyLoss", "policy_loss", null);
         t[(int)GpuKernel.KlLoss] = ("PolicyLoss", "kl_loss", null);
         t[(int)GpuKernel.EntropyBonus] = ("PolicyLoss", "entropy_bonus", null);
+        t[(int)GpuKernel.OffPolicyLoss] = ("PolicyLoss", "off_policy_loss", null);
         t[(int)GpuKernel.KlPenalty] = ("PolicyLoss", "kl_penalty", null);
         return t;
     }

@@ -23,6 +23,12 @@ internal abstract partial class GpuAccelerator
         Run(Args(GpuKernel.EntropyBonus).Tensor(dentropy).Tensor(stats).Tensor(entropy).Tensor(mask).Tensor(weights)
             .Flag(!dentropy.IsEmpty).Float(coef).Int(n), Wg, Wg);
 
+    protected override void OffPolicyLossCore(Tensor dlogp, Tensor stats, Tensor logp, Tensor logpBehaviour, Tensor advantages, Tensor mask,
+        Tensor weights, in OffPolicySettings settings, int n) =>
+        Run(Args(GpuKernel.OffPolicyLoss).Tensor(dlogp).Tensor(stats).Tensor(logp).Tensor(logpBehaviour).Tensor(advantages).Tensor(mask)
+            .Tensor(weights).Flag(settings.Weighting == OffPolicyWeighting.Shaping).Float(settings.EpsLow).Float(settings.EpsHigh)
+            .Float(settings.Gamma).Int(n), Wg, Wg);
+
     protected override void KlPenaltyCore(Tensor output, Tensor logp, Tensor logpRef, KlEstimator estimator, int n) =>
         Run(Args(GpuKernel.KlPenalty).Tensor(output).Tensor(logp).Tensor(logpRef).Int((int)estimator).Int(n), n, Math.Min(Wg, 64));
 }

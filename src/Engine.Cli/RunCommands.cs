@@ -42,12 +42,15 @@ internal static class RunCommands
     {
         var command = new Command("rl", "Reinforcement learning (GRPO, DAPO or KDRL) on a built-in task from a checkpoint or a new model.");
         var common = new CommonRunOptions(command, "runs/rl");
-        var algo = new Option<string>("--algo") { Description = "grpo, dapo, ladder-0 .. ladder-5 (the DAPO paper's ablation ladder: 0 = grpo, 5 = dapo), kdrl (GRPO + distillation to --teacher) or kd (distillation only, reward ignored): the preset the other settings start from", DefaultValueFactory = _ => "dapo" };
+        var algo = new Option<string>("--algo") { Description = "grpo, dapo, ladder-0 .. ladder-5 (the DAPO paper's ablation ladder: 0 = grpo, 5 = dapo), kdrl (GRPO + distillation to --teacher), kd (distillation only, reward ignored) or dapo-mixed (DAPO with the samples of the guiding policy --guide): the preset the other settings start from", DefaultValueFactory = _ => "dapo" };
         var teacher = new Option<string?>("--teacher") { Description = "the teacher checkpoint of kdrl / kd (same as --kd-teacher)" };
+        var guide = new Option<string?>("--guide") { Description = "the guiding policy's checkpoint of dapo-mixed" };
         command.Options.Add(algo);
         command.Options.Add(teacher);
+        command.Options.Add(guide);
         var flags = SettingFlags.Add<RlOptions>(command, exclude: ["algorithm"]);
         var kdFlags = SettingFlags.Add<KdOptions>(command, "kd-");
+        var guideFlags = SettingFlags.Add<GuideOptions>(command, "guide-", exclude: ["guide"]);
         var modelFlags = SettingFlags.Add<ModelOptions>(command, "model-");
         var taskFlags = SettingFlags.Add<TaskOptions>(command, "task-");
         command.SetAction(r => CommandLine.Guard(() =>
@@ -58,9 +61,10 @@ internal static class RunCommands
                 "dapo" => RlOptions.Dapo(),
                 "kdrl" => RlOptions.Kdrl(),
                 "kd" => RlOptions.KdOnly(),
+                "dapo-mixed" => RlOptions.DapoMixed(),
                 string name when name.StartsWith("ladder-", StringComparison.Ordinal)
                     && int.TryParse(name.AsSpan(7), NumberStyles.None, CultureInfo.InvariantCulture, out int rung) => RlOptions.Ladder(rung),
-                var other => throw new EngineException($"--algo must be grpo, dapo, ladder-0 .. ladder-5, kdrl or kd, got '{other}'"),
+                var other => throw new EngineException($"--algo must be grpo, dapo, ladder-0 .. ladder-5, kdrl, kd or dapo-mixed, got '{other}'"),
             };
             // The preset decides the techniques; the budget and evaluation are the demo's, so that
             // `rl --algo X` from the demo's SFT checkpoint is the demo's RL phase with X's techniques.
@@ -75,7 +79,8 @@ internal static class RunCommands
             RunOptions o = Engine.DemoDefaults.Options() with { Sft = null, Rl = preset };
             return common.Run(r, o, x => x with
             {
-                Rl = WithDistillation(OptionsBinder.Apply(x.Rl!, flags.Collect(r), "command line"), kdFlags.Collect(r), r.GetValue(teacher)),
+                Rl = WithGuidance(WithDistillation(OptionsBinder.Apply(x.Rl!, flags.Collect(r), "command line"), kdFlags.Collect(r), r.GetValue(teacher)),
+                    guideFlags.Collect(r), r.GetValue(guide)),
                 Model = OptionsBinder.Apply(x.Model, modelFlags.Collect(r), "command line"),
                 Task = OptionsBinder.Apply(x.Task, taskFlags.Collect(r), "command line"),
             });
@@ -92,6 +97,17 @@ internal static class RunCommands
         }
 
         return kdFlags.Count == 0 ? rl : rl with { Distillation = OptionsBinder.Apply(rl.Distillation ?? new KdOptions(), kdFlags, "command line") };
+    }
+
+    /// <summary>The guide flags and --guide applied to the RL options (which then take guidance, whatever the preset).</summary>
+    private static RlOptions WithGuidance(RlOptions rl, JsonObject guideFlags, string? guide)
+    {
+        if (guide is not null)
+        {
+            guideFlags["guide"] = guide;
+        }
+
+        return guideFlags.Count == 0 ? rl : rl with { Guidance = OptionsBinder.Apply(rl.Guidance ?? new GuideOptions(), guideFlags, "command line") };
     }
 
     /// <summary>--out, --config, --device, --resume and --set, shared by the run commands.</summary>
@@ -169,7 +185,7 @@ internal static class RunCommands
 
                 if (dot < 0 || dot > eq)
                 {
-                    throw new EngineException($"--set {item}: expected section.key=value (sections: task, model, sft, rl, kd)");
+                    throw new EngineException($"--set {item}: expected section.key=value (sections: task, model, sft, rl, kd, guide)");
                 }
 
                 string section = key[..dot], name = key[(dot + 1)..];
@@ -180,7 +196,8 @@ internal static class RunCommands
                     "sft" => typeof(SftOptions),
                     "rl" => typeof(RlOptions),
                     "kd" => typeof(KdOptions),
-                    _ => throw new EngineException($"--set {item}: unknown section '{section}' (expected task, model, sft, rl, kd)"),
+                    "guide" => typeof(GuideOptions),
+                    _ => throw new EngineException($"--set {item}: unknown section '{section}' (expected task, model, sft, rl, kd, guide)"),
                 };
                 var setting = OptionsBinder.Settings(type).FirstOrDefault(s => s.Name == name);
                 JsonNode? parsed = setting.Property is null ? JsonValue.Create(value) : OptionsBinder.ParseValue(value, setting.Property.PropertyType, $"--set {key}");

@@ -105,8 +105,85 @@ internal static class EntropyStats
     public const int Count = 2;
 }
 
+/// <summary>How off-policy tokens (sampled by a frozen guide) weigh the importance ratio <c>rho = pi_theta / pi_guide</c>.</summary>
+internal enum OffPolicyWeighting
+{
+    /// <summary>The decoupled clip applied to rho: <c>max(-A rho, -A clamp(rho, 1 - eps_low, 1 + eps_high))</c>.</summary>
+    Clip,
+
+    /// <summary>The shaping transform <c>f(rho) = rho / (rho + gamma)</c>: loss <c>-A f(rho)</c>, gradient kept on low-probability tokens.</summary>
+    Shaping,
+}
+
+/// <summary>Settings of the off-policy term of mixed-policy DAPO.</summary>
+/// <param name="Weighting">Clip or shaping.</param>
+/// <param name="EpsLow">Lower clip of rho (clip mode).</param>
+/// <param name="EpsHigh">Upper clip of rho (clip mode).</param>
+/// <param name="Gamma">gamma of the shaping transform.</param>
+internal readonly record struct OffPolicySettings(OffPolicyWeighting Weighting, float EpsLow, float EpsHigh, float Gamma);
+
+/// <summary>Slots of the statistics vector the off-policy term (<see cref="Accelerator.OffPolicyLoss"/>) accumulates.</summary>
+internal static class OffPolicyStats
+{
+    /// <summary><c>sum w_t l_t</c>: the term's loss.</summary>
+    public const int Loss = 0;
+
+    /// <summary><c>sum M_t</c>: off-policy tokens counted.</summary>
+    public const int Tokens = 1;
+
+    /// <summary><c>sum M_t rho_t</c>.</summary>
+    public const int RhoSum = 2;
+
+    /// <summary><c>max over counted tokens of rho_t</c> (0 when none); accumulated as a running maximum.</summary>
+    public const int RhoMax = 3;
+
+    /// <summary>Counted tokens whose rho was clipped (clip mode).</summary>
+    public const int Clipped = 4;
+
+    /// <summary>Length of the statistics vector.</summary>
+    public const int Count = 5;
+}
+
 internal abstract partial class Accelerator
 {
+    /// <summary>
+    /// The off-policy term of mixed-policy DAPO, forward and backward in one pass: per token
+    /// <c>rho = exp(clamp(logp - logp_behaviour, -20, 20))</c> (log space), and either the decoupled clip applied to
+    /// rho (as <see cref="PolicyLoss"/> with the guide in place of pi_old) or the shaping <c>-A rho / (rho + gamma)</c>
+    /// whose gradient is <c>-A gamma rho / (rho + gamma)^2</c>. Adds <c>w dl/dlogp</c> to <paramref name="dlogp"/> (an exact
+    /// zero is not added) and accumulates <see cref="OffPolicyStats"/>.
+    /// </summary>
+    /// <param name="dlogp">[N] gradient with respect to the log-probs (accumulated).</param>
+    /// <param name="stats">[<see cref="OffPolicyStats.Count"/>] sums (and the running maximum), accumulated.</param>
+    /// <param name="logp">[N] log-probs under the policy being trained.</param>
+    /// <param name="logpBehaviour">[N] log-probs under the guide that sampled the tokens.</param>
+    /// <param name="advantages">[N] advantage of each token.</param>
+    /// <param name="mask">[N] 1 for the off-policy tokens that count.</param>
+    /// <param name="weights">[N] aggregation weight of each token (0 elsewhere).</param>
+    /// <param name="settings">Weighting mode and its constants.</param>
+    /// <param name="n">Tokens N.</param>
+    public void OffPolicyLoss(Tensor dlogp, Tensor stats, Tensor logp, Tensor logpBehaviour, Tensor advantages, Tensor mask, Tensor weights,
+        in OffPolicySettings settings, int n)
+    {
+        CheckPositive(n, nameof(n));
+        Check(dlogp, nameof(dlogp), minLength: n);
+        Check(stats, nameof(stats), minLength: OffPolicyStats.Count);
+        Check(logp, nameof(logp), minLength: n);
+        Check(logpBehaviour, nameof(logpBehaviour), minLength: n);
+        Check(advantages, nameof(advantages), minLength: n);
+        Check(mask, nameof(mask), minLength: n);
+        Check(weights, nameof(weights), minLength: n);
+        if (!(settings.EpsLow >= 0 && settings.EpsLow < 1) || !(settings.EpsHigh >= 0) || !(settings.Gamma > 0))
+        {
+            throw new ArgumentException($"off-policy settings need 0 <= eps_low < 1, eps_high >= 0 and gamma > 0 (got {settings})");
+        }
+
+        using (Profile("OffPolicyLoss"))
+        {
+            OffPolicyLossCore(dlogp, stats, logp, logpBehaviour, advantages, mask, weights, settings, n);
+        }
+    }
+
     /// <summary>
     /// The importance-weighted clipped policy surrogate, forward and backward in one pass. Per token:
     /// <c>r = exp(clamp(logp - logp_old, -20, 20))</c>,
@@ -233,4 +310,7 @@ internal abstract partial class Accelerator
     protected abstract void EntropyBonusCore(Tensor dentropy, Tensor stats, Tensor entropy, Tensor mask, Tensor weights, float coef, int n);
 
     protected abstract void KlPenaltyCore(Tensor output, Tensor logp, Tensor logpRef, KlEstimator estimator, int n);
+
+    protected abstract void OffPolicyLossCore(Tensor dlogp, Tensor stats, Tensor logp, Tensor logpBehaviour, Tensor advantages, Tensor mask,
+        Tensor weights, in OffPolicySettings settings, int n);
 }

@@ -127,26 +127,33 @@ public sealed class LanguageModel : IDisposable
     public RlSession StartRl(ITask task, RlOptions options) => StartRl(task, options, teacher: null);
 
     /// <summary>
-    /// Starts an RL session with a teacher model for KDRL's distillation term
-    /// (<see cref="RlOptions.Distillation"/>); the teacher must share this model's tokenizer and is copied, frozen,
-    /// onto this model's device.
+    /// Starts an RL session with frozen auxiliary models: a <paramref name="teacher"/> for KDRL's distillation term
+    /// (<see cref="RlOptions.Distillation"/>) and a <paramref name="guide"/> for mixed-policy DAPO
+    /// (<see cref="RlOptions.Guidance"/>). Each must share this model's tokenizer and is copied, frozen, onto this model's
+    /// device; one the options do not ask for is ignored.
     /// </summary>
-    public RlSession StartRl(ITask task, RlOptions options, LanguageModel? teacher)
+    public RlSession StartRl(ITask task, RlOptions options, LanguageModel? teacher, LanguageModel? guide = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (teacher is null || options.Distillation is null)
-        {
-            return new(new Rl.RlTrainer(Model, Codec(), task, options));
-        }
-
-        Rl.FrozenModel frozen = Rl.FrozenModel.From(teacher, "teacher", Model, Tokenizer);
+        Rl.FrozenModel? frozenTeacher = null, frozenGuide = null;
         try
         {
-            return new(new Rl.RlTrainer(Model, Codec(), task, options, teacher: frozen, ownsTeacher: true));
+            if (teacher is not null && options.Distillation is not null)
+            {
+                frozenTeacher = Rl.FrozenModel.From(teacher, "teacher", Model, Tokenizer);
+            }
+
+            if (guide is not null && options.Guidance is not null)
+            {
+                frozenGuide = Rl.FrozenModel.From(guide, "guide", Model, Tokenizer);
+            }
+
+            return new(new Rl.RlTrainer(Model, Codec(), task, options, teacher: frozenTeacher, ownsTeacher: true, guide: frozenGuide, ownsGuide: true));
         }
         catch
         {
-            frozen.Dispose();
+            frozenTeacher?.Dispose();
+            frozenGuide?.Dispose();
             throw;
         }
     }

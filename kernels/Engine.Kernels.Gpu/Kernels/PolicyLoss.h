@@ -176,6 +176,77 @@ void entropy_bonus(GLOBAL float* dent, u64 dentOff,          // [N] written when
     }
 }
 
+// The off-policy term of mixed-policy DAPO: rho = exp(clamp(logp - logp_behaviour, -20, 20)); clip mode is
+// policy_loss's surrogate with the guide in place of pi_old (no dual clip), shaping is -A rho / (rho + gamma).
+// dlogp += w dl/dlogp (exact zeros not added); stats: loss, tokens, sum rho, running max rho, clipped.
+KERNEL_WG(WG, 1, 1)
+void off_policy_loss(GLOBAL float* dlogp, u64 dlogpOff,           // [N] accumulated
+                     GLOBAL float* stats, u64 statsOff,           // [5] accumulated
+                     GLOBAL const float* logp, u64 logpOff,       // [N]
+                     GLOBAL const float* behaviour, u64 behOff,   // [N]
+                     GLOBAL const float* adv, u64 advOff,         // [N]
+                     GLOBAL const float* mask, u64 maskOff,       // [N]
+                     GLOBAL const float* weights, u64 wOff,       // [N]
+                     int shaping, float epsLow, float epsHigh, float gamma, int n)
+{
+    SHARED acc_t red[WG];
+    SHARED float redMax[WG];
+    acc_t sLoss = 0, sTokens = 0, sRho = 0, sClipped = 0;
+    float rhoMax = 0;
+    for (int t = LOCAL_ID(0); t < n; t += WG)
+    {
+        const float lp = logp[logpOff + t], beh = behaviour[behOff + t];
+        const acc_t logRatio = (acc_t)lp - beh;
+        const int ratioClamped = logRatio < -20 || logRatio > 20;
+        const acc_t rho = exp(clamp(logRatio, (acc_t)-20, (acc_t)20));
+        const acc_t a = adv[advOff + t];
+        acc_t loss, grad;
+        int clipped = 0;
+        if (shaping)
+        {
+            loss = -a * (rho / (rho + (acc_t)gamma));
+            grad = ratioClamped ? 0 : -a * (acc_t)gamma * rho / ((rho + (acc_t)gamma) * (rho + (acc_t)gamma));
+        }
+        else
+        {
+            const acc_t rc = clamp(rho, 1 - (acc_t)epsLow, 1 + (acc_t)epsHigh);
+            const int clipHigh = a > 0 && rho > 1 + (acc_t)epsHigh;
+            const int clipLow = a < 0 && rho < 1 - (acc_t)epsLow;
+            loss = max(-a * rho, -a * rc);
+            grad = (clipHigh || clipLow || ratioClamped) ? 0 : -a * rho;
+            clipped = clipHigh || clipLow;
+        }
+        const acc_t weight = weights[wOff + t], counted = mask[maskOff + t];
+        const acc_t add = weight * grad;
+        if (add != 0)
+        {
+            dlogp[dlogpOff + t] = (float)(dlogp[dlogpOff + t] + add);
+        }
+        sLoss += weight * loss;
+        sTokens += counted;
+        sRho += counted * rho;
+        sClipped += clipped ? counted : 0;
+        if (counted != 0 && (float)rho > rhoMax)
+        {
+            rhoMax = (float)rho;
+        }
+    }
+    sLoss = wg_sum(sLoss, red);
+    sTokens = wg_sum(sTokens, red);
+    sRho = wg_sum(sRho, red);
+    sClipped = wg_sum(sClipped, red);
+    rhoMax = wg_max_n(rhoMax, redMax, WG);
+    if (LOCAL_ID(0) == 0)
+    {
+        stats += statsOff;
+        stats[0] = (float)(stats[0] + sLoss);
+        stats[1] = (float)(stats[1] + sTokens);
+        stats[2] = (float)(stats[2] + sRho);
+        stats[3] = max(stats[3], rhoMax);
+        stats[4] = (float)(stats[4] + sClipped);
+    }
+}
+
 // output[t] = k(logp_ref - logp) (the KL-in-reward variant).
 KERNEL void kl_penalty(GLOBAL float* out, u64 outOff,           // [N]
                        GLOBAL const float* logp, u64 logpOff,   // [N]

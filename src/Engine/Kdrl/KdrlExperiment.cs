@@ -54,7 +54,7 @@ internal static class KdrlExperiment
         var task = new TaskOptions { Name = "addition", Seed = 1, Parameters = "min_digits=1,max_digits=2" };
         var student = new ModelOptions { Family = "gpt2", Layers = 2, Dim = 128, Heads = 4, MaxPositions = 24 };
         var teacherSft = new SftOptions { Steps = quick ? 30 : 1200, BatchSize = 64, LearningRate = 3e-3f, WarmupSteps = 20, Seed = 1000 };
-        var studentSft = new SftOptions { Steps = quick ? 10 : 150, BatchSize = 64, LearningRate = 3e-3f, WarmupSteps = 20 };
+        var studentSft = new SftOptions { Steps = quick ? 10 : 300, BatchSize = 64, LearningRate = 3e-3f, WarmupSteps = 20 };
         int steps = quick ? 4 : 150;
         var rl = RlOptions.Kdrl() with
         {

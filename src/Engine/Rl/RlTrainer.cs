@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Engine.Core;
 using Engine.Generation;
 using Engine.Kdrl;
+using Engine.MixedPolicy;
 using Engine.Model;
 using Engine.Training;
 
@@ -26,16 +27,17 @@ internal sealed class RlTrainer : IDisposable
     private readonly FrozenModel? reference;
     private readonly FrozenModel? teacher;
     private readonly bool ownsTeacher;
+    private readonly Guidance? guidance;
     private readonly List<LossTerm> terms = [];
     private readonly RolloutBatch batch;
     private readonly PolicyUpdate update;
 
     /// <summary>
-    /// Builds the step for <paramref name="options"/>. A <paramref name="teacher"/> given here (on the policy's device) wins over
-    /// the options' checkpoint path; the trainer disposes it only when <paramref name="ownsTeacher"/>.
+    /// Builds the step for <paramref name="options"/>. A <paramref name="teacher"/> or <paramref name="guide"/> given here (on the
+    /// policy's device) wins over the options' checkpoint path; the trainer disposes them only when it owns them.
     /// </summary>
     public RlTrainer(Transformer policy, TaskCodec codec, ITask task, RlOptions options, Generator? generator = null, FrozenModel? teacher = null,
-        bool ownsTeacher = false)
+        bool ownsTeacher = false, FrozenModel? guide = null, bool ownsGuide = false)
     {
         options.Validate();
         this.policy = policy;
@@ -72,6 +74,13 @@ internal sealed class RlTrainer : IDisposable
                     : throw new EngineException("kd: a teacher is needed (kd.teacher = a checkpoint directory, or a teacher model through the API)"));
             }
 
+            if (options.Guidance is GuideOptions guideOptions)
+            {
+                FrozenModel model = guide ?? (guideOptions.Guide.Length > 0 ? FrozenModel.Load(guideOptions.Guide, "guide", policy, codec.Tokenizer)
+                    : throw new EngineException("guide: a guiding policy is needed (guide.guide = a checkpoint directory, or a guide model through the API)"));
+                guidance = new Guidance(model, guide is null || ownsGuide, codec, options);
+            }
+
             terms.Add(new ClippedSurrogateTerm(policy.Acc, new PolicyLossSettings(options.EpsLow, options.EpsHigh, options.DualClip)));
             if (reference is not null && !options.KlInReward)
             {
@@ -82,6 +91,11 @@ internal sealed class RlTrainer : IDisposable
             if (options.Distillation is KdOptions distillation)
             {
                 terms.Add(new DistillationTerm(policy.Acc, distillation));
+            }
+
+            if (options.Guidance is GuideOptions offPolicy)
+            {
+                terms.Add(new OffPolicyTerm(policy.Acc, offPolicy, options.EpsLow, options.EpsHigh));
             }
         }
         catch
@@ -117,8 +131,9 @@ internal sealed class RlTrainer : IDisposable
         int step = StepsDone;
         long samplingStart = Stopwatch.GetTimestamp();
         var kept = new List<List<RolloutSequence>>();
-        int generated = 0, batches = 0;
-        long tokensGenerated = 0;
+        var reused = new List<List<RolloutSequence>>();
+        int generated = 0, batches = 0, dropped = 0;
+        long tokensGenerated = 0, guideTokensGenerated = 0;
         double rewardSum = 0, lengthSum = 0;
         int correct = 0, responses = 0;
         while (kept.Count < o.PromptsPerStep && batches < o.MaxGenerationBatches)
@@ -126,6 +141,7 @@ internal sealed class RlTrainer : IDisposable
             long cursor = ((long)step * o.MaxGenerationBatches + batches) * o.PromptsPerStep;
             var examples = Enumerable.Range(0, o.PromptsPerStep).Select(i => task.Example(DataSplit.Train, cursor + i)).ToArray();
             var groups = source.Sample(examples, cursor * o.SamplesPerPrompt);
+            var guideGroups = guidance?.Sample(examples, cursor * o.SamplesPerPrompt, step);
             batches++;
             for (int g = 0; g < groups.Count; g++)
             {
@@ -141,12 +157,58 @@ internal sealed class RlTrainer : IDisposable
                     responses++;
                 }
 
-                if ((!o.DynamicSampling || !Advantages.AllEqual(group.Select(s => s.Reward).ToArray())) && kept.Count < o.PromptsPerStep)
+                bool keptByFilter = !o.DynamicSampling || !Advantages.AllEqual(group.Select(s => s.Reward).ToArray());
+                if (guidance is null)
                 {
-                    group.ForEach(s => s.Group = kept.Count);
-                    kept.Add(group);
+                    if (keptByFilter && kept.Count < o.PromptsPerStep)
+                    {
+                        group.ForEach(s => s.Group = kept.Count);
+                        kept.Add(group);
+                    }
+
+                    continue;
+                }
+
+                List<RolloutSequence>? guideGroup = guideGroups?[g];
+                if (guideGroup is not null)
+                {
+                    Score(guideGroup, examples[g]);
+                    guideTokensGenerated += guideGroup.Sum(s => (long)s.Response.Length);
+                }
+
+                var (outcome, sequences) = guidance.Decide(group, guideGroup, step, keptByFilter);
+                if (outcome == GroupOutcome.Kept && kept.Count < o.PromptsPerStep)
+                {
+                    sequences!.ForEach(s => s.Group = kept.Count);
+                    kept.Add(sequences);
+                }
+                else if (outcome == GroupOutcome.Reused && reused.Count < o.PromptsPerStep)
+                {
+                    reused.Add(sequences!);
+                }
+                else if (outcome != GroupOutcome.Kept)
+                {
+                    dropped++;
                 }
             }
+        }
+
+        if (guidance is not null)
+        {
+            // The zero-reward batch: its own token normaliser, weighted by lambda_zero; off-policy tokens by the guidance schedule.
+            foreach (var group in reused)
+            {
+                int index = kept.Count + reused.IndexOf(group);
+                group.ForEach(s => (s.Group, s.Normaliser, s.LossScale) = (index, 1, guidance.Options.LambdaZero));
+            }
+
+            float offPolicyWeight = guidance.Options.WeightAt(step);
+            foreach (RolloutSequence s in kept.Concat(reused).SelectMany(g => g).Where(s => s.Source == RolloutSource.Guide))
+            {
+                s.LossScale *= offPolicyWeight;
+            }
+
+            kept.AddRange(reused);
         }
 
         double samplingSeconds = Stopwatch.GetElapsedTime(samplingStart).TotalSeconds;
@@ -189,6 +251,23 @@ internal sealed class RlTrainer : IDisposable
             }
         }
 
+        if (guidance is not null)
+        {
+            double onTokens = 0, offTokens = 0;
+            foreach (RolloutSequence s in kept.SelectMany(g => g))
+            {
+                double counted = s.Mask.Sum(m => (double)m);
+                (s.Source == RolloutSource.Guide ? ref offTokens : ref onTokens) += counted;
+            }
+
+            methodMetrics["offpolicy_token_share"] = onTokens + offTokens > 0 ? offTokens / (onTokens + offTokens) : 0.0;
+            methodMetrics["guide_samples"] = guidance.Options.SamplesAt(step);
+            methodMetrics["guide_weight"] = (double)guidance.Options.WeightAt(step);
+            methodMetrics["groups_reused"] = reused.Count;
+            methodMetrics["groups_dropped"] = dropped;
+            methodMetrics["guide_tokens_generated"] = guideTokensGenerated;
+        }
+
         double trainingSeconds = Stopwatch.GetElapsedTime(trainStart).TotalSeconds;
         StepsDone = step + 1;
         double[] surrogate = totals[0] ?? new double[PolicyLossStats.Count];
@@ -217,14 +296,14 @@ internal sealed class RlTrainer : IDisposable
             Loss = loss / Math.Max(1, o.Epochs * o.MiniBatches),
             GradNorm = gradNorm,
             LearningRate = lr,
-            GroupsKept = kept.Count,
+            GroupsKept = kept.Count - reused.Count,
             GroupsGenerated = generated,
             GenerationBatches = batches,
             TokensGenerated = tokensGenerated,
             TokensTrained = tokensTrained,
             SamplingSeconds = samplingSeconds,
             TrainingSeconds = trainingSeconds,
-            TokensPerSecond = (tokensGenerated + tokensTrained) / Math.Max(samplingSeconds + trainingSeconds, 1e-9),
+            TokensPerSecond = (tokensGenerated + guideTokensGenerated + tokensTrained) / Math.Max(samplingSeconds + trainingSeconds, 1e-9),
             TestAccuracy = test?.Accuracy,
             TestGreedyAccuracy = test?.GreedyAccuracy,
             MethodMetrics = methodMetrics.Count > 0 ? methodMetrics : null,
@@ -246,6 +325,8 @@ internal sealed class RlTrainer : IDisposable
         {
             teacher?.Dispose();
         }
+
+        guidance?.Dispose();
 
         if (OwnsGenerator)
         {
@@ -316,11 +397,7 @@ internal sealed class RlTrainer : IDisposable
             {
                 int from = (int)((long)mb * order.Length / o.MiniBatches), to = (int)((long)(mb + 1) * order.Length / o.MiniBatches);
                 int[] miniBatch = order[from..to];
-                float[][] weights = LossWeights.Compute(miniBatch.Select(i => sequences[i].Mask).ToList(), o.Aggregation, normLength);
-                for (int k = 0; k < miniBatch.Length; k++)
-                {
-                    batch.Upload(RolloutColumn.Weight, miniBatch[k], weights[k]);
-                }
+                UploadWeights(miniBatch, normLength);
 
                 foreach (LossTerm term in terms)
                 {
@@ -347,6 +424,32 @@ internal sealed class RlTrainer : IDisposable
         }
 
         return (gradNorm, lr, tokens);
+    }
+
+    /// <summary>
+    /// The aggregation weights of a mini-batch: per token normaliser (the main batch, mixed-policy DAPO's zero-reward batch) the
+    /// aggregation mode over that part's sequences, times each sequence's loss scale; on-policy tokens into
+    /// <see cref="RolloutColumn.Weight"/>, off-policy ones into <see cref="RolloutColumn.OffPolicyWeight"/>.
+    /// </summary>
+    private void UploadWeights(int[] miniBatch, int normLength)
+    {
+        IReadOnlyList<RolloutSequence> sequences = batch.Sequences;
+        foreach (var part in miniBatch.GroupBy(i => sequences[i].Normaliser))
+        {
+            int[] members = part.ToArray();
+            float[][] weights = LossWeights.Compute(members.Select(i => sequences[i].Mask).ToList(), Options.Aggregation, normLength);
+            for (int k = 0; k < members.Length; k++)
+            {
+                RolloutSequence s = sequences[members[k]];
+                float[] w = weights[k];
+                if (s.LossScale != 1f)
+                {
+                    w = w.Select(x => x * s.LossScale).ToArray();
+                }
+
+                batch.Upload(s.Source == RolloutSource.Policy ? RolloutColumn.Weight : RolloutColumn.OffPolicyWeight, members[k], w);
+            }
+        }
     }
 
     /// <summary>A permutation keyed by (seed, step, epoch), so a resumed run shuffles identically.</summary>

@@ -45,6 +45,12 @@ internal sealed class RolloutSequence
 
     public double Advantage { get; set; }
 
+    /// <summary>Which token normaliser the sequence's loss uses: 0 the main batch, 1 mixed-policy DAPO's zero-reward batch.</summary>
+    public int Normaliser { get; set; }
+
+    /// <summary>Factor of the sequence's aggregation weights (lambda_zero in the zero-reward batch, the decayed off-policy weight).</summary>
+    public float LossScale { get; set; } = 1f;
+
     public int Length => Prompt.Length + Response.Length;
 }
 
@@ -60,14 +66,17 @@ internal enum RolloutColumn
     /// <summary>The token's advantage (its sequence's, broadcast).</summary>
     Advantage,
 
-    /// <summary>1 where the token counts (response tokens not filtered out), 0 otherwise.</summary>
+    /// <summary>1 where an on-policy token counts (response tokens not filtered out), 0 otherwise (off-policy tokens included).</summary>
     LossMask,
 
-    /// <summary>Aggregation weight of the policy-gradient terms for the current mini-batch.</summary>
+    /// <summary>Aggregation weight of the on-policy terms for the current mini-batch (0 on off-policy tokens).</summary>
     Weight,
 
-    /// <summary>Importance weight of off-policy tokens (1 on-policy).</summary>
-    ImportanceWeight,
+    /// <summary>1 on off-policy (guide) tokens that count, 0 otherwise.</summary>
+    GuideMask,
+
+    /// <summary>Aggregation weight of the off-policy term for the current mini-batch (0 on on-policy tokens).</summary>
+    OffPolicyWeight,
 
     /// <summary>Log-probs under the frozen reference (KL term).</summary>
     RefLogp,
@@ -115,7 +124,7 @@ internal sealed class RolloutBatch : IDisposable
 
     /// <summary>
     /// Starts a new batch over <paramref name="batch"/>: lays out the columns, zeroes them and uploads
-    /// what the host knows per token (behaviour log-probs, pi_old = behaviour, the loss mask, importance weight 1).
+    /// what the host knows per token (behaviour log-probs, pi_old = behaviour, the on- and off-policy masks).
     /// </summary>
     public void Reset(IEnumerable<RolloutSequence> batch)
     {
@@ -139,8 +148,10 @@ internal sealed class RolloutBatch : IDisposable
         acc.Zero(columns.All);
         Upload(RolloutColumn.BehaviourLogp, s => s.BehaviourLogProbs);
         Upload(RolloutColumn.OldLogp, s => s.BehaviourLogProbs);
-        Upload(RolloutColumn.LossMask, s => s.Mask);
-        UploadPerSequence(RolloutColumn.ImportanceWeight, _ => 1f);
+        for (int i = 0; i < sequences.Count; i++)
+        {
+            Upload(sequences[i].Source == RolloutSource.Policy ? RolloutColumn.LossMask : RolloutColumn.GuideMask, i, sequences[i].Mask);
+        }
     }
 
     /// <summary>The first response token of sequence <paramref name="i"/> in the columns.</summary>

@@ -94,8 +94,8 @@ public sealed record ModelOptions
 /// <summary>
 /// Everything a training run needs: task, starting model, the SFT and RL phases (either may be
 /// skipped with 0 steps) and the device. Read from a JSON config file with sections "task",
-/// "model", "sft", "rl", "kd" (KDRL's distillation term, <see cref="RlOptions.Distillation"/>) and the key
-/// "device", and overridden from the command line.
+/// "model", "sft", "rl", "kd" (KDRL's distillation term, <see cref="RlOptions.Distillation"/>), "guide"
+/// (mixed-policy DAPO's guide, <see cref="RlOptions.Guidance"/>) and the key "device", and overridden from the command line.
 /// </summary>
 public sealed record RunOptions
 {
@@ -135,6 +135,11 @@ public sealed record RunOptions
             {
                 o["kd"] = OptionsBinder.ToJson(Rl.Distillation);
             }
+
+            if (Rl.Guidance is not null)
+            {
+                o["guide"] = OptionsBinder.ToJson(Rl.Guidance);
+            }
         }
 
         return o;
@@ -164,8 +169,16 @@ public sealed record RunOptions
                             : OptionsBinder.Apply(r.Rl?.Distillation ?? new KdOptions(), Section(section, key, source), $"{source} [kd]"),
                     },
                 },
+                "guide" => r with
+                {
+                    Rl = (r.Rl ?? RlOptions.Dapo()) with
+                    {
+                        Guidance = value is null ? null
+                            : OptionsBinder.Apply(r.Rl?.Guidance ?? new GuideOptions(), Section(section, key, source), $"{source} [guide]"),
+                    },
+                },
                 "device" => r with { Device = value is JsonValue v && v.TryGetValue(out string? s) ? s : throw new EngineException($"{source}: device must be a string") },
-                _ => throw new EngineException($"{source}: unknown section '{key}' (expected task, model, sft, rl, kd, device)"),
+                _ => throw new EngineException($"{source}: unknown section '{key}' (expected task, model, sft, rl, kd, guide, device)"),
             };
         }
 

@@ -147,6 +147,10 @@ public sealed record RlOptions
     [System.Text.Json.Serialization.JsonIgnore]
     public KdOptions? Distillation { get; init; }
 
+    /// <summary>Mixed-policy DAPO's guiding policy (null: off). In config files, the section "guide".</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public GuideOptions? Guidance { get; init; }
+
     /// <summary>Weight of the KL to the frozen reference (0: no reference model).</summary>
     public float KlCoef { get; init; }
 
@@ -217,6 +221,12 @@ public sealed record RlOptions
         Algorithm = "kdrl", LossAggregation = "token-mean", Distillation = new KdOptions { Teacher = teacher },
     };
 
+    /// <summary>
+    /// Mixed-policy DAPO: DAPO with a frozen guide's samples beside the policy's (<paramref name="guide"/>: a checkpoint
+    /// directory, or empty when the guide is given through the API) and zero-reward groups reused.
+    /// </summary>
+    public static RlOptions DapoMixed(string guide = "") => Dapo() with { Algorithm = "dapo-mixed", Guidance = new GuideOptions { Guide = guide } };
+
     /// <summary>Distillation only (KDRL's "KD" arm): reverse KL to the teacher on the student's samples, the reward ignored.</summary>
     public static RlOptions KdOnly(string teacher = "") => Kdrl(teacher) with { Algorithm = "kd", Advantage = "none" };
 
@@ -281,6 +291,7 @@ public sealed record RlOptions
         }
 
         Distillation?.Validate();
+        Guidance?.Validate();
         OptionChecks.AtLeast(LossNormLength, 0, "loss_norm_length");
         OptionChecks.AtLeastF(KlCoef, 0, "kl_coef");
         OptionChecks.AtLeastF(EntropyCoef, 0, "entropy_coef");

@@ -57,6 +57,7 @@ public sealed class OptimizerParityTests(BackendFixture fx, ITestOutputHelper ou
         var ops = new Operands()
             .F("dlogp", TestData.Uniform(16, n)).Zeros("dentropy", n).F("stats", TestData.Uniform(13, PolicyLossStats.Count))
             .F("klstats", TestData.Uniform(17, KlLossStats.Count)).F("hstats", TestData.Uniform(18, EntropyStats.Count))
+            .F("ostats", TestData.Uniform(19, OffPolicyStats.Count))
             .F("logp", logp).F("old", old).F("adv", TestData.Uniform(14, n, 2f)).F("mask", mask).F("weights", weights)
             .F("ref", logpRef).F("entropy", TestData.Uniform(15, n, 3f).Select(Math.Abs).ToArray());
         foreach (var settings in new[] { new PolicyLossSettings(0.2f, 0.28f, 0f), new PolicyLossSettings(0.2f, 0.2f, 3f) })
@@ -72,6 +73,16 @@ public sealed class OptimizerParityTests(BackendFixture fx, ITestOutputHelper ou
             Parity.Check(fx, device, output, $"KlLoss {coef} {k}", ops, (acc, t) =>
                 acc.KlLoss(t["dlogp"], t["klstats"], t["logp"], t["ref"], t["mask"], t["weights"], coef, k, n),
                 ("dlogp", coef == 0 ? 0 : 1e-6), ("klstats", 1e-6));
+        }
+
+        foreach (var settings in new[]
+                 {
+                     new OffPolicySettings(OffPolicyWeighting.Clip, 0.2f, 0.28f, 0.1f), new OffPolicySettings(OffPolicyWeighting.Shaping, 0.2f, 0.28f, 0.1f),
+                 })
+        {
+            Parity.Check(fx, device, output, $"OffPolicyLoss {settings.Weighting}", ops, (acc, t) =>
+                acc.OffPolicyLoss(t["dlogp"], t["ostats"], t["logp"], t["old"], t["adv"], t["mask"], t["weights"], settings, n),
+                ("dlogp", 1e-6), ("ostats", 1e-6));
         }
 
         foreach (float coef in new[] { 0f, 0.01f })
