@@ -51,7 +51,7 @@ internal static class GeluMath
     public static double Forward(double x)
     {
         double u = x * Math.FusedMultiplyAdd(x * x, KA, K);
-        return x / (1 + Math.Exp(-2 * u));
+        return x / (1 + VectorExp.Exp(-2 * u));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -78,7 +78,7 @@ internal static class GeluMath
         x = Math.Max(Math.Min(x, XCap), -XCap);
         double x2 = x * x;
         double u = x * Math.FusedMultiplyAdd(x2, KA, K);
-        double e = Math.Exp(-2 * u);
+        double e = VectorExp.Exp(-2 * u);
         double s = 1 / (1 + e);
         double du = Math.FusedMultiplyAdd(x2, ThreeKA, K);
         return s + 2 * x * s * (e * s) * du;
@@ -128,7 +128,7 @@ internal unsafe struct GeluForwardKernel : IChunkKernel
                 Vector512.Narrow(GeluMath.Forward(lo), GeluMath.Forward(hi)).Store(y + i);
             }
         }
-        else if (Vector256.IsHardwareAccelerated)
+        else
         {
             for (; i <= count - 8; i += 8)
             {
@@ -165,7 +165,7 @@ internal unsafe struct GeluBackwardKernel : IChunkKernel
                 Vector512.Narrow(glo * GeluMath.Derivative(lo), ghi * GeluMath.Derivative(hi)).Store(dx + i);
             }
         }
-        else if (Vector256.IsHardwareAccelerated)
+        else
         {
             for (; i <= count - 8; i += 8)
             {
@@ -209,7 +209,7 @@ internal unsafe struct SwiGluForwardKernel : IChunkKernel
                     (gv * s * Vector512.Load(u + j)).Store(y + j);
                 }
             }
-            else if (Vector256.IsHardwareAccelerated)
+            else
             {
                 for (; j <= f - 8; j += 8)
                 {
@@ -221,7 +221,7 @@ internal unsafe struct SwiGluForwardKernel : IChunkKernel
 
             for (; j < f; j++)
             {
-                float s = 1f / (1f + MathF.Exp(-g[j]));
+                float s = 1f / (1f + VectorExp.Exp(-g[j]));
                 y[j] = g[j] * s * u[j];
             }
         }
@@ -267,7 +267,7 @@ internal unsafe struct SwiGluBackwardKernel : IChunkKernel
                     (dyv * (gv * s)).Store(du + j);
                 }
             }
-            else if (Vector256.IsHardwareAccelerated)
+            else
             {
                 Vector256<float> floor = Vector256.Create(GateFloor);
                 for (; j <= f - 8; j += 8)
@@ -284,7 +284,7 @@ internal unsafe struct SwiGluBackwardKernel : IChunkKernel
 
             for (; j < f; j++)
             {
-                float gj = MathF.Max(g[j], GateFloor), e = MathF.Exp(-gj);
+                float gj = MathF.Max(g[j], GateFloor), e = VectorExp.Exp(-gj);
                 float s = 1f / (1f + e);
                 float ds = s * MathF.FusedMultiplyAdd(gj, e * s, 1f);
                 float upj = u[j], dyj = dy[j];
@@ -314,7 +314,7 @@ internal unsafe struct AddKernel : IChunkKernel
                 (Vector512.Load(a + i) + Vector512.Load(b + i)).Store(y + i);
             }
         }
-        else if (Vector256.IsHardwareAccelerated)
+        else
         {
             for (; i <= count - 8; i += 8)
             {
@@ -349,7 +349,7 @@ internal unsafe struct ScaleKernel : IChunkKernel
                 (Vector512.Load(x + i) * sv).Store(x + i);
             }
         }
-        else if (Vector256.IsHardwareAccelerated)
+        else
         {
             Vector256<float> sv = Vector256.Create(s);
             for (; i <= count - 8; i += 8)
@@ -389,6 +389,14 @@ internal static class VectorExp
     private const double Ln2LoD = 1.90821492927058770002e-10;
     private const double MaxD = 709.0;                     // n <= 1023
     private const double MinD = -708.0;                    // n >= -1022
+
+    /// <summary>One element through the vector arithmetic (a tail element gets the same bits as its neighbours in the vectors).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Exp(float a) => Exp(Vector256.Create(a)).ToScalar();
+
+    /// <inheritdoc cref="Exp(float)"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double Exp(double a) => Exp(Vector256.Create(a)).ToScalar();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> a)
