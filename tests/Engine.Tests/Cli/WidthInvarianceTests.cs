@@ -24,12 +24,12 @@ public sealed class WidthInvarianceTests : IDisposable
 
     public void Dispose() => temp.Dispose();
 
-    [Theory]
-    [InlineData("gpt2")]      // C = 21, V = 67: vector bodies and tails everywhere
-    [InlineData("llama_gqa")] // C = 24 (16 + 8), F = 44: RMSNorm, RoPE, SwiGLU, GQA
-    public void Forward_backward_gives_the_same_bits_in_every_width(string fixture)
+    [Fact]
+    public void Forward_backward_gives_the_same_bits_in_every_width()
     {
-        string model = PyTorchParityTests.FixturePath(fixture);
+        // C = 24 (16 + 8), F = 44, V = 61: vector bodies and tails in RMSNorm, RoPE, SwiGLU, GQA
+        // attention and the LM head's log-softmax (the demo below covers LayerNorm and GELU).
+        string model = PyTorchParityTests.FixturePath("llama_gqa");
         AssertSameBits(width => $"forward-backward --device cpu --model \"{model}\" --tokens \"{Path.Combine(model, "tokens.json")}\" --out \"{Path.Combine(width, "out.safetensors")}\"");
     }
 
