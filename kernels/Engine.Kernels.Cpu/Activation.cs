@@ -128,7 +128,7 @@ internal unsafe struct GeluForwardKernel : IChunkKernel
                 Vector512.Narrow(GeluMath.Forward(lo), GeluMath.Forward(hi)).Store(y + i);
             }
         }
-        else
+        else if (Vector256.IsHardwareAccelerated)
         {
             for (; i <= count - 8; i += 8)
             {
@@ -165,7 +165,7 @@ internal unsafe struct GeluBackwardKernel : IChunkKernel
                 Vector512.Narrow(glo * GeluMath.Derivative(lo), ghi * GeluMath.Derivative(hi)).Store(dx + i);
             }
         }
-        else
+        else if (Vector256.IsHardwareAccelerated)
         {
             for (; i <= count - 8; i += 8)
             {
@@ -209,7 +209,7 @@ internal unsafe struct SwiGluForwardKernel : IChunkKernel
                     (gv * s * Vector512.Load(u + j)).Store(y + j);
                 }
             }
-            else
+            else if (Vector256.IsHardwareAccelerated)
             {
                 for (; j <= f - 8; j += 8)
                 {
@@ -267,7 +267,7 @@ internal unsafe struct SwiGluBackwardKernel : IChunkKernel
                     (dyv * (gv * s)).Store(du + j);
                 }
             }
-            else
+            else if (Vector256.IsHardwareAccelerated)
             {
                 Vector256<float> floor = Vector256.Create(GateFloor);
                 for (; j <= f - 8; j += 8)
@@ -314,7 +314,7 @@ internal unsafe struct AddKernel : IChunkKernel
                 (Vector512.Load(a + i) + Vector512.Load(b + i)).Store(y + i);
             }
         }
-        else
+        else if (Vector256.IsHardwareAccelerated)
         {
             for (; i <= count - 8; i += 8)
             {
@@ -349,7 +349,7 @@ internal unsafe struct ScaleKernel : IChunkKernel
                 (Vector512.Load(x + i) * sv).Store(x + i);
             }
         }
-        else
+        else if (Vector256.IsHardwareAccelerated)
         {
             Vector256<float> sv = Vector256.Create(s);
             for (; i <= count - 8; i += 8)
@@ -390,13 +390,54 @@ internal static class VectorExp
     private const double MaxD = 709.0;                     // n <= 1023
     private const double MinD = -708.0;                    // n >= -1022
 
-    /// <summary>One element through the vector arithmetic (a tail element gets the same bits as its neighbours in the vectors).</summary>
+    /// <summary>
+    /// One element with the vector forms' arithmetic, operation for operation (fused where they fuse):
+    /// a tail element, or every element without AVX2, gets the bits it would get in a vector.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Exp(float a) => Exp(Vector256.Create(a)).ToScalar();
+    public static float Exp(float a)
+    {
+        float t = MathF.FusedMultiplyAdd(a, Log2EF, ShiftF);
+        float n = t - ShiftF;
+        float r = MathF.FusedMultiplyAdd(n, -Ln2HiF, a);
+        r = MathF.FusedMultiplyAdd(n, -Ln2LoF, r);
+        float p = 1f / 5040;
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 720);
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 120);
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 24);
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 6);
+        p = MathF.FusedMultiplyAdd(p, r, 0.5f);
+        p = MathF.FusedMultiplyAdd(p, r, 1f);
+        p = MathF.FusedMultiplyAdd(p, r, 1f);
+        float y = p * BitConverter.Int32BitsToSingle((BitConverter.SingleToInt32Bits(t) << 23) + (127 << 23));
+        y = a > MaxF ? float.PositiveInfinity : y;
+        return a < MinF ? 0f : y;
+    }
 
     /// <inheritdoc cref="Exp(float)"/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static double Exp(double a) => Exp(Vector256.Create(a)).ToScalar();
+    public static double Exp(double a)
+    {
+        double t = Math.FusedMultiplyAdd(a, Log2ED, ShiftD);
+        double n = t - ShiftD;
+        double r = Math.FusedMultiplyAdd(n, -Ln2HiD, a);
+        r = Math.FusedMultiplyAdd(n, -Ln2LoD, r);
+        double p = 1.0 / 39916800;
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 3628800);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 362880);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 40320);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 5040);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 720);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 120);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 24);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 6);
+        p = Math.FusedMultiplyAdd(p, r, 0.5);
+        p = Math.FusedMultiplyAdd(p, r, 1.0);
+        p = Math.FusedMultiplyAdd(p, r, 1.0);
+        double y = p * BitConverter.Int64BitsToDouble((BitConverter.DoubleToInt64Bits(t) << 52) + (1023L << 52));
+        y = a > MaxD ? double.PositiveInfinity : y;
+        return a < MinD ? 0.0 : y;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> a)

@@ -174,7 +174,7 @@ internal static unsafe class AttentionSimd
         public static float Max(float a, float b) => MathF.Max(a, b);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float Exp(float a) => ExpApprox.Exp(Vector256.Create(a)).ToScalar();
+        public static float Exp(float a) => ExpApprox.Exp(a);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float PlusZero(float a) => a == 0 ? 0f : a;
@@ -505,6 +505,25 @@ internal static unsafe class AttentionSimd
         private const float P3 = 4.1665795894e-2f;
         private const float P4 = 1.6666665459e-1f;
         private const float P5 = 5.0000001201e-1f;
+
+        /// <summary>One element with the vector forms' arithmetic, operation for operation (the same bits).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Exp(float x)
+        {
+            bool underflow = x < Lowest;
+            x = MathF.Max(x, Lowest);
+            float n = MathF.Round(x * Log2E);
+            float r = MathF.FusedMultiplyAdd(n, -Ln2Hi, x);
+            r = MathF.FusedMultiplyAdd(n, -Ln2Lo, r);
+            float p = MathF.FusedMultiplyAdd(P0, r, P1);
+            p = MathF.FusedMultiplyAdd(p, r, P2);
+            p = MathF.FusedMultiplyAdd(p, r, P3);
+            p = MathF.FusedMultiplyAdd(p, r, P4);
+            p = MathF.FusedMultiplyAdd(p, r, P5);
+            p = MathF.FusedMultiplyAdd(p, r * r, r + 1f);
+            float pow2 = BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
+            return underflow ? 0f : p * pow2;
+        }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Exp(Vector512<float> x)

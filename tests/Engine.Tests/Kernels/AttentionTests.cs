@@ -231,6 +231,18 @@ public sealed class AttentionTests : IDisposable
         }
     }
 
+    [Fact]
+    public void The_scalar_exp_is_the_vector_exp_bit_for_bit()
+    {
+        for (float a = -90f; a <= 0.5f; a += 0.000917f)
+        {
+            int vector = BitConverter.SingleToInt32Bits(AttentionSimd.ExpApprox.Exp(Vector256.Create(a)).ToScalar());
+            Assert.True(vector == BitConverter.SingleToInt32Bits(AttentionSimd.ExpApprox.Exp(a)), $"exp({a:R})");
+        }
+
+        Assert.Equal(0f, AttentionSimd.ExpApprox.Exp(float.NegativeInfinity));
+    }
+
     private static ReadOnlySpan<int> Bits(float[] x) => System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(x.AsSpan());
 
     private static unsafe void RunWidth(int width, CpuThreadPool pool, AttentionScratch scratch, float[] qkv, float[] g,
