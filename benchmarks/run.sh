@@ -38,6 +38,19 @@ machine_class() {
     echo "cpu-$(nproc)core-$arch"
 }
 
+# PyTorch's references run as PyTorch runs for its users: OpenBLAS chooses its own kernels for this CPU.
+# The machine's environment may pin OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for other work; they are unset
+# for the reference commands alone (never in tests or CI), and the core OpenBLAS chose is recorded.
+unpinned_openblas() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"; }
+
+# The core OpenBLAS selects here (its OPENBLAS_VERBOSE=2 line "Core: NAME"), or why it is unknown.
+openblas_core() {
+    local python="${PYTHON:-/usr/bin/python3}" core
+    core=$(unpinned_openblas OPENBLAS_VERBOSE=2 "$python" -c 'import torch; torch.mm(torch.ones(64, 64), torch.ones(64, 64))' 2>&1 \
+        | sed -n 's/^Core: *//p' | head -n 1) || true
+    echo "${core:-unknown (no OpenBLAS core line from $python; PyTorch missing or not built on OpenBLAS)}"
+}
+
 build() {
     dotnet build benchmarks/Engine.Benchmarks -c Release --nologo -v quiet >&2
 }
@@ -126,7 +139,9 @@ fi
 if [ "$pytorch" = 1 ]; then
     quick_flag=()
     [ "$profile" = quick ] && quick_flag=(--quick)
-    dotnet "$bench_dll" pytorch --out "$out/pytorch.jsonl" "${quick_flag[@]}" || status=1
+    core="$(openblas_core)"
+    echo "openblas core (PyTorch references, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset): $core" | tee -a "$out/run.txt"
+    unpinned_openblas dotnet "$bench_dll" pytorch --out "$out/pytorch.jsonl" "${quick_flag[@]}" || status=1
 fi
 
 baseline="${baseline:-benchmarks/baselines/$class}"
@@ -139,5 +154,8 @@ if [ -d "$baseline" ] && [ -f "$baseline/pytorch.jsonl" ]; then
 fi
 dotnet "$compare_dll" compare "$baseline" "$out/bdn" --pytorch "$out/pytorch.jsonl" --markdown "$out/report.md" "${compare_args[@]}" \
     || status=1
+if [ -n "${core:-}" ] && [ -f "$out/report.md" ]; then
+    printf '\nPyTorch references: OpenBLAS core %s (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for them).\n' "$core" >> "$out/report.md"
+fi
 echo "results: $out (report: $out/report.md)"
 exit "$status"

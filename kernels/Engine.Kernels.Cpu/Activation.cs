@@ -51,7 +51,7 @@ internal static class GeluMath
     public static double Forward(double x)
     {
         double u = x * Math.FusedMultiplyAdd(x * x, KA, K);
-        return x / (1 + Math.Exp(-2 * u));
+        return x / (1 + VectorExp.Exp(-2 * u));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -78,7 +78,7 @@ internal static class GeluMath
         x = Math.Max(Math.Min(x, XCap), -XCap);
         double x2 = x * x;
         double u = x * Math.FusedMultiplyAdd(x2, KA, K);
-        double e = Math.Exp(-2 * u);
+        double e = VectorExp.Exp(-2 * u);
         double s = 1 / (1 + e);
         double du = Math.FusedMultiplyAdd(x2, ThreeKA, K);
         return s + 2 * x * s * (e * s) * du;
@@ -221,7 +221,7 @@ internal unsafe struct SwiGluForwardKernel : IChunkKernel
 
             for (; j < f; j++)
             {
-                float s = 1f / (1f + MathF.Exp(-g[j]));
+                float s = 1f / (1f + VectorExp.Exp(-g[j]));
                 y[j] = g[j] * s * u[j];
             }
         }
@@ -284,7 +284,7 @@ internal unsafe struct SwiGluBackwardKernel : IChunkKernel
 
             for (; j < f; j++)
             {
-                float gj = MathF.Max(g[j], GateFloor), e = MathF.Exp(-gj);
+                float gj = MathF.Max(g[j], GateFloor), e = VectorExp.Exp(-gj);
                 float s = 1f / (1f + e);
                 float ds = s * MathF.FusedMultiplyAdd(gj, e * s, 1f);
                 float upj = u[j], dyj = dy[j];
@@ -389,6 +389,55 @@ internal static class VectorExp
     private const double Ln2LoD = 1.90821492927058770002e-10;
     private const double MaxD = 709.0;                     // n <= 1023
     private const double MinD = -708.0;                    // n >= -1022
+
+    /// <summary>
+    /// One element with the vector forms' arithmetic, operation for operation (fused where they fuse):
+    /// a tail element, or every element without AVX2, gets the bits it would get in a vector.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Exp(float a)
+    {
+        float t = MathF.FusedMultiplyAdd(a, Log2EF, ShiftF);
+        float n = t - ShiftF;
+        float r = MathF.FusedMultiplyAdd(n, -Ln2HiF, a);
+        r = MathF.FusedMultiplyAdd(n, -Ln2LoF, r);
+        float p = 1f / 5040;
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 720);
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 120);
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 24);
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 6);
+        p = MathF.FusedMultiplyAdd(p, r, 0.5f);
+        p = MathF.FusedMultiplyAdd(p, r, 1f);
+        p = MathF.FusedMultiplyAdd(p, r, 1f);
+        float y = p * BitConverter.Int32BitsToSingle((BitConverter.SingleToInt32Bits(t) << 23) + (127 << 23));
+        y = a > MaxF ? float.PositiveInfinity : y;
+        return a < MinF ? 0f : y;
+    }
+
+    /// <inheritdoc cref="Exp(float)"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double Exp(double a)
+    {
+        double t = Math.FusedMultiplyAdd(a, Log2ED, ShiftD);
+        double n = t - ShiftD;
+        double r = Math.FusedMultiplyAdd(n, -Ln2HiD, a);
+        r = Math.FusedMultiplyAdd(n, -Ln2LoD, r);
+        double p = 1.0 / 39916800;
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 3628800);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 362880);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 40320);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 5040);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 720);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 120);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 24);
+        p = Math.FusedMultiplyAdd(p, r, 1.0 / 6);
+        p = Math.FusedMultiplyAdd(p, r, 0.5);
+        p = Math.FusedMultiplyAdd(p, r, 1.0);
+        p = Math.FusedMultiplyAdd(p, r, 1.0);
+        double y = p * BitConverter.Int64BitsToDouble((BitConverter.DoubleToInt64Bits(t) << 52) + (1023L << 52));
+        y = a > MaxD ? double.PositiveInfinity : y;
+        return a < MinD ? 0.0 : y;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> a)

@@ -34,7 +34,7 @@ internal static unsafe class AttentionSimd
         /// <summary>x in every lane.</summary>
         static abstract TV Splat(float x);
 
-        /// <summary>a * b + c (fused where the hardware fuses).</summary>
+        /// <summary>a * b + c, fused in every form.</summary>
         static abstract TV MulAdd(TV a, TV b, TV c);
 
         /// <summary>a * b.</summary>
@@ -51,9 +51,6 @@ internal static unsafe class AttentionSimd
 
         /// <summary>Lane-wise e^a (exactly 0 for a below about -87.3, including -inf).</summary>
         static abstract TV Exp(TV a);
-
-        /// <summary>Sum of the lanes.</summary>
-        static abstract float Sum(TV a);
 
         /// <summary>a with every zero lane made +0 (a -0 becomes +0; everything else is unchanged).</summary>
         static abstract TV PlusZero(TV a);
@@ -95,9 +92,6 @@ internal static unsafe class AttentionSimd
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Exp(Vector512<float> a) => ExpApprox.Exp(a);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float Sum(Vector512<float> a) => Vector512.Sum(a);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> PlusZero(Vector512<float> a) =>
@@ -142,14 +136,11 @@ internal static unsafe class AttentionSimd
         public static Vector256<float> Exp(Vector256<float> a) => ExpApprox.Exp(a);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float Sum(Vector256<float> a) => Vector256.Sum(a);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> PlusZero(Vector256<float> a) =>
             Vector256.ConditionalSelect(Vector256.Equals(a, Vector256<float>.Zero), Vector256<float>.Zero, a);
     }
 
-    /// <summary>No usable SIMD: one float per "vector".</summary>
+    /// <summary>No usable SIMD: one float per "vector", each lane's arithmetic that of the vector forms (fused, the same exp).</summary>
     internal readonly struct Scalar : IOps<float>
     {
         public static int Width => 1;
@@ -168,7 +159,7 @@ internal static unsafe class AttentionSimd
         public static float Splat(float x) => x;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float MulAdd(float a, float b, float c) => (a * b) + c;
+        public static float MulAdd(float a, float b, float c) => MathF.FusedMultiplyAdd(a, b, c);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Mul(float a, float b) => a * b;
@@ -183,10 +174,7 @@ internal static unsafe class AttentionSimd
         public static float Max(float a, float b) => MathF.Max(a, b);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float Exp(float a) => MathF.Exp(a);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float Sum(float a) => a;
+        public static float Exp(float a) => ExpApprox.Exp(a);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float PlusZero(float a) => a == 0 ? 0f : a;
@@ -372,24 +360,36 @@ internal static unsafe class AttentionSimd
         }
     }
 
-    /// <summary>Sum of a[i] * b[i] for i &lt; n: vector lanes then a scalar tail, in a fixed order.</summary>
+    /// <summary>
+    /// Sum of a[i] * b[i] for i &lt; n in the <see cref="LaneOrder"/> (16 logical lanes, as 16 / Width
+    /// vectors, folded in the fixed tree), then a scalar tail: the same bits in every width.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Dot<TV, TS>(float* a, float* b, int n)
         where TV : struct
         where TS : struct, IOps<TV>
     {
+        const int lanes = LaneOrder.Lanes;
         int w = TS.Width;
         int i = 0;
         float sum = 0;
-        if (n >= w)
+        if (n >= lanes)
         {
-            TV acc = TS.Zero;
-            for (; i + w <= n; i += w)
+            float* acc = stackalloc float[lanes];
+            for (int q = 0; q < lanes; q += w)
             {
-                acc = TS.MulAdd(TS.Load(a + i), TS.Load(b + i), acc);
+                TS.Store(acc + q, TS.Zero);
             }
 
-            sum = TS.Sum(acc);
+            for (; i + lanes <= n; i += lanes)
+            {
+                for (int q = 0; q < lanes; q += w)
+                {
+                    TS.Store(acc + q, TS.MulAdd(TS.Load(a + i + q), TS.Load(b + i + q), TS.Load(acc + q)));
+                }
+            }
+
+            sum = LaneOrder.Sum(Vector256.Load(acc), Vector256.Load(acc + 8));
         }
 
         for (; i < n; i++)
@@ -505,6 +505,25 @@ internal static unsafe class AttentionSimd
         private const float P3 = 4.1665795894e-2f;
         private const float P4 = 1.6666665459e-1f;
         private const float P5 = 5.0000001201e-1f;
+
+        /// <summary>One element with the vector forms' arithmetic, operation for operation (the same bits).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Exp(float x)
+        {
+            bool underflow = x < Lowest;
+            x = MathF.Max(x, Lowest);
+            float n = MathF.Round(x * Log2E);
+            float r = MathF.FusedMultiplyAdd(n, -Ln2Hi, x);
+            r = MathF.FusedMultiplyAdd(n, -Ln2Lo, r);
+            float p = MathF.FusedMultiplyAdd(P0, r, P1);
+            p = MathF.FusedMultiplyAdd(p, r, P2);
+            p = MathF.FusedMultiplyAdd(p, r, P3);
+            p = MathF.FusedMultiplyAdd(p, r, P4);
+            p = MathF.FusedMultiplyAdd(p, r, P5);
+            p = MathF.FusedMultiplyAdd(p, r * r, r + 1f);
+            float pow2 = BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
+            return underflow ? 0f : p * pow2;
+        }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Exp(Vector512<float> x)

@@ -304,7 +304,7 @@ internal static unsafe class LogSoftmaxRows
 
             max = HorizontalMax(Vector256.Max(acc.GetLower(), acc.GetUpper()));
         }
-        else if (Vector256.IsHardwareAccelerated && v >= 8)
+        else if (v >= 8)
         {
             Vector256<float> acc = Vector256.Load(z);
             for (j = 8; j + 8 <= v; j += 8)
@@ -348,28 +348,32 @@ internal static unsafe class LogSoftmaxRows
                     accD = Vector512.FusedMultiplyAdd(e, d, accD);
                 }
 
-                s += Vector512.Sum(accS);
-                sed += Vector512.Sum(accD);
+                s += LaneOrder.Sum(accS);
+                sed += LaneOrder.Sum(accD);
             }
         }
-        else if (Vector256.IsHardwareAccelerated && v >= 8)
+        else if (v >= 16)
         {
+            // The 16 lanes of the Vector512 form as two halves (LaneOrder).
             var m = Vector256.Create(max);
-            int end = v & ~7;
+            int end = v & ~15;
             while (j < end)
             {
                 int stop = Math.Min(end, j + Chunk);
                 Vector256<float> accS = Vector256<float>.Zero, accD = Vector256<float>.Zero;
-                for (; j < stop; j += 8)
+                Vector256<float> accS8 = Vector256<float>.Zero, accD8 = Vector256<float>.Zero;
+                for (; j < stop; j += 16)
                 {
-                    Vector256<float> d = Vector256.Load(z + j) - m;
-                    Vector256<float> e = Exp(d);
+                    Vector256<float> d = Vector256.Load(z + j) - m, d8 = Vector256.Load(z + j + 8) - m;
+                    Vector256<float> e = Exp(d), e8 = Exp(d8);
                     accS += e;
-                    accD = Vector256.MultiplyAddEstimate(e, d, accD);
+                    accS8 += e8;
+                    accD = Vector256.FusedMultiplyAdd(e, d, accD);
+                    accD8 = Vector256.FusedMultiplyAdd(e8, d8, accD8);
                 }
 
-                s += Vector256.Sum(accS);
-                sed += Vector256.Sum(accD);
+                s += LaneOrder.Sum(accS, accS8);
+                sed += LaneOrder.Sum(accD, accD8);
             }
         }
 
@@ -399,17 +403,18 @@ internal static unsafe class LogSoftmaxRows
                 Vector512.Store(p * Vector512.FusedMultiplyAdd(vh, d, vc), z + j);
             }
         }
-        else if (Vector256.IsHardwareAccelerated && v >= 8)
+        else
         {
+            // Up to the same multiple of 16 as the Vector512 form: the tail is computed in double.
             var m = Vector256.Create(max);
             var scale = Vector256.Create(-invS);
             var vc = Vector256.Create(c0);
             var vh = Vector256.Create(h);
-            for (; j + 8 <= v; j += 8)
+            for (int end = v & ~15; j < end; j += 8)
             {
                 Vector256<float> d = Vector256.Load(z + j) - m;
                 Vector256<float> p = Exp(d) * scale;
-                Vector256.Store(p * Vector256.MultiplyAddEstimate(vh, d, vc), z + j);
+                Vector256.Store(p * Vector256.FusedMultiplyAdd(vh, d, vc), z + j);
             }
         }
 
@@ -453,15 +458,15 @@ internal static unsafe class LogSoftmaxRows
         Vector256<float> under = Vector256.LessThan(x, Vector256.Create(ExpLow));
         x = Vector256.Min(Vector256.Max(x, Vector256.Create(ExpLow)), Vector256.Create(ExpHigh));
         Vector256<float> n = Vector256.Round(x * Vector256.Create(Log2E));
-        Vector256<float> r = Vector256.MultiplyAddEstimate(n, Vector256.Create(-Ln2Hi), x);
-        r = Vector256.MultiplyAddEstimate(n, Vector256.Create(-Ln2Lo), r);
+        Vector256<float> r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Hi), x);
+        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Lo), r);
         Vector256<float> y = Vector256.Create(P0);
-        y = Vector256.MultiplyAddEstimate(y, r, Vector256.Create(P1));
-        y = Vector256.MultiplyAddEstimate(y, r, Vector256.Create(P2));
-        y = Vector256.MultiplyAddEstimate(y, r, Vector256.Create(P3));
-        y = Vector256.MultiplyAddEstimate(y, r, Vector256.Create(P4));
-        y = Vector256.MultiplyAddEstimate(y, r, Vector256.Create(P5));
-        y = Vector256.MultiplyAddEstimate(y, r * r, r + Vector256<float>.One);
+        y = Vector256.FusedMultiplyAdd(y, r, Vector256.Create(P1));
+        y = Vector256.FusedMultiplyAdd(y, r, Vector256.Create(P2));
+        y = Vector256.FusedMultiplyAdd(y, r, Vector256.Create(P3));
+        y = Vector256.FusedMultiplyAdd(y, r, Vector256.Create(P4));
+        y = Vector256.FusedMultiplyAdd(y, r, Vector256.Create(P5));
+        y = Vector256.FusedMultiplyAdd(y, r * r, r + Vector256<float>.One);
         Vector256<float> scale = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
         return Vector256.AndNot(y * scale, under);
     }

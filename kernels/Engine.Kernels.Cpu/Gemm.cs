@@ -34,7 +34,7 @@ internal enum GemmIsa
 /// </summary>
 /// <remarks>
 /// <para>
-/// GotoBLAS/BLIS structure. The inner dimension is cut into equal KC blocks (at most 768) and the
+/// GotoBLAS/BLIS structure. The inner dimension is cut into equal KC blocks (at most <see cref="KBlock"/>, whatever the kernel set) and the
 /// columns into chunks of at most NC. For each chunk, one parallel loop packs B for all its k
 /// blocks (or for as many as <see cref="PackedBudget"/> holds when k is huge) into zero-padded
 /// kc x NR panels, shared read-only by every thread; a second parallel loop hands out the macro
@@ -48,7 +48,8 @@ internal enum GemmIsa
 /// Determinism: every element of C is the sum over the k blocks, in order, of one FMA chain over
 /// the block's k in order, whatever tile, thread or split computed it. The k blocks depend on k
 /// alone; only the split of C into work items follows the thread count, and that does not change
-/// any element's arithmetic, so the result is bit-identical for any number of threads.
+/// any element's arithmetic, so the result is bit-identical for any number of threads, and as every
+/// kernel set (Vector512, Vector256, scalar) runs the same chains, for any vector width too.
 /// </para>
 /// <para>
 /// Decode shapes (at most <see cref="SmallRows"/> rows, any transposes) skip packing B:
@@ -61,6 +62,12 @@ internal static unsafe partial class CpuGemm
 {
     /// <summary>Rows at or below which a product takes the unpacked small-m path (vector kernel sets).</summary>
     internal const int SmallRows = 64;
+
+    /// <summary>
+    /// Most k of one block of the canonical order, the same for every kernel set (the k blocks decide
+    /// each element's chain of FMAs, so they may not follow the vector width).
+    /// </summary>
+    private const int KBlock = 512;
 
     /// <summary>Panels of B packed by one work item of the packing loop.</summary>
     private const int PackPanelsPerItem = 4;
@@ -113,7 +120,10 @@ internal static unsafe partial class CpuGemm
         /// <summary>Columns of the register tile (vector operand, B).</summary>
         public readonly int NR = nr;
 
-        /// <summary>Inner-dimension block: fixed, so results do not depend on the thread count.</summary>
+        /// <summary>
+        /// Inner-dimension block: <see cref="KBlock"/> for every kernel set, so results depend neither on
+        /// the thread count nor on the vector width.
+        /// </summary>
         public readonly int KC = kc;
 
         /// <summary>Most rows of A packed by one work item (a multiple of MR).</summary>
@@ -124,9 +134,9 @@ internal static unsafe partial class CpuGemm
 
         public static Blocking For(GemmIsa isa) => isa switch
         {
-            GemmIsa.Vector512 => new Blocking(12, 32, 768, 144, 4096),
-            GemmIsa.Vector256 => new Blocking(6, 16, 512, 96, 4096),
-            _ => new Blocking(4, 8, 256, 64, 1024),
+            GemmIsa.Vector512 => new Blocking(12, 32, KBlock, 144, 4096),
+            GemmIsa.Vector256 => new Blocking(6, 16, KBlock, 96, 4096),
+            _ => new Blocking(4, 8, KBlock, 64, 1024),
         };
     }
 

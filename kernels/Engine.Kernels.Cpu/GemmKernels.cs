@@ -408,7 +408,10 @@ internal static unsafe partial class CpuGemm
         }
     }
 
-    /// <summary>Scalar micro-kernel for machines without SIMD: accumulates the tile in <paramref name="tile"/>.</summary>
+    /// <summary>
+    /// Scalar micro-kernel for machines without SIMD: accumulates the tile in <paramref name="tile"/>,
+    /// with the vector kernels' fused chains (so the bits do not depend on the machine's width).
+    /// </summary>
     private static void KernelScalar(float* a, float* b, int kc, float* c, long ldc, int rows, int cols,
         float alpha, float beta, float* bias, float* tile, int mr, int nr)
     {
@@ -421,7 +424,7 @@ internal static unsafe partial class CpuGemm
                 float* t = tile + ii * nr;
                 for (int jj = 0; jj < nr; jj++)
                 {
-                    t[jj] += av * b[jj];
+                    t[jj] = MathF.FusedMultiplyAdd(av, b[jj], t[jj]);
                 }
             }
         }

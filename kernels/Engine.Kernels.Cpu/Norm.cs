@@ -73,48 +73,17 @@ internal sealed unsafe partial class CpuAccelerator
 /// <summary>Row reductions in double and the shared normalisation loops.</summary>
 internal static unsafe class NormMath
 {
-    /// <summary>Sum of x [c], accumulated in double.</summary>
+    /// <summary>Sum of x [c], accumulated in double in the <see cref="LaneOrder"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static double Sum(float* x, int c)
-    {
-        int j = 0;
-        double sum = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            Vector512<double> a0 = Vector512<double>.Zero, a1 = Vector512<double>.Zero;
-            for (; j <= c - 16; j += 16)
-            {
-                (Vector512<double> lo, Vector512<double> hi) = Vector512.Widen(Vector512.Load(x + j));
-                a0 += lo;
-                a1 += hi;
-            }
+    public static double Sum(float* x, int c) => SumSquaredDeviation(x, c, 0, square: false);
 
-            sum = Vector512.Sum(a0 + a1);
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            Vector256<double> a0 = Vector256<double>.Zero, a1 = Vector256<double>.Zero;
-            for (; j <= c - 8; j += 8)
-            {
-                (Vector256<double> lo, Vector256<double> hi) = Vector256.Widen(Vector256.Load(x + j));
-                a0 += lo;
-                a1 += hi;
-            }
-
-            sum = Vector256.Sum(a0 + a1);
-        }
-
-        for (; j < c; j++)
-        {
-            sum += x[j];
-        }
-
-        return sum;
-    }
-
-    /// <summary>Sum of (x - mean)^2 over x [c] (with mean = 0: the sum of squares), in double.</summary>
+    /// <summary>Sum of (x - mean)^2 over x [c] (with mean = 0: the sum of squares), in double in the <see cref="LaneOrder"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static double SumSquaredDeviation(float* x, int c, double mean)
+    public static double SumSquaredDeviation(float* x, int c, double mean) => SumSquaredDeviation(x, c, mean, square: true);
+
+    /// <summary>Sum of x or of (x - mean)^2 over x [c]: 16 double lanes, then the tail in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double SumSquaredDeviation(float* x, int c, double mean, bool square)
     {
         int j = 0;
         double sum = 0;
@@ -125,34 +94,57 @@ internal static unsafe class NormMath
             for (; j <= c - 16; j += 16)
             {
                 (Vector512<double> lo, Vector512<double> hi) = Vector512.Widen(Vector512.Load(x + j));
-                lo -= m;
-                hi -= m;
-                a0 = Vector512.FusedMultiplyAdd(lo, lo, a0);
-                a1 = Vector512.FusedMultiplyAdd(hi, hi, a1);
+                if (square)
+                {
+                    lo -= m;
+                    hi -= m;
+                    a0 = Vector512.FusedMultiplyAdd(lo, lo, a0);
+                    a1 = Vector512.FusedMultiplyAdd(hi, hi, a1);
+                }
+                else
+                {
+                    a0 += lo;
+                    a1 += hi;
+                }
             }
 
-            sum = Vector512.Sum(a0 + a1);
+            sum = LaneOrder.Sum(a0, a1);
         }
-        else if (Vector256.IsHardwareAccelerated)
+        else
         {
             Vector256<double> m = Vector256.Create(mean);
-            Vector256<double> a0 = Vector256<double>.Zero, a1 = Vector256<double>.Zero;
-            for (; j <= c - 8; j += 8)
+            Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; j <= c - 16; j += 16)
             {
-                (Vector256<double> lo, Vector256<double> hi) = Vector256.Widen(Vector256.Load(x + j));
-                lo -= m;
-                hi -= m;
-                a0 = Vector256.FusedMultiplyAdd(lo, lo, a0);
-                a1 = Vector256.FusedMultiplyAdd(hi, hi, a1);
+                (Vector256<double> q0, Vector256<double> q1) = Vector256.Widen(Vector256.Load(x + j));
+                (Vector256<double> q2, Vector256<double> q3) = Vector256.Widen(Vector256.Load(x + j + 8));
+                if (square)
+                {
+                    q0 -= m;
+                    q1 -= m;
+                    q2 -= m;
+                    q3 -= m;
+                    a0 = Vector256.FusedMultiplyAdd(q0, q0, a0);
+                    a1 = Vector256.FusedMultiplyAdd(q1, q1, a1);
+                    a2 = Vector256.FusedMultiplyAdd(q2, q2, a2);
+                    a3 = Vector256.FusedMultiplyAdd(q3, q3, a3);
+                }
+                else
+                {
+                    a0 += q0;
+                    a1 += q1;
+                    a2 += q2;
+                    a3 += q3;
+                }
             }
 
-            sum = Vector256.Sum(a0 + a1);
+            sum = LaneOrder.Sum(a0, a1, a2, a3);
         }
 
         for (; j < c; j++)
         {
             double d = x[j] - mean;
-            sum = Math.FusedMultiplyAdd(d, d, sum);
+            sum = square ? Math.FusedMultiplyAdd(d, d, sum) : sum + x[j];
         }
 
         return sum;
@@ -292,29 +284,44 @@ internal unsafe struct LayerNormBackwardKernel : IChunkKernel
                     }
                 }
 
-                sumDn = Vector512.Sum(s0 + s1);
-                sumDnXh = Vector512.Sum(t0 + t1);
+                sumDn = LaneOrder.Sum(s0, s1);
+                sumDnXh = LaneOrder.Sum(t0, t1);
             }
-            else if (Vector256.IsHardwareAccelerated)
+            else
             {
+                // Two halves per step: the 16 double lanes of the Vector512 form (LaneOrder).
                 Vector256<float> mv = Vector256.Create(m), rv = Vector256.Create(rs);
-                Vector256<double> s0 = default, s1 = default, t0 = default, t1 = default;
-                for (; j <= c - 8; j += 8)
+                Vector256<double> s0 = default, s1 = default, s2 = default, s3 = default;
+                Vector256<double> t0 = default, t1 = default, t2 = default, t3 = default;
+                for (; j <= c - 16; j += 16)
                 {
-                    Vector256<float> g = Vector256.Load(dout + j);
-                    Vector256<float> xh = (Vector256.Load(x + j) - mv) * rv;
-                    Vector256<float> dn = g * Vector256.Load(w + j);
-                    NormMath.Accumulate(dn, ref s0, ref s1);
-                    NormMath.Accumulate(dn * xh, ref t0, ref t1);
-                    Vector256.FusedMultiplyAdd(g, xh, Vector256.Load(pw + j)).Store(pw + j);
-                    if (pb != null)
+                    for (int half = 0; half < 16; half += 8)
                     {
-                        (Vector256.Load(pb + j) + g).Store(pb + j);
+                        int jh = j + half;
+                        Vector256<float> g = Vector256.Load(dout + jh);
+                        Vector256<float> xh = (Vector256.Load(x + jh) - mv) * rv;
+                        Vector256<float> dn = g * Vector256.Load(w + jh);
+                        if (half == 0)
+                        {
+                            NormMath.Accumulate(dn, ref s0, ref s1);
+                            NormMath.Accumulate(dn * xh, ref t0, ref t1);
+                        }
+                        else
+                        {
+                            NormMath.Accumulate(dn, ref s2, ref s3);
+                            NormMath.Accumulate(dn * xh, ref t2, ref t3);
+                        }
+
+                        Vector256.FusedMultiplyAdd(g, xh, Vector256.Load(pw + jh)).Store(pw + jh);
+                        if (pb != null)
+                        {
+                            (Vector256.Load(pb + jh) + g).Store(pb + jh);
+                        }
                     }
                 }
 
-                sumDn = Vector256.Sum(s0 + s1);
-                sumDnXh = Vector256.Sum(t0 + t1);
+                sumDn = LaneOrder.Sum(s0, s1, s2, s3);
+                sumDnXh = LaneOrder.Sum(t0, t1, t2, t3);
             }
 
             for (; j < c; j++)
@@ -458,21 +465,24 @@ internal unsafe struct RmsNormBackwardKernel : IChunkKernel
                     Vector512.FusedMultiplyAdd(g, xh, Vector512.Load(pw + j)).Store(pw + j);
                 }
 
-                sumDnXh = Vector512.Sum(t0 + t1);
+                sumDnXh = LaneOrder.Sum(t0, t1);
             }
-            else if (Vector256.IsHardwareAccelerated)
+            else
             {
+                // Two halves per step: the 16 double lanes of the Vector512 form (LaneOrder).
                 Vector256<float> rv = Vector256.Create(rs);
-                Vector256<double> t0 = default, t1 = default;
-                for (; j <= c - 8; j += 8)
+                Vector256<double> t0 = default, t1 = default, t2 = default, t3 = default;
+                for (; j <= c - 16; j += 16)
                 {
-                    Vector256<float> g = Vector256.Load(dout + j);
-                    Vector256<float> xh = Vector256.Load(x + j) * rv;
+                    Vector256<float> g = Vector256.Load(dout + j), g8 = Vector256.Load(dout + j + 8);
+                    Vector256<float> xh = Vector256.Load(x + j) * rv, xh8 = Vector256.Load(x + j + 8) * rv;
                     NormMath.Accumulate(g * Vector256.Load(w + j) * xh, ref t0, ref t1);
+                    NormMath.Accumulate(g8 * Vector256.Load(w + j + 8) * xh8, ref t2, ref t3);
                     Vector256.FusedMultiplyAdd(g, xh, Vector256.Load(pw + j)).Store(pw + j);
+                    Vector256.FusedMultiplyAdd(g8, xh8, Vector256.Load(pw + j + 8)).Store(pw + j + 8);
                 }
 
-                sumDnXh = Vector256.Sum(t0 + t1);
+                sumDnXh = LaneOrder.Sum(t0, t1, t2, t3);
             }
 
             for (; j < c; j++)

@@ -71,21 +71,20 @@ internal unsafe struct SumOfSquaresKernel : IChunkKernel
         double sum = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            Vector512<double> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; i <= count - 32; i += 32)
+            // 16 double lanes (LaneOrder), as two Vector512.
+            Vector512<double> a0 = default, a1 = default;
+            for (; i <= count - 16; i += 16)
             {
                 (Vector512<double> l0, Vector512<double> h0) = Vector512.Widen(Vector512.Load(x + i));
-                (Vector512<double> l1, Vector512<double> h1) = Vector512.Widen(Vector512.Load(x + i + 16));
                 a0 = Vector512.FusedMultiplyAdd(l0, l0, a0);
                 a1 = Vector512.FusedMultiplyAdd(h0, h0, a1);
-                a2 = Vector512.FusedMultiplyAdd(l1, l1, a2);
-                a3 = Vector512.FusedMultiplyAdd(h1, h1, a3);
             }
 
-            sum = Vector512.Sum((a0 + a1) + (a2 + a3));
+            sum = LaneOrder.Sum(a0, a1);
         }
-        else if (Vector256.IsHardwareAccelerated)
+        else
         {
+            // The same 16 double lanes as four Vector256.
             Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default;
             for (; i <= count - 16; i += 16)
             {
@@ -97,7 +96,7 @@ internal unsafe struct SumOfSquaresKernel : IChunkKernel
                 a3 = Vector256.FusedMultiplyAdd(h1, h1, a3);
             }
 
-            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+            sum = LaneOrder.Sum(a0, a1, a2, a3);
         }
 
         for (; i < count; i++)

@@ -384,8 +384,9 @@ internal static unsafe class CpuSampler
                 }
             }
         }
-        else if (Vector256.IsHardwareAccelerated)
+        else
         {
+            // Without AVX2 too (in software): the same exp lane by lane, never a scalar one.
             float* tail = stackalloc float[8];
             var m = Vector256.Create(max);
             var vt = Vector256.Create(t);
@@ -410,13 +411,6 @@ internal static unsafe class CpuSampler
                 {
                     p.Store(e + j);
                 }
-            }
-        }
-        else
-        {
-            for (; j < n; j++)
-            {
-                e[j] = MathF.Exp((z[j] - max) / t);
             }
         }
     }
@@ -558,8 +552,8 @@ internal static unsafe class CpuSampler
 
     /// <summary>
     /// Non-negative probabilities weighed by themselves (keys: the float bits): the threshold keeps a
-    /// given mass. Sums run in four vectors of float lanes over chunks of 1024 elements (64 with
-    /// Vector256), the lanes summed and the chunk sums added in double, the tail past the last whole
+    /// given mass. Sums run in four vectors of float lanes over chunks of 1024 elements (the same 64
+    /// lanes as eight Vector256 without AVX-512), the lanes summed in the <see cref="LaneOrder"/> and the chunk sums added in double, the tail past the last whole
     /// group of vectors one by one in double: every step is monotone in every term, so the weight
     /// never grows when the threshold does.
     /// </summary>
@@ -596,32 +590,32 @@ internal static unsafe class CpuSampler
                             | (m2.ExtractMostSignificantBits() << 32) | (m3.ExtractMostSignificantBits() << 48));
                     }
 
-                    total += Vector512.Sum((a0 + a1) + (a2 + a3));
+                    total += LaneOrder.Sum((a0 + a1) + (a2 + a3));
                 }
             }
-            else if (Vector256.IsHardwareAccelerated)
+            else
             {
+                // The Vector512 form's 64 lanes (four vectors of 16) as eight Vector256 halves.
                 var th = Vector256.Create(threshold);
-                int end = n & ~31;
+                int end = n & ~63;
                 while (j < end)
                 {
-                    int stop = Math.Min(end, j + (Chunk / 2));
+                    int stop = Math.Min(end, j + Chunk);
                     Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-                    for (; j < stop; j += 32)
+                    Vector256<float> b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    for (; j < stop; j += 64)
                     {
-                        Vector256<float> v0 = Vector256.Load(x + j), v1 = Vector256.Load(x + j + 8);
-                        Vector256<float> v2 = Vector256.Load(x + j + 16), v3 = Vector256.Load(x + j + 24);
-                        Vector256<float> m0 = Vector256.GreaterThanOrEqual(v0, th), m1 = Vector256.GreaterThanOrEqual(v1, th);
-                        Vector256<float> m2 = Vector256.GreaterThanOrEqual(v2, th), m3 = Vector256.GreaterThanOrEqual(v3, th);
-                        a0 += v0 & m0;
-                        a1 += v1 & m1;
-                        a2 += v2 & m2;
-                        a3 += v3 & m3;
-                        count += BitOperations.PopCount(m0.ExtractMostSignificantBits() | (m1.ExtractMostSignificantBits() << 8)
-                            | (m2.ExtractMostSignificantBits() << 16) | (m3.ExtractMostSignificantBits() << 24));
+                        a0 += Masked(x + j, th, ref count);
+                        b0 += Masked(x + j + 8, th, ref count);
+                        a1 += Masked(x + j + 16, th, ref count);
+                        b1 += Masked(x + j + 24, th, ref count);
+                        a2 += Masked(x + j + 32, th, ref count);
+                        b2 += Masked(x + j + 40, th, ref count);
+                        a3 += Masked(x + j + 48, th, ref count);
+                        b3 += Masked(x + j + 56, th, ref count);
                     }
 
-                    total += Vector256.Sum((a0 + a1) + (a2 + a3));
+                    total += LaneOrder.Sum((a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3));
                 }
             }
 
@@ -635,6 +629,16 @@ internal static unsafe class CpuSampler
             }
 
             return total;
+        }
+
+        /// <summary>The 8 values at <paramref name="x"/> that are &gt;= the threshold (others 0), counted into <paramref name="count"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<float> Masked(float* x, Vector256<float> th, ref int count)
+        {
+            Vector256<float> v = Vector256.Load(x);
+            Vector256<float> keep = Vector256.GreaterThanOrEqual(v, th);
+            count += BitOperations.PopCount(keep.ExtractMostSignificantBits());
+            return v & keep;
         }
     }
 

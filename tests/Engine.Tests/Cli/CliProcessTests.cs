@@ -13,12 +13,8 @@ public sealed class CliProcessTests
     [Fact]
     public void The_built_cli_opens_the_backends_and_trains()
     {
-        string testBin = AppContext.BaseDirectory; // .../tests/Engine.Tests/bin/<Configuration>/<tfm>/
-        string tfm = Path.GetFileName(Path.TrimEndingDirectorySeparator(testBin));
-        string configuration = Path.GetFileName(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(testBin))!);
         string root = ExternalProcess.RepoRoot();
-        string cli = Path.Combine(root, "src", "Engine.Cli", "bin", configuration, tfm, "Engine.Cli.dll");
-        Assert.True(File.Exists(cli), $"the CLI is not built at {cli}");
+        string cli = ExternalProcess.BuiltCli();
 
         string stdout = ExternalProcess.Run("dotnet",
             $"\"{cli}\" bench-train --family gpt2 --layers 1 --dim 16 --heads 2 --vocab 17 --seq 8 --batch 1 --steps 1", root,

@@ -207,6 +207,44 @@ public sealed class AttentionTests : IDisposable
         Compare.Close(r.Dqkv!, dqkv, 1e-4, $"dqkv ({width})");
     }
 
+    /// <summary>Every vector width (AVX-512, AVX2, scalar) gives the same bits: one FMA chain per element, the same exp, one lane order for the row dots.</summary>
+    [Theory]
+    [InlineData(2, 75, 4, 2, 20)]
+    [InlineData(1, 530, 2, 1, 40)]
+    public void EveryVectorWidth_GivesTheSameBits(int b, int t, int hq, int hkv, int d)
+    {
+        var s = new Shape(b, t, hq, hkv, d);
+        float[] qkv = TestData.Uniform(93, s.QkvLength, 1.5f);
+        float[] g = TestData.Uniform(94, s.OutLength);
+        using var pool = new CpuThreadPool(2);
+        var scratch = new AttentionScratch(pool.ThreadCount);
+        scratch.Ensure(CpuAttention.ScratchFloats(s.D));
+        float[] output = new float[s.OutLength], lse = new float[s.LseLength], dqkv = new float[s.QkvLength];
+        RunWidth(1, pool, scratch, qkv, g, output, lse, dqkv, s);
+        foreach (int width in Vector512.IsHardwareAccelerated ? new[] { 256, 512 } : [256])
+        {
+            float[] o = new float[s.OutLength], l = new float[s.LseLength], dq = new float[s.QkvLength];
+            RunWidth(width, pool, scratch, qkv, g, o, l, dq, s);
+            Assert.True(Bits(output).SequenceEqual(Bits(o)), $"output ({width} vs scalar)");
+            Assert.True(Bits(lse).SequenceEqual(Bits(l)), $"lse ({width} vs scalar)");
+            Assert.True(Bits(dqkv).SequenceEqual(Bits(dq)), $"dqkv ({width} vs scalar)");
+        }
+    }
+
+    [Fact]
+    public void The_scalar_exp_is_the_vector_exp_bit_for_bit()
+    {
+        for (float a = -90f; a <= 0.5f; a += 0.000917f)
+        {
+            int vector = BitConverter.SingleToInt32Bits(AttentionSimd.ExpApprox.Exp(Vector256.Create(a)).ToScalar());
+            Assert.True(vector == BitConverter.SingleToInt32Bits(AttentionSimd.ExpApprox.Exp(a)), $"exp({a:R})");
+        }
+
+        Assert.Equal(0f, AttentionSimd.ExpApprox.Exp(float.NegativeInfinity));
+    }
+
+    private static ReadOnlySpan<int> Bits(float[] x) => System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(x.AsSpan());
+
     private static unsafe void RunWidth(int width, CpuThreadPool pool, AttentionScratch scratch, float[] qkv, float[] g,
         float[] output, float[] lse, float[] dqkv, Shape s)
     {

@@ -524,7 +524,7 @@ public sealed unsafe class GemmBatchInvarianceTests : IDisposable
         }
     }
 
-    /// <summary>Kernel sets this machine can run: the narrower ones have their own k blocks and small-m kernels.</summary>
+    /// <summary>Kernel sets this machine can run: the narrower ones have their own register tiles and small-m kernels.</summary>
     public static TheoryData<int> Isas
     {
         get
@@ -558,6 +558,29 @@ public sealed unsafe class GemmBatchInvarianceTests : IDisposable
                 float[] c = Multiply(one, isa, RowsOf(a, start, rows, k), b, RowsOf(c0, start, rows, n), bias,
                     rows, n, k, false, tb, 0.75f, 0.5f);
                 AssertRowsEqual(full, start, c, rows, n, $"{isa} tB={tb} rows [{start}, {start + rows})");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(150, 75, 1100)]
+    [InlineData(2, 70, 1300)]
+    [InlineData(40, 33, 700)]
+    public void Every_kernel_set_gives_the_same_bits(int m, int n, int k)
+    {
+        // The same FMA chains and k blocks whatever the vector width: a model trained on an AVX-512
+        // machine and one trained with AVX2 (or no SIMD) are the same model. k past one block.
+        float[] a = TestData.Uniform(61, (long)m * k);
+        float[] b = TestData.Uniform(62, (long)k * n);
+        float[] c0 = TestData.Uniform(63, (long)m * n);
+        float[] bias = TestData.Uniform(64, n);
+        foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false) })
+        {
+            float[] scalar = Multiply(two, GemmIsa.Scalar, a, b, c0, bias, m, n, k, ta, tb, 0.75f, 0.5f);
+            for (GemmIsa isa = GemmIsa.Scalar + 1; isa <= CpuGemm.BestIsa; isa++)
+            {
+                float[] c = Multiply(two, isa, a, b, c0, bias, m, n, k, ta, tb, 0.75f, 0.5f);
+                AssertRowsEqual(scalar, 0, c, m, n, $"{isa} vs scalar, tA={ta} tB={tb}");
             }
         }
     }
