@@ -14,7 +14,7 @@ internal readonly struct TokenizerJson(string source)
     {
         try
         {
-            return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 64 });
+            return JsonDocument.Parse(json, IO.UserJson.Options);
         }
         catch (JsonException e)
         {
