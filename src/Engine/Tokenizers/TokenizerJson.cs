@@ -14,7 +14,8 @@ internal readonly struct TokenizerJson(string source)
     {
         try
         {
-            return JsonDocument.Parse(json, IO.UserJson.Options);
+            // Repeated keys are allowed here: the readers check the ones that matter (a vocabulary token twice) with a precise message.
+            return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 64 });
         }
         catch (JsonException e)
         {

@@ -83,6 +83,18 @@ public sealed class ParserPropertyTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public void A_catastrophically_backtracking_regex_is_an_engine_exception_not_a_hang()
+    {
+        JsonNode tokenizer = JsonNode.Parse(File.ReadAllText(Path.Combine(CorpusRoot, "tokenizer", "bpe_small.json")))!;
+        tokenizer["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"] = new JsonObject { ["Regex"] = "(\\w+\\s?)+$" };
+        var loaded = Engine.Tokenizers.BpeTokenizer.FromJson(tokenizer.ToJsonString());
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<EngineException>(() => loaded.Encode(string.Concat(Enumerable.Repeat("ab cd ", 20)) + "!"));
+        Assert.Contains("backtracking", e.Message);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"took {clock.Elapsed}");
+    }
+
     private static void Check(string target, byte[] input)
     {
         try
