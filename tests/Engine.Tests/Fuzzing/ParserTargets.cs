@@ -53,6 +53,17 @@ internal static class ParserTargets
     {
         string dir = Path.Combine(Path.GetTempPath(), $"engine-fuzz-{Environment.ProcessId}");
         Directory.CreateDirectory(dir);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException)
+            {
+                // left for the system's temp cleaner
+            }
+        };
         return dir;
     });
 
