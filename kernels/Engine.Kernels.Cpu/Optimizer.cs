@@ -30,12 +30,21 @@ internal sealed unsafe partial class CpuAccelerator
 
     protected override void AdamWCore(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor gradNormSquared, in AdamWSettings settings, long n)
     {
-        // As torch.nn.utils.clip_grad_norm_: coefficient min(1, max_norm / (norm + 1e-6)).
         float clip = 1f;
-        if (!gradNormSquared.IsEmpty && settings.MaxGradNorm > 0)
+        if (!gradNormSquared.IsEmpty)
         {
-            double norm = Math.Sqrt(F(gradNormSquared)[0]);
-            clip = (float)Math.Min(1.0, settings.MaxGradNorm / (norm + 1e-6));
+            float normSquared = F(gradNormSquared)[0];
+            if (!float.IsFinite(normSquared))
+            {
+                return; // a NaN or Inf among the gradients: the step is skipped, p, m and v untouched
+            }
+
+            if (settings.MaxGradNorm > 0)
+            {
+                // As torch.nn.utils.clip_grad_norm_: coefficient min(1, max_norm / (norm + 1e-6)).
+                double norm = Math.Sqrt(normSquared);
+                clip = (float)Math.Min(1.0, settings.MaxGradNorm / (norm + 1e-6));
+            }
         }
 
         // As torch.optim.AdamW (single-tensor path): scalars in double, then applied in float.

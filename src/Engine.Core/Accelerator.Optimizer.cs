@@ -31,7 +31,9 @@ internal abstract partial class Accelerator
     /// <summary>
     /// AdamW update of n parameters. When <paramref name="gradNormSquared"/> is given and
     /// clipping is on, gradients are scaled by <c>min(1, max_norm / (sqrt(normsq) + 1e-6))</c>
-    /// (as torch.nn.utils.clip_grad_norm_) on the device, with no host round trip.
+    /// (as torch.nn.utils.clip_grad_norm_) on the device, with no host round trip. When
+    /// <paramref name="gradNormSquared"/> is given and not finite (a NaN or Inf among the
+    /// gradients), the op does nothing: parameters and moments are left untouched.
     /// </summary>
     /// <param name="param">[n] parameters, updated in place.</param>
     /// <param name="grad">[n] gradients (not modified).</param>

@@ -199,6 +199,16 @@ public sealed class LanguageModel : IDisposable
         return GetGenerator().Generate(promptTokenIds, samplesPerPrompt, options);
     }
 
+    /// <summary>
+    /// This model as a Microsoft.Extensions.AI <see cref="Microsoft.Extensions.AI.IChatClient"/> (chat
+    /// completion, streaming included), so it plugs into code written against that abstraction. The
+    /// conversation is formatted as ChatML when the tokenizer has &lt;|im_start|&gt;, else as
+    /// "role: content" lines; ChatOptions' temperature, top-p, top-k, seed, max output tokens and stop
+    /// sequences apply. The client shares this model (dispose the model, not only the client).
+    /// </summary>
+    /// <param name="modelId">The id the responses and the client's metadata report.</param>
+    public Microsoft.Extensions.AI.IChatClient AsChatClient(string modelId = "engine") => new Chat.LanguageModelChatClient(this, modelId);
+
     /// <summary>Saves the model as a Hugging Face checkpoint directory (written atomically, file by file).</summary>
     public void Save(string directory) => HfCheckpoint.Save(Model, directory, configJson, prefix);
 

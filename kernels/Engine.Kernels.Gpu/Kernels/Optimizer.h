@@ -50,7 +50,8 @@ void sumsq_finish(GLOBAL float* result, u64 rOff, // [1]
 // AdamW in the order of torch.optim.AdamW: g = grad * clip; p *= 1 - lr wd;
 // m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p += (-lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps).
 // clip = min(1, maxNorm / (sqrt(normSq[0]) + 1e-6)) when hasNorm and maxNorm > 0 (as
-// torch.nn.utils.clip_grad_norm_), read on the device so no host round trip is needed.
+// torch.nn.utils.clip_grad_norm_), read on the device so no host round trip is needed. A
+// non-finite normSq (when hasNorm) skips the update.
 KERNEL void adamw(GLOBAL float* p, u64 pOff,            // [n] updated
                   GLOBAL const float* g, u64 gOff,      // [n]
                   GLOBAL float* m, u64 mOff,            // [n] updated
@@ -59,6 +60,12 @@ KERNEL void adamw(GLOBAL float* p, u64 pOff,            // [n] updated
                   int hasNorm, float maxNorm, float decay, float beta1, float oneMinusBeta1,
                   float beta2, float oneMinusBeta2, float negStepSize, float bias2Sqrt, float eps, i64 n)
 {
+    // A NaN or Inf among the gradients makes the squared norm non-finite: the step is skipped, p, m
+    // and v untouched (an exponent test on the bits, which no fast-math option can fold away).
+    if (hasNorm && (AS_UINT(normSq[nOff]) & 0x7f800000u) == 0x7f800000u)
+    {
+        return;
+    }
     float clip = 1.0f;
     if (hasNorm && maxNorm > 0.0f)
     {

@@ -363,15 +363,7 @@ internal sealed class SafeTensorsCheckpoint : IDisposable
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         var weightMap = new List<(string Name, string Shard)>();
         var shardOrder = new List<string>();
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(bytes);
-        }
-        catch (JsonException ex)
-        {
-            throw Bad($"not valid JSON: {ex.Message.ReplaceLineEndings(" ")}");
-        }
+        JsonDocument doc = UserJson.ParseDocument(bytes, $"checkpoint index '{indexPath}'");
 
         using (doc)
         {

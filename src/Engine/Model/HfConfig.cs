@@ -11,15 +11,7 @@ internal static class HfConfig
     /// <summary>Parses a config.json text; throws an <see cref="EngineException"/> naming the problem.</summary>
     public static ModelConfig Parse(string json, string source = "config.json")
     {
-        JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(json) as JsonObject ?? throw new EngineException($"{source}: not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new EngineException($"{source}: invalid JSON ({e.Message})");
-        }
+        JsonObject root = IO.UserJson.ParseObject(json, source);
 
         string modelType = GetString(root, "model_type", source) ??
                            throw new EngineException($"{source}: missing model_type");

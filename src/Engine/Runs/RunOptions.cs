@@ -208,17 +208,7 @@ public sealed record RunOptions
             throw new EngineException($"{path}: config file not found");
         }
 
-        JsonNode? node;
-        try
-        {
-            node = JsonNode.Parse(File.ReadAllText(path));
-        }
-        catch (System.Text.Json.JsonException e)
-        {
-            throw new EngineException($"{path}: invalid JSON ({e.Message})");
-        }
-
-        return (defaults ?? new RunOptions()).WithJson(node as JsonObject ?? throw new EngineException($"{path}: not a JSON object"), path);
+        return (defaults ?? new RunOptions()).WithJson(IO.UserJson.ParseObject(File.ReadAllText(path), path), path);
     }
 
     internal static string Format(double value) => value.ToString("F3", CultureInfo.InvariantCulture);

@@ -291,12 +291,16 @@ internal sealed class RegexSplitter : PieceSplitter
 {
     private readonly Regex _regex;
 
+    /// <summary>The longest one match may take.</summary>
+    internal static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(2);
+
     /// <summary>Compiles <paramref name="pattern"/> (escaped first when <paramref name="literal"/>).</summary>
     public RegexSplitter(string pattern, bool literal)
     {
         try
         {
-            _regex = new Regex(literal ? Regex.Escape(pattern) : pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled);
+            // A file's pattern can backtrack catastrophically: bounded, so a bad file is an error, not a hang.
+            _regex = new Regex(literal ? Regex.Escape(pattern) : pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled, MatchTimeout);
         }
         catch (ArgumentException e)
         {
@@ -309,19 +313,26 @@ internal sealed class RegexSplitter : PieceSplitter
     {
         int end = start + length;
         int at = start;
-        Match m = _regex.Match(text, start, length);
-        while (m.Success)
+        try
         {
-            if (m.Length > 0)
+            Match m = _regex.Match(text, start, length);
+            while (m.Success)
             {
-                if (m.Index > at)
+                if (m.Length > 0)
                 {
-                    pieces.Add(new TextPiece(text, at, m.Index - at));
+                    if (m.Index > at)
+                    {
+                        pieces.Add(new TextPiece(text, at, m.Index - at));
+                    }
+                    pieces.Add(new TextPiece(text, m.Index, m.Length));
+                    at = m.Index + m.Length;
                 }
-                pieces.Add(new TextPiece(text, m.Index, m.Length));
-                at = m.Index + m.Length;
+                m = m.NextMatch();
             }
-            m = m.NextMatch();
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            throw new EngineException($"pre-tokenizer regex {_regex} took over {MatchTimeout.TotalSeconds:0} s on one match (catastrophic backtracking?)");
         }
         if (at < end)
         {

@@ -14,6 +14,7 @@ internal readonly struct TokenizerJson(string source)
     {
         try
         {
+            // Repeated keys are allowed here: the readers check the ones that matter (a vocabulary token twice) with a precise message.
             return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 64 });
         }
         catch (JsonException e)

@@ -28,7 +28,7 @@ internal sealed class SftTrainer : IDisposable
         Optimizer = new AdamWOptimizer(model, new AdamWOptions
         {
             LearningRate = options.LearningRate, Beta1 = options.Beta1, Beta2 = options.Beta2, WeightDecay = options.WeightDecay,
-            MaxGradNorm = options.MaxGradNorm,
+            MaxGradNorm = options.MaxGradNorm, MaxNonfiniteSkips = options.MaxNonfiniteSkips,
         });
         ownsGenerator = generator is null;
         this.generator = generator ?? new Generator(model, new GeneratorOptions { MaxSlots = 64, KvBudgetBytes = 64L << 20 });
@@ -92,7 +92,7 @@ internal sealed class SftTrainer : IDisposable
         model.ZeroGradients();
         float loss = model.ForwardBackwardNextToken(mask);
         float lr = LearningRateAt(step);
-        Optimizer.Step(lr);
+        Optimizer.Step(lr, loss); // a non-finite step is skipped (and counted in the metrics); too many in a row throw
         double gradNorm = Optimizer.LastGradNorm();
         StepsDone = step + 1;
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
@@ -100,6 +100,7 @@ internal sealed class SftTrainer : IDisposable
         return new SftStepMetrics
         {
             Step = StepsDone, Loss = loss, GradNorm = gradNorm, LearningRate = lr, TokensPerSecond = b * t / seconds, TestAccuracy = accuracy,
+            Skipped = Optimizer.LastSkipReason,
         };
     }
 

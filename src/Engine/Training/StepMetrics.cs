@@ -20,6 +20,9 @@ public sealed record SftStepMetrics
 
     /// <summary>Greedy test accuracy, when this step evaluated.</summary>
     public double? TestAccuracy { get; init; }
+
+    /// <summary>Why the optimizer step was skipped (a NaN or Inf in the loss or gradients), or null when it was applied.</summary>
+    public string? Skipped { get; init; }
 }
 
 /// <summary>What one RL step did (one line of metrics.jsonl).</summary>

@@ -44,6 +44,12 @@ public sealed record SftOptions
     /// <summary>Test examples per evaluation.</summary>
     public int EvalExamples { get; init; } = 200;
 
+    /// <summary>
+    /// A step whose loss or gradients hold a NaN or Inf is skipped (weights and moments untouched);
+    /// this many skips in a row stop the run with an error, before any checkpoint of this phase is written.
+    /// </summary>
+    public int MaxNonfiniteSkips { get; init; } = 3;
+
     /// <summary>Throws an <see cref="EngineException"/> naming the first setting out of range.</summary>
     public void Validate()
     {
@@ -58,6 +64,7 @@ public sealed record SftOptions
         OptionChecks.InRange(Beta2, 0, 0.999999f, "beta2");
         OptionChecks.AtLeast(EvalEvery, 0, "eval_every");
         OptionChecks.AtLeast(EvalExamples, 1, "eval_examples");
+        OptionChecks.AtLeast(MaxNonfiniteSkips, 1, "max_nonfinite_skips");
     }
 }
 
