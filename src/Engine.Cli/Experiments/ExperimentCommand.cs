@@ -23,6 +23,6 @@ internal static class ExperimentCommand
     /// <summary>One line per method: its subcommand.</summary>
     private static IEnumerable<Command> Methods()
     {
-        yield break;
+        yield return OfflineDistillCommand.Create();
     }
 }
