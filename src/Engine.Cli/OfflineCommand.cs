@@ -36,7 +36,7 @@ internal static class OfflineCommand
         var env = Env();
         var levels = Levels();
         var episodes = new Option<int>("--episodes") { Description = "teacher episodes (cycling over the levels)", DefaultValueFactory = _ => 200 };
-        var noise = new Option<double>("--max-noise") { Description = "largest per-episode probability of a random action", DefaultValueFactory = _ => 0.6 };
+        var noise = new Option<double>("--max-noise") { Description = "largest per-episode probability of a random action", DefaultValueFactory = _ => 0.8 };
         var seed = Seed();
         var output = new Option<string>("--out") { Description = "dataset file to write (safetensors)", Required = true };
         var command = new Command("collect", "Run the noisy planner teacher on the training levels and write the offline dataset.") { env, levels, episodes, noise, seed, output };

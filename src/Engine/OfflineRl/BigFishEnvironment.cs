@@ -5,7 +5,7 @@ namespace Engine.OfflineRl;
 /// <summary>
 /// A grid version of Procgen's bigfish: the agent swims in a W x H tank (W 10-14, H 8-10 per level) while
 /// fish cross it horizontally from either side. Touching a smaller fish eats it (+1); every second fish
-/// eaten grows the agent by one; reaching size 5 wins (+10, episode ends). Touching a fish of the agent's
+/// eaten grows the agent by one; reaching size 6 wins (+10, episode ends). Touching a fish of the agent's
 /// size or larger ends the episode. Actions: 0 stay, 1 up, 2 down, 3 left, 4 right.
 /// </summary>
 /// <remarks>
@@ -17,7 +17,7 @@ namespace Engine.OfflineRl;
 internal sealed class BigFishEnvironment : GridEnvironment
 {
     private const int StartSize = 2;
-    private const int WinSize = 5;
+    private const int WinSize = 6;
     private const int FishPerGrowth = 2;
 
     private int width, height, agentX, agentY, agentSize, eaten;
@@ -193,8 +193,8 @@ internal sealed class BigFishEnvironment : GridEnvironment
             return;
         }
 
-        // 60% edible (size below the agent's), 40% dangerous (the agent's size or one more).
-        int size = (sizeBits % 10) < 6 ? 1 + (int)((sizeBits >> 8) % (ulong)(agentSize - 1)) : agentSize + (int)((sizeBits >> 8) % 2);
+        // Half edible (size below the agent's), half dangerous (the agent's size or one more).
+        int size = (sizeBits % 10) < 5 ? 1 + (int)((sizeBits >> 8) % (ulong)(agentSize - 1)) : agentSize + (int)((sizeBits >> 8) % 2);
         int period = (periodBits % 3) == 0 ? 2 : 1;
         fish.Add(new Fish(x, y, size, direction, period, (int)((periodBits >> 8) % 2)));
     }

@@ -5,8 +5,8 @@ namespace Engine.OfflineRl;
 /// <summary>
 /// A grid version of Procgen's maze: the level seed carves a maze of 4-7 x 4-7 cells (depth-first
 /// backtracking, then a few extra openings so there are loops) and places the agent and the goal far
-/// apart. Reaching the goal gives +10 and ends the episode; the step limit is three times the shortest
-/// path plus 10. Actions: 0 up, 1 down, 2 left, 3 right (walking into a wall stays put).
+/// apart. Reaching the goal gives +10 and ends the episode; the step limit is twice the shortest
+/// path plus 6. Actions: 0 up, 1 down, 2 left, 3 right (walking into a wall stays put).
 /// </summary>
 /// <remarks>
 /// Observation: a 9 x 9 window around the agent, channel 0 walls (outside the maze counts as wall),
@@ -69,7 +69,7 @@ internal sealed class MazeEnvironment : GridEnvironment
         goalX = goal % size;
         goalY = goal / size;
         distanceToGoal = Distances(goalX, goalY);
-        MaxSteps = 3 * distanceToGoal[agentY * size + agentX] + 10;
+        MaxSteps = 2 * distanceToGoal[agentY * size + agentX] + 6;
         StepsTaken = 0;
         Done = false;
     }

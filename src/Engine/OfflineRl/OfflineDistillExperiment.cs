@@ -21,7 +21,7 @@ internal sealed record OfflineDistillSettings
     public int Episodes { get; init; } = 200;
 
     /// <summary>Largest per-episode noise of the teacher.</summary>
-    public double MaxNoise { get; init; } = 0.6;
+    public double MaxNoise { get; init; } = 0.8;
 
     /// <summary>Hidden width of the MLP.</summary>
     public int Hidden { get; init; } = 128;
