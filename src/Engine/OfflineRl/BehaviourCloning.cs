@@ -36,6 +36,14 @@ internal sealed class MlpAdam : IDisposable
         v = policy.Acc.Allocate(policy.ParameterCount);
     }
 
+    /// <summary>Forgets the moments and the step count (for a re-initialised network).</summary>
+    public void Reset()
+    {
+        policy.Acc.Zero(m.All);
+        policy.Acc.Zero(v.All);
+        step = 0;
+    }
+
     /// <summary>Applies the gradients in <see cref="MlpPolicy.Grads"/>.</summary>
     public void Step(float learningRate)
     {

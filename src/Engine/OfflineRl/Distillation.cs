@@ -224,6 +224,19 @@ internal sealed record DistillOptions
     /// <summary>Live mode: the student's Adam step size.</summary>
     public float StudentLearningRate { get; init; } = 5e-3f;
 
+    /// <summary>
+    /// Live mode: re-initialise the student from a fresh seed every this many outer steps (0: never, the paper code's
+    /// mode B). Re-sampling the network is what the original gradient-matching method does (Zhao et al. 2021), so the
+    /// set is matched along many short training runs instead of one.
+    /// </summary>
+    public int ReinitializeEvery { get; init; }
+
+    /// <summary>
+    /// Keep the states inside the range the real observations span (a projection after every SGD step), so they stay
+    /// plausible observations; off, they may take any value.
+    /// </summary>
+    public bool ClampToDataRange { get; init; } = true;
+
     /// <summary>Norm of the parameter perturbation of the finite-difference Hessian-vector product.</summary>
     public double HvpRadius { get; init; } = 1e-2;
 
@@ -247,6 +260,7 @@ internal sealed class Distiller : IDisposable
     private readonly int[][] rowsByAction;
     private readonly float[] velocity, gradient, realBatch;
     private readonly int[] realLabels;
+    private readonly float lowest, highest;   // the real observations' range
     private SplitMix64 random;
 
     /// <param name="data">The real data.</param>
@@ -285,6 +299,8 @@ internal sealed class Distiller : IDisposable
         realBatch = new float[options.RealBatch * data.ObservationSize];
         realLabels = new int[options.RealBatch];
         random = new SplitMix64(options.Seed);
+        lowest = options.ClampToDataRange ? data.Observations.Min() : float.NegativeInfinity;
+        highest = options.ClampToDataRange ? data.Observations.Max() : float.PositiveInfinity;
     }
 
     /// <summary>Outer steps taken.</summary>
@@ -294,6 +310,12 @@ internal sealed class Distiller : IDisposable
     public double Step()
     {
         int d = data.ObservationSize;
+        if (mode == MatchingMode.Live && options.ReinitializeEvery > 0 && StepsDone % options.ReinitializeEvery == 0)
+        {
+            net.Initialize(random.NextUInt64());
+            studentAdam!.Reset();
+        }
+
         double total = 0;
         for (int action = 0; action < data.ActionCount; action++)
         {
@@ -309,11 +331,11 @@ internal sealed class Distiller : IDisposable
                 gradient.AsSpan(offset, n * d));
         }
 
-        // SGD with momentum, PyTorch's form: v = mu v + g; S -= lr v.
+        // SGD with momentum, PyTorch's form: v = mu v + g; S -= lr v; then the projection onto the data's range.
         for (int i = 0; i < velocity.Length; i++)
         {
             velocity[i] = options.Momentum * velocity[i] + gradient[i];
-            set.States[i] -= options.LearningRate * velocity[i];
+            set.States[i] = Math.Clamp(set.States[i] - options.LearningRate * velocity[i], lowest, highest);
         }
 
         if (studentAdam is not null)

@@ -36,10 +36,13 @@ internal sealed record OfflineDistillSettings
     public double Percentile { get; init; } = 0.25;
 
     /// <summary>Synthetic set size (and the random subset's).</summary>
-    public int SyntheticSize { get; init; } = 50;
+    public int SyntheticSize { get; init; } = 200;
+
+    /// <summary>The extra arm: the live student re-initialised every this many outer steps.</summary>
+    public int ReinitializeEvery { get; init; } = 10;
 
     /// <summary>Distillation settings.</summary>
-    public DistillOptions Distill { get; init; } = new() { OuterSteps = 200, RealBatch = 256, LearningRate = 0.1f, Momentum = 0.5f, Loss = BcLoss.Mse };
+    public DistillOptions Distill { get; init; } = new() { OuterSteps = 400, RealBatch = 256, LearningRate = 0.1f, Momentum = 0.5f, Loss = BcLoss.Mse };
 
     /// <summary>The reduced CI version: fewer levels, episodes and steps, same arms.</summary>
     public static OfflineDistillSettings Quick() => new()
@@ -48,6 +51,7 @@ internal sealed record OfflineDistillSettings
         UnseenLevels = 20,
         Episodes = 20,
         Hidden = 32,
+        ReinitializeEvery = 5,
         Bc = new BcOptions { Steps = 60, BatchSize = 128, LearningRate = 3e-3f, Loss = BcLoss.Mse },
         SmallSetBc = new BcOptions { Steps = 40, BatchSize = 4096, LearningRate = 5e-3f, Loss = BcLoss.Mse },
         SyntheticSize = 20,
@@ -64,7 +68,7 @@ internal sealed record OfflineDistillSettings
 internal static class OfflineDistillExperiment
 {
     /// <summary>The arms, in report order.</summary>
-    public static readonly string[] Arms = ["full_bc", "percentile_bc", "random_subset", "distilled", "distilled_live"];
+    public static readonly string[] Arms = ["full_bc", "percentile_bc", "random_subset", "distilled", "distilled_live", "distilled_reinit", "random_subset_noise"];
 
     /// <summary>Runs every seed and writes DIR/summary.json and DIR/report.html; returns the summary.</summary>
     public static JsonObject Run(Accelerator acc, OfflineDistillSettings settings, IReadOnlyList<ulong> seeds, string outDir, Action<string>? log = null)
@@ -129,7 +133,7 @@ internal static class OfflineDistillExperiment
             using (var distiller = new Distiller(data, frozenSet, full, MatchingMode.Frozen, settings.Distill with { Seed = seed }))
             {
                 double[] d = distiller.Run();
-                log?.Invoke($"seed {seed}: frozen-mode distance {d[0]:G3} -> {d[^1]:G3}");
+                log?.Invoke($"seed {seed}: frozen-mode distance {Window(d, 0):G3} -> {Window(d, d.Length - 1):G3}, states moved {Moved(subset, frozenSet):G3} of their norm");
             }
 
             using (MlpPolicy student = NewPolicy(initSeed))
@@ -138,16 +142,42 @@ internal static class OfflineDistillExperiment
                 Record("distilled", student);
             }
 
+            // A control for the distilled arm: the random subset moved as far as distillation moved it, but in a random
+            // direction (Gaussian, same norm, clamped to the data's range like the distilled states).
+            float[] noisy = WithNoise(subset.States, Moved(subset, frozenSet), data, seed * 1000 + 3);
+            using (MlpPolicy student = NewPolicy(initSeed))
+            {
+                BehaviourCloning.Train(student, noisy, subset.Labels.ToArray(), smallRows, settings.SmallSetBc with { Seed = seed });
+                Record("random_subset_noise", student);
+            }
+
             SyntheticSet liveSet = SyntheticSet.FromRealStates(data, settings.SyntheticSize, seed * 1000 + 2);
             using (MlpPolicy live = NewPolicy(initSeed))
             {
                 using (var distiller = new Distiller(data, liveSet, live, MatchingMode.Live, settings.Distill with { Seed = seed }))
                 {
                     double[] d = distiller.Run();
-                    log?.Invoke($"seed {seed}: live-mode distance {d[0]:G3} -> {d[^1]:G3}");
+                    log?.Invoke($"seed {seed}: live-mode distance {Window(d, 0):G3} -> {Window(d, d.Length - 1):G3}, states moved {Moved(subset, liveSet):G3} of their norm");
                 }
 
                 Record("distilled_live", live);
+            }
+
+            // Beyond the paper's two modes: the live student re-sampled every few steps (as the original gradient matching
+            // does), then a fresh student trained on the set like the random subset's.
+            SyntheticSet reinitSet = SyntheticSet.FromRealStates(data, settings.SyntheticSize, seed * 1000 + 2);
+            using (MlpPolicy matching = NewPolicy(initSeed + 7))
+            {
+                using var distiller = new Distiller(data, reinitSet, matching, MatchingMode.Live,
+                    settings.Distill with { Seed = seed, ReinitializeEvery = settings.ReinitializeEvery });
+                double[] d = distiller.Run();
+                log?.Invoke($"seed {seed}: re-initialised live-mode distance {Window(d, 0):G3} -> {Window(d, d.Length - 1):G3}, states moved {Moved(subset, reinitSet):G3} of their norm");
+            }
+
+            using (MlpPolicy student = NewPolicy(initSeed))
+            {
+                BehaviourCloning.Train(student, reinitSet.States, reinitSet.Labels.ToArray(), smallRows, settings.SmallSetBc with { Seed = seed });
+                Record("distilled_reinit", student);
             }
 
             pictures ??= (subset.States, frozenSet.States, subset.Labels.ToArray(), data.ObservationShape);
@@ -194,4 +224,49 @@ internal static class OfflineDistillExperiment
     }
 
     private static double Round(double v) => Math.Round(v, 4);
+
+    /// <summary>Mean of the distances in the tenth of the run around step <paramref name="at"/> (one step's distance is one noisy real batch).</summary>
+    private static double Window(double[] distances, int at)
+    {
+        int width = Math.Max(1, distances.Length / 10);
+        int start = Math.Clamp(at - width / 2, 0, distances.Length - width);
+        return distances.Skip(start).Take(width).Average();
+    }
+
+    /// <summary>A copy of <paramref name="states"/> plus Gaussian noise of norm <paramref name="relative"/> times theirs, clamped to the data's range.</summary>
+    private static float[] WithNoise(float[] states, double relative, OfflineDataset data, ulong seed)
+    {
+        var random = new Util.SplitMix64(seed);
+        var noise = new double[states.Length];
+        double noiseNorm = 0, norm = 0;
+        for (int i = 0; i < states.Length; i++)
+        {
+            noise[i] = random.NextGaussian();
+            noiseNorm += noise[i] * noise[i];
+            norm += (double)states[i] * states[i];
+        }
+
+        double scale = relative * Math.Sqrt(norm / Math.Max(noiseNorm, 1e-30));
+        float lowest = data.Observations.Min(), highest = data.Observations.Max();
+        var result = new float[states.Length];
+        for (int i = 0; i < states.Length; i++)
+        {
+            result[i] = Math.Clamp((float)(states[i] + scale * noise[i]), lowest, highest);
+        }
+
+        return result;
+    }
+
+    /// <summary>|S - S0| / |S0|: how far distillation moved the states from the real ones they started as.</summary>
+    private static double Moved(SyntheticSet start, SyntheticSet end)
+    {
+        double diff = 0, norm = 0;
+        for (int i = 0; i < start.States.Length; i++)
+        {
+            diff += (end.States[i] - (double)start.States[i]) * (end.States[i] - start.States[i]);
+            norm += (double)start.States[i] * start.States[i];
+        }
+
+        return Math.Sqrt(diff / Math.Max(norm, 1e-30));
+    }
 }
