@@ -7,37 +7,83 @@ namespace Engine.Kernels.Cpu;
 // trivially deterministic.
 internal sealed unsafe partial class CpuAccelerator
 {
-    protected override void PolicyLossCore(Tensor dlogp, Tensor dentropy, Tensor stats, Tensor logp, Tensor logpOld, Tensor advantages,
-        Tensor mask, Tensor weights, Tensor logpRef, Tensor entropy, in PolicyLossSettings settings, int n)
+    protected override void PolicyLossCore(Tensor dlogp, Tensor stats, Tensor logp, Tensor logpOld, Tensor advantages, Tensor mask,
+        Tensor weights, in PolicyLossSettings settings, int n)
     {
-        float* g = F(dlogp), gh = F(dentropy), st = F(stats);
-        float* lp = F(logp), old = F(logpOld), adv = F(advantages), m = F(mask), w = F(weights), rf = F(logpRef), h = F(entropy);
+        float* g = F(dlogp), st = F(stats);
+        float* lp = F(logp), old = F(logpOld), adv = F(advantages), m = F(mask), w = F(weights);
         Span<double> sums = stackalloc double[PolicyLossStats.Count];
         sums.Clear();
         for (int t = 0; t < n; t++)
         {
-            var term = PolicyLossMath.Token(lp[t], old[t], adv[t], rf == null ? float.NaN : rf[t], h == null ? 0f : h[t], settings);
+            var term = PolicyLossMath.Token(lp[t], old[t], adv[t], settings);
             double weight = w[t], counted = m[t];
             g[t] = (float)(weight * term.Gradient);
-            if (gh != null)
-            {
-                gh[t] = (float)(weight * -settings.EntropyCoef);
-            }
-
             sums[PolicyLossStats.Loss] += weight * term.Loss;
             sums[PolicyLossStats.Tokens] += counted;
             sums[PolicyLossStats.ClipHigh] += term.ClippedHigh ? counted : 0;
             sums[PolicyLossStats.ClipLow] += term.ClippedLow ? counted : 0;
             sums[PolicyLossStats.Ratio] += counted * term.Ratio;
             sums[PolicyLossStats.ApproxKl] += counted * ((double)old[t] - lp[t]);
-            sums[PolicyLossStats.Entropy] += h == null ? 0 : counted * h[t];
-            sums[PolicyLossStats.RefKl] += rf == null ? 0 : counted * term.RefKl;
             sums[PolicyLossStats.DualClipped] += term.DualClipped ? counted : 0;
         }
 
-        for (int i = 0; i < PolicyLossStats.Count; i++)
+        Accumulate(st, sums);
+    }
+
+    protected override void KlLossCore(Tensor dlogp, Tensor stats, Tensor logp, Tensor logpTarget, Tensor mask, Tensor weights, float coef,
+        KlEstimator estimator, int n)
+    {
+        float* g = F(dlogp), st = F(stats), lp = F(logp), target = F(logpTarget), m = F(mask), w = F(weights);
+        Span<double> sums = stackalloc double[KlLossStats.Count];
+        sums.Clear();
+        for (int t = 0; t < n; t++)
         {
-            st[i] = (float)(st[i] + sums[i]);
+            var (value, derivative) = KlMath.Estimate(lp[t], target[t], estimator);
+            double weight = w[t], counted = m[t];
+            double add = weight * coef * derivative;
+            if (add != 0)
+            {
+                // Adding an exact zero is skipped so a term that contributes nothing (beta = 0, a masked
+                // token) leaves the other terms' gradient bits alone, the sign of a zero included.
+                g[t] = (float)(g[t] + add);
+            }
+
+            sums[KlLossStats.Loss] += weight * coef * value;
+            sums[KlLossStats.Estimate] += counted * value;
+            sums[KlLossStats.LogRatio] += counted * KlMath.LogRatio(lp[t], target[t]);
+            sums[KlLossStats.Tokens] += counted;
+        }
+
+        Accumulate(st, sums);
+    }
+
+    protected override void EntropyBonusCore(Tensor dentropy, Tensor stats, Tensor entropy, Tensor mask, Tensor weights, float coef, int n)
+    {
+        float* gh = F(dentropy), st = F(stats), h = F(entropy), m = F(mask), w = F(weights);
+        Span<double> sums = stackalloc double[EntropyStats.Count];
+        sums.Clear();
+        for (int t = 0; t < n; t++)
+        {
+            double weight = w[t];
+            if (gh != null)
+            {
+                gh[t] = (float)(weight * -coef);
+            }
+
+            sums[EntropyStats.Loss] -= weight * coef * h[t];
+            sums[EntropyStats.Entropy] += m[t] * (double)h[t];
+        }
+
+        Accumulate(st, sums);
+    }
+
+    /// <summary>Adds the double-precision sums to the float statistics vector.</summary>
+    private static void Accumulate(float* stats, ReadOnlySpan<double> sums)
+    {
+        for (int i = 0; i < sums.Length; i++)
+        {
+            stats[i] = (float)(stats[i] + sums[i]);
         }
     }
 
@@ -55,10 +101,10 @@ internal sealed unsafe partial class CpuAccelerator
 internal static class PolicyLossMath
 {
     /// <summary>One token's contribution before weighting.</summary>
-    internal readonly record struct Term(double Loss, double Gradient, double Ratio, bool ClippedHigh, bool ClippedLow, bool DualClipped, double RefKl);
+    internal readonly record struct Term(double Loss, double Gradient, double Ratio, bool ClippedHigh, bool ClippedLow, bool DualClipped);
 
-    /// <summary>Loss and dloss/dlogp of one token (the entropy bonus enters the loss here, its gradient separately).</summary>
-    public static Term Token(float logp, float logpOld, float advantage, float logpRef, float entropy, in PolicyLossSettings s)
+    /// <summary>Loss and dloss/dlogp of one token.</summary>
+    public static Term Token(float logp, float logpOld, float advantage, in PolicyLossSettings s)
     {
         double logRatio = (double)logp - logpOld;
         bool ratioClamped = logRatio < -20 || logRatio > 20;
@@ -79,19 +125,6 @@ internal static class PolicyLossMath
             dual = true;
         }
 
-        double refKl = 0;
-        if (!float.IsNaN(logpRef))
-        {
-            var (value, derivative) = KlMath.Estimate(logp, logpRef, s.Kl);
-            refKl = value;
-            if (s.KlCoef != 0)
-            {
-                loss += s.KlCoef * value;
-                grad += s.KlCoef * derivative;
-            }
-        }
-
-        loss -= (double)s.EntropyCoef * entropy;
-        return new Term(loss, grad, r, clipHigh, clipLow, dual, refKl);
+        return new Term(loss, grad, r, clipHigh, clipLow, dual);
     }
 }

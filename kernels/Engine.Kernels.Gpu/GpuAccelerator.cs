@@ -327,6 +327,8 @@ internal enum GpuKernel
     SampleTokens,
     GatherRows,
     PolicyLoss,
+    KlLoss,
+    EntropyBonus,
     KlPenalty,
     Count,
 }
@@ -385,6 +387,8 @@ internal static class GpuKernels
         t[(int)GpuKernel.SampleTokens] = ("Sampling", "sample_tokens", null);
         t[(int)GpuKernel.GatherRows] = ("Sampling", "gather_rows", null);
         t[(int)GpuKernel.PolicyLoss] = ("PolicyLoss", "policy_loss", null);
+        t[(int)GpuKernel.KlLoss] = ("PolicyLoss", "kl_loss", null);
+        t[(int)GpuKernel.EntropyBonus] = ("PolicyLoss", "entropy_bonus", null);
         t[(int)GpuKernel.KlPenalty] = ("PolicyLoss", "kl_penalty", null);
         return t;
     }

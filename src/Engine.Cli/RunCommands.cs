@@ -40,11 +40,14 @@ internal static class RunCommands
 
     public static Command Rl()
     {
-        var command = new Command("rl", "Reinforcement learning (GRPO or DAPO) on a built-in task from a checkpoint or a new model.");
+        var command = new Command("rl", "Reinforcement learning (GRPO, DAPO or KDRL) on a built-in task from a checkpoint or a new model.");
         var common = new CommonRunOptions(command, "runs/rl");
-        var algo = new Option<string>("--algo") { Description = "grpo, dapo, or ladder-0 .. ladder-5 (the DAPO paper's ablation ladder: 0 = grpo, 5 = dapo): the preset the other settings start from", DefaultValueFactory = _ => "dapo" };
+        var algo = new Option<string>("--algo") { Description = "grpo, dapo, ladder-0 .. ladder-5 (the DAPO paper's ablation ladder: 0 = grpo, 5 = dapo), kdrl (GRPO + distillation to --teacher) or kd (distillation only, reward ignored): the preset the other settings start from", DefaultValueFactory = _ => "dapo" };
+        var teacher = new Option<string?>("--teacher") { Description = "the teacher checkpoint of kdrl / kd (same as --kd-teacher)" };
         command.Options.Add(algo);
+        command.Options.Add(teacher);
         var flags = SettingFlags.Add<RlOptions>(command, exclude: ["algorithm"]);
+        var kdFlags = SettingFlags.Add<KdOptions>(command, "kd-");
         var modelFlags = SettingFlags.Add<ModelOptions>(command, "model-");
         var taskFlags = SettingFlags.Add<TaskOptions>(command, "task-");
         command.SetAction(r => CommandLine.Guard(() =>
@@ -53,9 +56,11 @@ internal static class RunCommands
             {
                 "grpo" => RlOptions.Grpo(),
                 "dapo" => RlOptions.Dapo(),
+                "kdrl" => RlOptions.Kdrl(),
+                "kd" => RlOptions.KdOnly(),
                 string name when name.StartsWith("ladder-", StringComparison.Ordinal)
                     && int.TryParse(name.AsSpan(7), NumberStyles.None, CultureInfo.InvariantCulture, out int rung) => RlOptions.Ladder(rung),
-                var other => throw new EngineException($"--algo must be grpo, dapo or ladder-0 .. ladder-5, got '{other}'"),
+                var other => throw new EngineException($"--algo must be grpo, dapo, ladder-0 .. ladder-5, kdrl or kd, got '{other}'"),
             };
             // The preset decides the techniques; the budget and evaluation are the demo's, so that
             // `rl --algo X` from the demo's SFT checkpoint is the demo's RL phase with X's techniques.
@@ -70,12 +75,23 @@ internal static class RunCommands
             RunOptions o = Engine.DemoDefaults.Options() with { Sft = null, Rl = preset };
             return common.Run(r, o, x => x with
             {
-                Rl = OptionsBinder.Apply(x.Rl!, flags.Collect(r), "command line"),
+                Rl = WithDistillation(OptionsBinder.Apply(x.Rl!, flags.Collect(r), "command line"), kdFlags.Collect(r), r.GetValue(teacher)),
                 Model = OptionsBinder.Apply(x.Model, modelFlags.Collect(r), "command line"),
                 Task = OptionsBinder.Apply(x.Task, taskFlags.Collect(r), "command line"),
             });
         }));
         return command;
+    }
+
+    /// <summary>The kd flags and --teacher applied to the RL options (which then distil, whatever the preset).</summary>
+    private static RlOptions WithDistillation(RlOptions rl, JsonObject kdFlags, string? teacher)
+    {
+        if (teacher is not null)
+        {
+            kdFlags["teacher"] = teacher;
+        }
+
+        return kdFlags.Count == 0 ? rl : rl with { Distillation = OptionsBinder.Apply(rl.Distillation ?? new KdOptions(), kdFlags, "command line") };
     }
 
     /// <summary>--out, --config, --device, --resume and --set, shared by the run commands.</summary>
@@ -153,7 +169,7 @@ internal static class RunCommands
 
                 if (dot < 0 || dot > eq)
                 {
-                    throw new EngineException($"--set {item}: expected section.key=value (sections: task, model, sft, rl)");
+                    throw new EngineException($"--set {item}: expected section.key=value (sections: task, model, sft, rl, kd)");
                 }
 
                 string section = key[..dot], name = key[(dot + 1)..];
@@ -163,7 +179,8 @@ internal static class RunCommands
                     "model" => typeof(ModelOptions),
                     "sft" => typeof(SftOptions),
                     "rl" => typeof(RlOptions),
-                    _ => throw new EngineException($"--set {item}: unknown section '{section}' (expected task, model, sft, rl)"),
+                    "kd" => typeof(KdOptions),
+                    _ => throw new EngineException($"--set {item}: unknown section '{section}' (expected task, model, sft, rl, kd)"),
                 };
                 var setting = OptionsBinder.Settings(type).FirstOrDefault(s => s.Name == name);
                 JsonNode? parsed = setting.Property is null ? JsonValue.Create(value) : OptionsBinder.ParseValue(value, setting.Property.PropertyType, $"--set {key}");

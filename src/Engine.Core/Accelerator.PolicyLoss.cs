@@ -16,11 +16,14 @@ internal enum KlEstimator
 /// <summary>The per-token KL estimators, shared by every backend and by host-side reward shaping.</summary>
 internal static class KlMath
 {
+    /// <summary><c>d = clamp(logp_ref - logp, -20, 20)</c>: the log-ratio every estimator takes (KDRL's token reward R_t).</summary>
+    public static double LogRatio(float logp, float logpRef) => Math.Clamp((double)logpRef - logp, -20, 20);
+
     /// <summary>The estimate for <c>d = clamp(logp_ref - logp, -20, 20)</c> and its derivative with respect to logp.</summary>
     public static (double Value, double Derivative) Estimate(float logp, float logpRef, KlEstimator estimator)
     {
         double raw = (double)logpRef - logp;
-        double d = Math.Clamp(raw, -20, 20);
+        double d = LogRatio(logp, logpRef);
         bool clamped = raw != d;
         switch (estimator)
         {
@@ -36,19 +39,16 @@ internal static class KlMath
     }
 }
 
-/// <summary>Settings of the clipped policy-gradient loss (see rl-core.md).</summary>
+/// <summary>Settings of the clipped policy-gradient surrogate (see rl-core.md).</summary>
 /// <param name="EpsLow">Lower clip: ratios below 1 - EpsLow are clipped.</param>
 /// <param name="EpsHigh">Upper clip (clip-higher): ratios above 1 + EpsHigh are clipped.</param>
 /// <param name="DualClip">Dual-clip constant c (&gt; 1) bounding the loss of negative advantages by -A c; 0 disables.</param>
-/// <param name="KlCoef">Weight beta of the KL-to-reference term in the loss; 0 disables.</param>
-/// <param name="Kl">Estimator of the KL term.</param>
-/// <param name="EntropyCoef">Weight of the entropy bonus (<c>-coef * H_t</c> in the loss); 0 disables.</param>
-internal readonly record struct PolicyLossSettings(float EpsLow, float EpsHigh, float DualClip, float KlCoef, KlEstimator Kl, float EntropyCoef);
+internal readonly record struct PolicyLossSettings(float EpsLow, float EpsHigh, float DualClip);
 
-/// <summary>Slots of the statistics vector the policy loss accumulates.</summary>
+/// <summary>Slots of the statistics vector the clipped surrogate accumulates.</summary>
 internal static class PolicyLossStats
 {
-    /// <summary><c>sum w_t l_t</c>: the loss.</summary>
+    /// <summary><c>sum w_t l_t</c>: the surrogate's loss.</summary>
     public const int Loss = 0;
 
     /// <summary><c>sum M_t</c>: tokens counted.</summary>
@@ -66,69 +66,78 @@ internal static class PolicyLossStats
     /// <summary><c>sum M_t (logp_old - logp_new)</c> (approximate KL to the sampling policy).</summary>
     public const int ApproxKl = 5;
 
-    /// <summary><c>sum M_t H_t</c> (when entropies are given).</summary>
-    public const int Entropy = 6;
-
-    /// <summary><c>sum M_t k_t</c>, the KL-to-reference estimate (when reference log-probs are given).</summary>
-    public const int RefKl = 7;
-
     /// <summary>Tokens where the dual clip bound the loss.</summary>
-    public const int DualClipped = 8;
+    public const int DualClipped = 6;
 
     /// <summary>Length of the statistics vector.</summary>
-    public const int Count = 9;
+    public const int Count = 7;
+}
+
+/// <summary>Slots of the statistics vector a KL term (<see cref="Accelerator.KlLoss"/>) accumulates.</summary>
+internal static class KlLossStats
+{
+    /// <summary><c>sum w_t coef k_t</c>: the term's loss.</summary>
+    public const int Loss = 0;
+
+    /// <summary><c>sum M_t k_t</c>: the estimate summed over counted tokens.</summary>
+    public const int Estimate = 1;
+
+    /// <summary><c>sum M_t d_t</c> with <c>d = logp_target - logp</c> (KDRL's token reward R_t).</summary>
+    public const int LogRatio = 2;
+
+    /// <summary><c>sum M_t</c>: tokens counted.</summary>
+    public const int Tokens = 3;
+
+    /// <summary>Length of the statistics vector.</summary>
+    public const int Count = 4;
+}
+
+/// <summary>Slots of the statistics vector the entropy bonus (<see cref="Accelerator.EntropyBonus"/>) accumulates.</summary>
+internal static class EntropyStats
+{
+    /// <summary><c>-coef sum w_t H_t</c>: the bonus's loss.</summary>
+    public const int Loss = 0;
+
+    /// <summary><c>sum M_t H_t</c>.</summary>
+    public const int Entropy = 1;
+
+    /// <summary>Length of the statistics vector.</summary>
+    public const int Count = 2;
 }
 
 internal abstract partial class Accelerator
 {
     /// <summary>
-    /// The importance-weighted clipped policy loss, forward and backward in one pass. Per token:
+    /// The importance-weighted clipped policy surrogate, forward and backward in one pass. Per token:
     /// <c>r = exp(clamp(logp - logp_old, -20, 20))</c>,
     /// <c>l = max(-A r, -A clamp(r, 1 - eps_low, 1 + eps_high))</c>, with the dual clip
-    /// <c>l = min(l, -A c)</c> for A &lt; 0, plus <c>beta k(logp_ref - logp)</c> and
-    /// <c>-coef H</c> when enabled. The loss is <c>sum_t w_t l_t</c>: the aggregation mode lives in
+    /// <c>l = min(l, -A c)</c> for A &lt; 0. The loss is <c>sum_t w_t l_t</c>: the aggregation mode lives in
     /// the per-token weights w (token-mean: M / sum M over the mini-batch; seq-mean-token-mean:
     /// M / (S L_i); seq-mean-token-sum-norm: M / (S L_norm)), so splitting a mini-batch into
     /// micro-batches changes nothing when the weights use the mini-batch's totals.
-    /// Writes <c>dlogp = dL/dlogp</c> and <c>dentropy = dL/dH</c>, and accumulates the statistics
-    /// (<see cref="PolicyLossStats"/>) into <paramref name="stats"/> deterministically.
+    /// Writes <c>dlogp = dL/dlogp</c> (the first term of an RL loss; the other terms add to it) and
+    /// accumulates the statistics (<see cref="PolicyLossStats"/>) into <paramref name="stats"/> deterministically.
     /// </summary>
     /// <param name="dlogp">[N] gradient with respect to the new log-probs (written).</param>
-    /// <param name="dentropy">[N] gradient with respect to the entropies (written), or empty.</param>
     /// <param name="stats">[<see cref="PolicyLossStats.Count"/>] sums, accumulated.</param>
     /// <param name="logp">[N] log-probs under the policy being trained.</param>
     /// <param name="logpOld">[N] log-probs under the policy that sampled the tokens.</param>
     /// <param name="advantages">[N] advantage of each token.</param>
     /// <param name="mask">[N] 1 for tokens that count, 0 otherwise (statistics).</param>
     /// <param name="weights">[N] aggregation weight of each token (0 where the mask is 0).</param>
-    /// <param name="logpRef">[N] reference-policy log-probs, or empty (no KL term or statistic).</param>
-    /// <param name="entropy">[N] per-token entropies, or empty (no bonus or statistic).</param>
-    /// <param name="settings">Clip, KL and entropy settings.</param>
+    /// <param name="settings">Clip settings.</param>
     /// <param name="n">Tokens N.</param>
-    public void PolicyLoss(Tensor dlogp, Tensor dentropy, Tensor stats, Tensor logp, Tensor logpOld, Tensor advantages, Tensor mask,
-        Tensor weights, Tensor logpRef, Tensor entropy, in PolicyLossSettings settings, int n)
+    public void PolicyLoss(Tensor dlogp, Tensor stats, Tensor logp, Tensor logpOld, Tensor advantages, Tensor mask, Tensor weights,
+        in PolicyLossSettings settings, int n)
     {
         CheckPositive(n, nameof(n));
         Check(dlogp, nameof(dlogp), minLength: n);
-        CheckOptional(dentropy, nameof(dentropy), minLength: n);
         Check(stats, nameof(stats), minLength: PolicyLossStats.Count);
         Check(logp, nameof(logp), minLength: n);
         Check(logpOld, nameof(logpOld), minLength: n);
         Check(advantages, nameof(advantages), minLength: n);
         Check(mask, nameof(mask), minLength: n);
         Check(weights, nameof(weights), minLength: n);
-        CheckOptional(logpRef, nameof(logpRef), minLength: n);
-        CheckOptional(entropy, nameof(entropy), minLength: n);
-        if (settings.KlCoef != 0 && logpRef.IsEmpty)
-        {
-            throw new ArgumentException("a KL coefficient needs reference log-probs", nameof(logpRef));
-        }
-
-        if (settings.EntropyCoef != 0 && (entropy.IsEmpty || dentropy.IsEmpty))
-        {
-            throw new ArgumentException("an entropy bonus needs entropies and an entropy gradient output", nameof(entropy));
-        }
-
         if (!(settings.EpsLow >= 0 && settings.EpsLow < 1) || !(settings.EpsHigh >= 0))
         {
             throw new ArgumentException($"clip range must satisfy 0 <= eps_low < 1 and eps_high >= 0 (got {settings.EpsLow}, {settings.EpsHigh})");
@@ -141,7 +150,64 @@ internal abstract partial class Accelerator
 
         using (Profile("PolicyLoss"))
         {
-            PolicyLossCore(dlogp, dentropy, stats, logp, logpOld, advantages, mask, weights, logpRef, entropy, settings, n);
+            PolicyLossCore(dlogp, stats, logp, logpOld, advantages, mask, weights, settings, n);
+        }
+    }
+
+    /// <summary>
+    /// A KL term to a frozen policy (the reference of GRPO's KL penalty, or KDRL's teacher), forward and
+    /// backward in one pass: with <c>d = clamp(logp_target - logp, -20, 20)</c> and the estimator k(d),
+    /// adds <c>w_t coef dk/dlogp</c> to <paramref name="dlogp"/> and accumulates
+    /// <see cref="KlLossStats"/>. For k2 the added gradient is <c>-coef w_t d_t</c>: KDRL's
+    /// <c>-beta R_t d logp</c>.
+    /// </summary>
+    /// <param name="dlogp">[N] gradient with respect to the log-probs (accumulated).</param>
+    /// <param name="stats">[<see cref="KlLossStats.Count"/>] sums, accumulated.</param>
+    /// <param name="logp">[N] log-probs under the policy being trained.</param>
+    /// <param name="logpTarget">[N] log-probs under the frozen policy.</param>
+    /// <param name="mask">[N] 1 for tokens that count, 0 otherwise (statistics).</param>
+    /// <param name="weights">[N] aggregation weight of each token (0 where the term does not apply).</param>
+    /// <param name="coef">Weight of the term (beta).</param>
+    /// <param name="estimator">k1, k2 or k3.</param>
+    /// <param name="n">Tokens N.</param>
+    public void KlLoss(Tensor dlogp, Tensor stats, Tensor logp, Tensor logpTarget, Tensor mask, Tensor weights, float coef,
+        KlEstimator estimator, int n)
+    {
+        CheckPositive(n, nameof(n));
+        Check(dlogp, nameof(dlogp), minLength: n);
+        Check(stats, nameof(stats), minLength: KlLossStats.Count);
+        Check(logp, nameof(logp), minLength: n);
+        Check(logpTarget, nameof(logpTarget), minLength: n);
+        Check(mask, nameof(mask), minLength: n);
+        Check(weights, nameof(weights), minLength: n);
+        using (Profile("KlLoss"))
+        {
+            KlLossCore(dlogp, stats, logp, logpTarget, mask, weights, coef, estimator, n);
+        }
+    }
+
+    /// <summary>
+    /// The entropy bonus <c>-coef sum_t w_t H_t</c>: writes <c>dentropy = -coef w</c> (when given) and
+    /// accumulates <see cref="EntropyStats"/> (the entropy statistic is kept even when coef is 0).
+    /// </summary>
+    /// <param name="dentropy">[N] gradient with respect to the entropies (written), or empty.</param>
+    /// <param name="stats">[<see cref="EntropyStats.Count"/>] sums, accumulated.</param>
+    /// <param name="entropy">[N] per-token entropies.</param>
+    /// <param name="mask">[N] 1 for tokens that count.</param>
+    /// <param name="weights">[N] aggregation weight of each token.</param>
+    /// <param name="coef">Weight of the bonus.</param>
+    /// <param name="n">Tokens N.</param>
+    public void EntropyBonus(Tensor dentropy, Tensor stats, Tensor entropy, Tensor mask, Tensor weights, float coef, int n)
+    {
+        CheckPositive(n, nameof(n));
+        CheckOptional(dentropy, nameof(dentropy), minLength: n);
+        Check(stats, nameof(stats), minLength: EntropyStats.Count);
+        Check(entropy, nameof(entropy), minLength: n);
+        Check(mask, nameof(mask), minLength: n);
+        Check(weights, nameof(weights), minLength: n);
+        using (Profile("EntropyBonus"))
+        {
+            EntropyBonusCore(dentropy, stats, entropy, mask, weights, coef, n);
         }
     }
 
@@ -158,8 +224,13 @@ internal abstract partial class Accelerator
         }
     }
 
-    protected abstract void PolicyLossCore(Tensor dlogp, Tensor dentropy, Tensor stats, Tensor logp, Tensor logpOld, Tensor advantages,
-        Tensor mask, Tensor weights, Tensor logpRef, Tensor entropy, in PolicyLossSettings settings, int n);
+    protected abstract void PolicyLossCore(Tensor dlogp, Tensor stats, Tensor logp, Tensor logpOld, Tensor advantages, Tensor mask,
+        Tensor weights, in PolicyLossSettings settings, int n);
+
+    protected abstract void KlLossCore(Tensor dlogp, Tensor stats, Tensor logp, Tensor logpTarget, Tensor mask, Tensor weights, float coef,
+        KlEstimator estimator, int n);
+
+    protected abstract void EntropyBonusCore(Tensor dentropy, Tensor stats, Tensor entropy, Tensor mask, Tensor weights, float coef, int n);
 
     protected abstract void KlPenaltyCore(Tensor output, Tensor logp, Tensor logpRef, KlEstimator estimator, int n);
 }

@@ -124,7 +124,32 @@ public sealed class LanguageModel : IDisposable
     public SftSession StartSft(ITask task, SftOptions options) => new(new SftTrainer(Model, Codec(), task, options, GetGenerator()));
 
     /// <summary>Starts reinforcement learning of this model on a task (GRPO/DAPO per <paramref name="options"/>).</summary>
-    public RlSession StartRl(ITask task, RlOptions options) => new(new Rl.RlTrainer(Model, Codec(), task, options));
+    public RlSession StartRl(ITask task, RlOptions options) => StartRl(task, options, teacher: null);
+
+    /// <summary>
+    /// Starts an RL session with a teacher model for KDRL's distillation term
+    /// (<see cref="RlOptions.Distillation"/>); the teacher must share this model's tokenizer and is copied, frozen,
+    /// onto this model's device.
+    /// </summary>
+    public RlSession StartRl(ITask task, RlOptions options, LanguageModel? teacher)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (teacher is null || options.Distillation is null)
+        {
+            return new(new Rl.RlTrainer(Model, Codec(), task, options));
+        }
+
+        Rl.FrozenModel frozen = Rl.FrozenModel.From(teacher, "teacher", Model, Tokenizer);
+        try
+        {
+            return new(new Rl.RlTrainer(Model, Codec(), task, options, teacher: frozen, ownsTeacher: true));
+        }
+        catch
+        {
+            frozen.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>
     /// Accuracy on the first <paramref name="examples"/> test examples of a task: greedy, and avg@k over

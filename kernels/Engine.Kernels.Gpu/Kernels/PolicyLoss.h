@@ -1,9 +1,10 @@
-// PolicyLoss.h: the importance-weighted clipped policy loss (forward and backward in one pass)
-// and the per-token KL estimate. Formulas as the CPU backend's PolicyLossMath, in acc_t.
+// PolicyLoss.h: the RL loss terms, each forward and backward in one pass: the importance-weighted
+// clipped surrogate, a KL term to a frozen policy (reference or teacher), the entropy bonus, and the
+// per-token KL estimate. Formulas as the CPU backend's PolicyLossMath, in acc_t.
 //
 // policy_loss runs as one work-group: work-item l takes tokens l, l + WG, ... in order, writes
-// their gradients and keeps nine running sums; the sums are reduced in a fixed tree order and
-// work-item 0 adds them to stats. Token counts per step are small (thousands), so one group is
+// their gradients and keeps its running sums; the sums are reduced in a fixed tree order and
+// work-item 0 adds them to stats (kl_loss and entropy_bonus alike). Token counts per step are small (thousands), so one group is
 // enough, and the statistics are reproducible.
 
 #define KL_K1 0
@@ -39,20 +40,16 @@ FUNC acc_t kl_value(float logp, float logpRef, int estimator, acc_t* derivative)
 
 KERNEL_WG(WG, 1, 1)
 void policy_loss(GLOBAL float* dlogp, u64 dlogpOff,       // [N] written
-                 GLOBAL float* dent, u64 dentOff,         // [N] written when hasDEntropy
-                 GLOBAL float* stats, u64 statsOff,       // [9] accumulated
+                 GLOBAL float* stats, u64 statsOff,       // [7] accumulated
                  GLOBAL const float* logp, u64 logpOff,   // [N]
                  GLOBAL const float* logpOld, u64 oldOff, // [N]
                  GLOBAL const float* adv, u64 advOff,     // [N]
                  GLOBAL const float* mask, u64 maskOff,   // [N]
                  GLOBAL const float* weights, u64 wOff,   // [N]
-                 GLOBAL const float* logpRef, u64 refOff, // [N] when hasRef
-                 GLOBAL const float* entropy, u64 entOff, // [N] when hasEntropy
-                 int hasDEntropy, int hasRef, int hasEntropy,
-                 float epsLow, float epsHigh, float dualClip, float klCoef, int estimator, float entropyCoef, int n)
+                 float epsLow, float epsHigh, float dualClip, int n)
 {
     SHARED acc_t red[WG];
-    acc_t sLoss = 0, sTokens = 0, sClipHigh = 0, sClipLow = 0, sRatio = 0, sApproxKl = 0, sEntropy = 0, sRefKl = 0, sDual = 0;
+    acc_t sLoss = 0, sTokens = 0, sClipHigh = 0, sClipLow = 0, sRatio = 0, sApproxKl = 0, sDual = 0;
     for (int t = LOCAL_ID(0); t < n; t += WG)
     {
         const float lp = logp[logpOff + t], old = logpOld[oldOff + t];
@@ -74,34 +71,15 @@ void policy_loss(GLOBAL float* dlogp, u64 dlogpOff,       // [N] written
             grad = 0;
             dual = 1;
         }
-        acc_t refKl = 0;
-        if (hasRef)
-        {
-            acc_t derivative;
-            refKl = kl_value(lp, logpRef[refOff + t], estimator, &derivative);
-            if (klCoef != 0)
-            {
-                loss += klCoef * refKl;
-                grad += klCoef * derivative;
-            }
-        }
-        const float h = hasEntropy ? entropy[entOff + t] : 0.0f;
-        loss -= (acc_t)entropyCoef * h;
 
         const acc_t weight = weights[wOff + t], counted = mask[maskOff + t];
         dlogp[dlogpOff + t] = (float)(weight * grad);
-        if (hasDEntropy)
-        {
-            dent[dentOff + t] = (float)(weight * -entropyCoef);
-        }
         sLoss += weight * loss;
         sTokens += counted;
         sClipHigh += clipHigh ? counted : 0;
         sClipLow += clipLow ? counted : 0;
         sRatio += counted * r;
         sApproxKl += counted * ((acc_t)old - lp);
-        sEntropy += hasEntropy ? counted * h : 0;
-        sRefKl += hasRef ? counted * refKl : 0;
         sDual += dual ? counted : 0;
     }
     sLoss = wg_sum(sLoss, red);
@@ -110,8 +88,6 @@ void policy_loss(GLOBAL float* dlogp, u64 dlogpOff,       // [N] written
     sClipLow = wg_sum(sClipLow, red);
     sRatio = wg_sum(sRatio, red);
     sApproxKl = wg_sum(sApproxKl, red);
-    sEntropy = wg_sum(sEntropy, red);
-    sRefKl = wg_sum(sRefKl, red);
     sDual = wg_sum(sDual, red);
     if (LOCAL_ID(0) == 0)
     {
@@ -122,9 +98,81 @@ void policy_loss(GLOBAL float* dlogp, u64 dlogpOff,       // [N] written
         stats[3] = (float)(stats[3] + sClipLow);
         stats[4] = (float)(stats[4] + sRatio);
         stats[5] = (float)(stats[5] + sApproxKl);
-        stats[6] = (float)(stats[6] + sEntropy);
-        stats[7] = (float)(stats[7] + sRefKl);
-        stats[8] = (float)(stats[8] + sDual);
+        stats[6] = (float)(stats[6] + sDual);
+    }
+}
+
+// A KL term to a frozen policy (reference or teacher): dlogp += w coef dk/dlogp (an exact zero is not
+// added, so a silent term leaves the other terms' bits alone), four statistics as policy_loss's.
+KERNEL_WG(WG, 1, 1)
+void kl_loss(GLOBAL float* dlogp, u64 dlogpOff,             // [N] accumulated
+             GLOBAL float* stats, u64 statsOff,             // [4] accumulated
+             GLOBAL const float* logp, u64 logpOff,         // [N]
+             GLOBAL const float* target, u64 targetOff,     // [N]
+             GLOBAL const float* mask, u64 maskOff,         // [N]
+             GLOBAL const float* weights, u64 wOff,         // [N]
+             float coef, int estimator, int n)
+{
+    SHARED acc_t red[WG];
+    acc_t sLoss = 0, sEstimate = 0, sLogRatio = 0, sTokens = 0;
+    for (int t = LOCAL_ID(0); t < n; t += WG)
+    {
+        const float lp = logp[logpOff + t], tg = target[targetOff + t];
+        acc_t derivative;
+        const acc_t value = kl_value(lp, tg, estimator, &derivative);
+        const acc_t weight = weights[wOff + t], counted = mask[maskOff + t];
+        const acc_t add = weight * coef * derivative;
+        if (add != 0)
+        {
+            dlogp[dlogpOff + t] = (float)(dlogp[dlogpOff + t] + add);
+        }
+        sLoss += weight * coef * value;
+        sEstimate += counted * value;
+        sLogRatio += counted * clamp((acc_t)tg - lp, (acc_t)-20, (acc_t)20);
+        sTokens += counted;
+    }
+    sLoss = wg_sum(sLoss, red);
+    sEstimate = wg_sum(sEstimate, red);
+    sLogRatio = wg_sum(sLogRatio, red);
+    sTokens = wg_sum(sTokens, red);
+    if (LOCAL_ID(0) == 0)
+    {
+        stats += statsOff;
+        stats[0] = (float)(stats[0] + sLoss);
+        stats[1] = (float)(stats[1] + sEstimate);
+        stats[2] = (float)(stats[2] + sLogRatio);
+        stats[3] = (float)(stats[3] + sTokens);
+    }
+}
+
+// The entropy bonus: dentropy = -coef w (when hasDEntropy), two statistics.
+KERNEL_WG(WG, 1, 1)
+void entropy_bonus(GLOBAL float* dent, u64 dentOff,          // [N] written when hasDEntropy
+                   GLOBAL float* stats, u64 statsOff,        // [2] accumulated
+                   GLOBAL const float* entropy, u64 entOff,  // [N]
+                   GLOBAL const float* mask, u64 maskOff,    // [N]
+                   GLOBAL const float* weights, u64 wOff,    // [N]
+                   int hasDEntropy, float coef, int n)
+{
+    SHARED acc_t red[WG];
+    acc_t sLoss = 0, sEntropy = 0;
+    for (int t = LOCAL_ID(0); t < n; t += WG)
+    {
+        const acc_t weight = weights[wOff + t], h = entropy[entOff + t];
+        if (hasDEntropy)
+        {
+            dent[dentOff + t] = (float)(weight * -coef);
+        }
+        sLoss -= weight * coef * h;
+        sEntropy += mask[maskOff + t] * h;
+    }
+    sLoss = wg_sum(sLoss, red);
+    sEntropy = wg_sum(sEntropy, red);
+    if (LOCAL_ID(0) == 0)
+    {
+        stats += statsOff;
+        stats[0] = (float)(stats[0] + sLoss);
+        stats[1] = (float)(stats[1] + sEntropy);
     }
 }
 

@@ -23,6 +23,7 @@ internal static class ExperimentCommand
     /// <summary>One line per method: its subcommand.</summary>
     private static IEnumerable<Command> Methods()
     {
+        yield return KdrlExperimentCommand.Create();
         yield return OfflineDistillCommand.Create();
     }
 }

@@ -57,7 +57,17 @@ internal static class OptionsBinder
 
         try
         {
-            return merged.Deserialize<T>(Json)!;
+            T result = merged.Deserialize<T>(Json)!;
+            // Settings kept out of the flat JSON (nested sections such as rl's "kd") survive the merge.
+            foreach (PropertyInfo p in typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance))
+            {
+                if (p.CanWrite && p.IsDefined(typeof(System.Text.Json.Serialization.JsonIgnoreAttribute)))
+                {
+                    p.SetValue(result, p.GetValue(defaults));
+                }
+            }
+
+            return result;
         }
         catch (JsonException e)
         {

@@ -52,7 +52,7 @@ internal sealed class ActivationPlan : IDisposable
             Take((long)n * config.MlpInDim), Take((long)n * config.FfnDim),
         }).ToArray();
         int normF = Take((long)n * c), normFMean = Take(n), normFRstd = Take(n);
-        int logp = Take(n), entropy = Take(n), dlogp = Take(n), dentropy = Take(n);
+        int logp = Take(n), entropy = Take(n), dlogp = Take(n);
         int dResid = Take((long)n * c), dNorm = Take((long)n * c), dQkv = Take((long)n * config.QkvDim);
         int dAttn = Take((long)n * config.AttnDim), dMlpIn = Take((long)n * config.MlpInDim);
         int dAct = Take((long)n * config.FfnDim);
@@ -73,7 +73,6 @@ internal sealed class ActivationPlan : IDisposable
         LogProbs = V(logp);
         Entropy = V(entropy);
         DLogProbs = V(dlogp);
-        DEntropy = V(dentropy);
         DResid = V(dResid);
         DNorm = V(dNorm);
         DQkv = V(dQkv);
@@ -117,9 +116,7 @@ internal sealed class ActivationPlan : IDisposable
 
     public Tensor Entropy { get; }              // [N]
 
-    public Tensor DLogProbs { get; }            // [N] dL/dlogp
-
-    public Tensor DEntropy { get; }             // [N] dL/dentropy
+    public Tensor DLogProbs { get; }            // [N] dL/dlogp (SFT; the RL terms write their own)
 
     public Tensor DResid { get; }               // [N, C] gradient of the residual stream
 

@@ -255,14 +255,15 @@ internal sealed partial class Transformer : IDisposable
     }
 
     /// <summary>
-    /// Backward from dL/dlogp (and dL/dentropy when <paramref name="entropy"/>) in the plan,
-    /// recomputing the head's logits; gradients accumulate into <see cref="Grads"/>.
+    /// Backward from <paramref name="dlogp"/> = dL/dlogp [N] (and <paramref name="dentropy"/> = dL/dentropy [N],
+    /// or empty) of the plan's rows, recomputing the head's logits; gradients accumulate into
+    /// <see cref="Grads"/>. The caller owns the gradient buffers (the RL loss terms write them).
     /// </summary>
-    public void HeadBackward(bool entropy)
+    public void HeadBackward(Tensor dlogp, Tensor dentropy)
     {
         ActivationPlan a = Plan;
         EnsureGradients();
-        Acc.TokenLogProbBackward(a.DNorm, G(Layout.HeadWeight), a.DLogProbs, entropy ? a.DEntropy : default, a.NormF,
+        Acc.TokenLogProbBackward(a.DNorm, G(Layout.HeadWeight), dlogp, dentropy, a.NormF,
             P(Layout.HeadWeight), a.Targets, a.N, Config.Dim, Config.VocabSize);
         BackwardFromFinalNorm();
     }

@@ -3,184 +3,85 @@ using Engine.Model;
 
 namespace Engine.Rl;
 
-/// <summary>One sampled response as the update sees it.</summary>
-internal sealed class RolloutSequence
-{
-    public required int Group { get; init; }
-
-    public required int[] Prompt { get; init; }
-
-    public required int[] Response { get; init; }
-
-    /// <summary>Log-prob of each response token under the policy that sampled it (the sampler's temperature-1 value).</summary>
-    public required float[] OldLogProbs { get; init; }
-
-    /// <summary>Loss mask per response token (0 when overlong filtering drops the response).</summary>
-    public required float[] Mask { get; init; }
-
-    public double Reward { get; set; }
-
-    public bool Correct { get; init; }
-
-    /// <summary>Cut at max_new_tokens.</summary>
-    public bool Truncated { get; init; }
-
-    public double Advantage { get; set; }
-
-    /// <summary>Reference-policy log-probs per response token, when a reference model is in use.</summary>
-    public float[]? RefLogProbs { get; set; }
-
-    public int Length => Prompt.Length + Response.Length;
-}
-
 /// <summary>
-/// The gradient side of an RL step: packs sequences into right-padded [B, T] micro-batches, runs
-/// forward, log-probs and entropies, the clipped policy loss and the backward, accumulating
-/// gradients over a mini-batch. Also computes reference log-probs.
+/// The gradient side of an RL step: packs a mini-batch's sequences into right-padded [B, T]
+/// micro-batches, runs the policy's forward, log-probs and entropies, lets every loss term add
+/// its gradient with respect to the log-probs, and runs the backward from that gradient,
+/// accumulating into the model's gradients.
 /// </summary>
 internal sealed class PolicyUpdate : IDisposable
 {
-    private const int LengthBucket = 16;
+    private static readonly int ColumnCount = Enum.GetValues<RolloutColumn>().Length;
     private readonly Transformer model;
-    private readonly DeviceBuffer stats;
-    private DeviceBuffer? perToken;   // [5, capacity]: old logp, advantage, mask, weight, ref logp
+    private DeviceBuffer? scratch;   // [2 + ColumnCount, capacity]: dlogp, dentropy, then the gathered columns
     private int capacity;
 
-    public PolicyUpdate(Transformer model)
-    {
-        this.model = model;
-        stats = model.Acc.Allocate(PolicyLossStats.Count);
-    }
+    public PolicyUpdate(Transformer model) => this.model = model;
 
     /// <summary>
-    /// Forward + backward of every micro-batch of one mini-batch, accumulating into the model's
-    /// gradients; returns the loss statistics summed over the mini-batch.
+    /// Forward + backward of every micro-batch of the mini-batch <paramref name="sequences"/> (indices into
+    /// <paramref name="batch"/>), with the loss made of <paramref name="terms"/> in order.
     /// </summary>
-    public double[] Accumulate(IReadOnlyList<RolloutSequence> sequences, float[][] weights, in PolicyLossSettings settings, int microBatch,
-        bool useReference)
+    public void Accumulate(RolloutBatch batch, IReadOnlyList<int> sequences, IReadOnlyList<LossTerm> terms, int microBatch)
     {
         Accelerator acc = model.Acc;
-        acc.Zero(stats.All);
+        bool entropyGradient = terms.Any(t => t.WritesEntropyGradient);
         for (int start = 0; start < sequences.Count; start += microBatch)
         {
             int count = Math.Min(microBatch, sequences.Count - start);
-            var (b, t) = Stage(sequences, start, count, weights, useReference);
-            int n = b * t;
+            MicroBatchLayout layout = batch.Layout(Slice(sequences, start, count), model.Config.MaxPositions);
+            int n = layout.B * layout.T;
+            Reserve(n);
+            model.SetTokens(layout.TokenIds, layout.B, layout.T);
+            model.SetTargets(layout.Targets);
             model.Forward();
             model.HeadForward(entropy: true);
-            ActivationPlan plan = model.Plan;
-            bool entropyGrad = settings.EntropyCoef != 0;
-            acc.PolicyLoss(plan.DLogProbs, entropyGrad ? plan.DEntropy : default, stats.All, plan.LogProbs, Slot(0, n), Slot(1, n), Slot(2, n),
-                Slot(3, n), useReference ? Slot(4, n) : default, plan.Entropy, settings, n);
-            model.HeadBackward(entropyGrad);
-        }
-
-        var result = new float[PolicyLossStats.Count];
-        acc.Download(stats.All, result);
-        return result.Select(x => (double)x).ToArray();
-    }
-
-    /// <summary>Log-probs of every response token under <paramref name="reference"/>, stored on each sequence.</summary>
-    public static void ReferenceLogProbs(Transformer reference, IReadOnlyList<RolloutSequence> sequences, int microBatch)
-    {
-        for (int start = 0; start < sequences.Count; start += microBatch)
-        {
-            int count = Math.Min(microBatch, sequences.Count - start);
-            var (b, t, tokens, targets) = Pack(reference, sequences, start, count);
-            reference.SetTokens(tokens, b, t);
-            reference.SetTargets(targets);
-            reference.Forward();
-            reference.HeadForward(entropy: false);
-            float[] logp = reference.Acc.ToArray(reference.Plan.LogProbs);
-            for (int i = 0; i < count; i++)
+            var gathered = new bool[ColumnCount];
+            Tensor Column(RolloutColumn c)
             {
-                RolloutSequence s = sequences[start + i];
-                var values = new float[s.Response.Length];
-                for (int j = 0; j < values.Length; j++)
+                Tensor slot = Slot(2 + (int)c, n);
+                if (!gathered[(int)c])
                 {
-                    values[j] = logp[i * t + s.Prompt.Length - 1 + j];
+                    batch.Gather(slot, c, layout);
+                    gathered[(int)c] = true;
                 }
 
-                s.RefLogProbs = values;
+                return slot;
             }
+
+            var context = new LossContext(acc, n, model.Plan.LogProbs, model.Plan.Entropy, Slot(0, n), Slot(1, n), Column);
+            foreach (LossTerm term in terms)
+            {
+                term.Apply(context);
+            }
+
+            model.HeadBackward(Slot(0, n), entropyGradient ? Slot(1, n) : default);
         }
     }
 
-    public void Dispose()
+    public void Dispose() => scratch?.Dispose();
+
+    /// <summary>Indices [start, start + count) of a list.</summary>
+    internal static int[] Slice(IReadOnlyList<int> list, int start, int count)
     {
-        stats.Dispose();
-        perToken?.Dispose();
+        var result = new int[count];
+        for (int i = 0; i < count; i++)
+        {
+            result[i] = list[start + i];
+        }
+
+        return result;
     }
 
-    private Tensor Slot(int index, int n) => perToken!.Slice((long)index * capacity, n);
-
-    /// <summary>Uploads tokens, targets and the per-token loss inputs of one micro-batch.</summary>
-    private (int B, int T) Stage(IReadOnlyList<RolloutSequence> sequences, int start, int count, float[][] weights, bool useReference)
+    private void Reserve(int n)
     {
-        var (b, t, tokens, targets) = Pack(model, sequences, start, count);
-        model.SetTokens(tokens, b, t);
-        model.SetTargets(targets);
-        int n = b * t;
         if (n > capacity)
         {
-            perToken?.Dispose();
+            scratch?.Dispose();
             capacity = n;
-            perToken = model.Acc.Allocate(5L * capacity);
+            scratch = model.Acc.Allocate((2L + ColumnCount) * capacity);
         }
-
-        var host = new float[5][];
-        for (int k = 0; k < 5; k++)
-        {
-            host[k] = new float[n];
-        }
-
-        for (int i = 0; i < count; i++)
-        {
-            RolloutSequence s = sequences[start + i];
-            int row = i * t + s.Prompt.Length - 1;
-            for (int j = 0; j < s.Response.Length; j++)
-            {
-                host[0][row + j] = s.OldLogProbs[j];
-                host[1][row + j] = (float)s.Advantage;
-                host[2][row + j] = s.Mask[j];
-                host[3][row + j] = weights[start + i][j];
-                host[4][row + j] = useReference ? s.RefLogProbs![j] : 0f;
-            }
-        }
-
-        for (int k = 0; k < 5; k++)
-        {
-            model.Acc.Upload(Slot(k, n), host[k]);
-        }
-
-        return (b, t);
     }
 
-    /// <summary>Right-padded rows and next-token targets (response tokens only) of sequences [start, start + count).</summary>
-    private static (int B, int T, int[] Tokens, int[] Targets) Pack(Transformer model, IReadOnlyList<RolloutSequence> sequences, int start, int count)
-    {
-        int longest = 0;
-        for (int i = 0; i < count; i++)
-        {
-            longest = Math.Max(longest, sequences[start + i].Length);
-        }
-
-        int t = Math.Min(model.Config.MaxPositions, (longest + LengthBucket - 1) / LengthBucket * LengthBucket);
-        t = Math.Max(t, longest);
-        var tokens = new int[count * t];
-        var targets = new int[count * t];
-        Array.Fill(targets, -1);
-        for (int i = 0; i < count; i++)
-        {
-            RolloutSequence s = sequences[start + i];
-            s.Prompt.CopyTo(tokens, i * t);
-            s.Response.CopyTo(tokens, i * t + s.Prompt.Length);
-            for (int j = 0; j < s.Response.Length; j++)
-            {
-                targets[i * t + s.Prompt.Length - 1 + j] = s.Response[j];
-            }
-        }
-
-        return (count, t, tokens, targets);
-    }
+    private Tensor Slot(int index, int n) => scratch!.Slice((long)index * capacity, n);
 }

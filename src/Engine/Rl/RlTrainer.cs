@@ -1,26 +1,41 @@
 using System.Diagnostics;
 using Engine.Core;
 using Engine.Generation;
+using Engine.Kdrl;
 using Engine.Model;
 using Engine.Training;
 
 namespace Engine.Rl;
 
 /// <summary>
-/// The GRPO/DAPO loop (rl-core.md): rollout with the generation engine -> reward -> dynamic-sampling
-/// filter with refill up to max_generation_batches -> group advantages -> PPO epochs over
-/// mini-batches with the old log-probs fixed -> AdamW. Every random choice is keyed by (seed,
-/// step), so a run resumed from a checkpoint continues bit-identically on the CPU.
+/// The RL step, assembled from its parts (rl-core.md): a rollout source samples groups -> rewards ->
+/// the dynamic-sampling filter with refill up to max_generation_batches -> the columnar rollout batch
+/// on the device -> frozen models score it (reference, teacher) -> an advantage estimator -> PPO
+/// epochs over mini-batches whose loss is a list of loss terms -> AdamW. GRPO and DAPO are the
+/// clipped surrogate and the entropy bonus (plus a KL term when asked for); KDRL adds the
+/// distillation term. Every random choice is keyed by (seed, step), so a run resumed from a
+/// checkpoint continues bit-identically on the CPU.
 /// </summary>
 internal sealed class RlTrainer : IDisposable
 {
     private readonly Transformer policy;
-    private readonly Transformer? reference;
     private readonly TaskCodec codec;
     private readonly ITask task;
+    private readonly IRolloutSource source;
+    private readonly IAdvantageEstimator advantages;
+    private readonly FrozenModel? reference;
+    private readonly FrozenModel? teacher;
+    private readonly bool ownsTeacher;
+    private readonly List<LossTerm> terms = [];
+    private readonly RolloutBatch batch;
     private readonly PolicyUpdate update;
 
-    public RlTrainer(Transformer policy, TaskCodec codec, ITask task, RlOptions options, Generator? generator = null)
+    /// <summary>
+    /// Builds the step for <paramref name="options"/>. A <paramref name="teacher"/> given here (on the policy's device) wins over
+    /// the options' checkpoint path; the trainer disposes it only when <paramref name="ownsTeacher"/>.
+    /// </summary>
+    public RlTrainer(Transformer policy, TaskCodec codec, ITask task, RlOptions options, Generator? generator = null, FrozenModel? teacher = null,
+        bool ownsTeacher = false)
     {
         options.Validate();
         this.policy = policy;
@@ -37,11 +52,42 @@ internal sealed class RlTrainer : IDisposable
             LearningRate = options.LearningRate, Beta1 = options.Beta1, Beta2 = options.Beta2, WeightDecay = options.WeightDecay,
             MaxGradNorm = options.MaxGradNorm,
         });
+        source = new PolicySampler(Generator, codec, options);
+        advantages = options.Advantage == "none" ? new NoAdvantage() : new GroupAdvantage(options.NormalizeAdvantageByStd);
+        batch = new RolloutBatch(policy.Acc);
         update = new PolicyUpdate(policy);
-        if (options.KlCoef > 0)
+        try
         {
-            reference = new Transformer(policy.Acc, policy.Config);
-            policy.Acc.Copy(reference.Params.All, policy.Params.All);
+            if (options.KlCoef > 0)
+            {
+                reference = options.Reference.Length > 0
+                    ? FrozenModel.Load(options.Reference, "reference", policy, codec.Tokenizer)
+                    : FrozenModel.CopyOf(policy, "reference");
+            }
+
+            if (options.Distillation is KdOptions kd)
+            {
+                this.ownsTeacher = teacher is null || ownsTeacher;
+                this.teacher = teacher ?? (kd.Teacher.Length > 0 ? FrozenModel.Load(kd.Teacher, "teacher", policy, codec.Tokenizer)
+                    : throw new EngineException("kd: a teacher is needed (kd.teacher = a checkpoint directory, or a teacher model through the API)"));
+            }
+
+            terms.Add(new ClippedSurrogateTerm(policy.Acc, new PolicyLossSettings(options.EpsLow, options.EpsHigh, options.DualClip)));
+            if (reference is not null && !options.KlInReward)
+            {
+                terms.Add(new ReferenceKlTerm(policy.Acc, options.KlCoef, options.Estimator));
+            }
+
+            terms.Add(new EntropyBonusTerm(policy.Acc, options.EntropyCoef));
+            if (options.Distillation is KdOptions distillation)
+            {
+                terms.Add(new DistillationTerm(policy.Acc, distillation));
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
         }
     }
 
@@ -52,7 +98,7 @@ internal sealed class RlTrainer : IDisposable
     public AdamWOptimizer Optimizer { get; }
 
     /// <summary>The frozen reference policy, when a KL term is on.</summary>
-    public Transformer? Reference => reference;
+    public Transformer? Reference => reference?.Model;
 
     /// <summary>RL steps completed.</summary>
     public int StepsDone { get; set; }
@@ -79,15 +125,12 @@ internal sealed class RlTrainer : IDisposable
         {
             long cursor = ((long)step * o.MaxGenerationBatches + batches) * o.PromptsPerStep;
             var examples = Enumerable.Range(0, o.PromptsPerStep).Select(i => task.Example(DataSplit.Train, cursor + i)).ToArray();
-            var groups = Generator.Generate(examples.Select(e => codec.Prompt(e.Prompt)).ToArray(), o.SamplesPerPrompt, new SamplingOptions
-            {
-                MaxNewTokens = o.MaxNewTokens, Temperature = o.Temperature, TopP = o.TopP, TopK = o.TopK, Seed = o.Seed,
-                EosTokenIds = [codec.Eos],
-            }, sequenceIdBase: cursor * o.SamplesPerPrompt);
+            var groups = source.Sample(examples, cursor * o.SamplesPerPrompt);
             batches++;
             for (int g = 0; g < groups.Count; g++)
             {
-                var group = Score(groups[g], examples[g], kept.Count);
+                List<RolloutSequence> group = groups[g];
+                Score(group, examples[g]);
                 generated++;
                 foreach (RolloutSequence s in group)
                 {
@@ -98,60 +141,66 @@ internal sealed class RlTrainer : IDisposable
                     responses++;
                 }
 
-                if (!o.DynamicSampling || !Advantages.AllEqual(group.Select(s => s.Reward).ToArray()))
+                if ((!o.DynamicSampling || !Advantages.AllEqual(group.Select(s => s.Reward).ToArray())) && kept.Count < o.PromptsPerStep)
                 {
-                    if (kept.Count < o.PromptsPerStep)
-                    {
-                        kept.Add(group);
-                    }
+                    group.ForEach(s => s.Group = kept.Count);
+                    kept.Add(group);
                 }
             }
         }
 
         double samplingSeconds = Stopwatch.GetElapsedTime(samplingStart).TotalSeconds;
         long trainStart = Stopwatch.GetTimestamp();
-        var sequences = kept.SelectMany(g => g).ToList();
-        double[] totals = new double[PolicyLossStats.Count];
+        var totals = terms.Select(_ => (double[]?)null).ToArray();
+        var methodMetrics = new Dictionary<string, object>();
         double gradNorm = 0, lr = 0;
         long tokensTrained = 0;
-        if (sequences.Count > 0)
+        if (kept.Count > 0)
         {
-            if (reference is not null)
-            {
-                PolicyUpdate.ReferenceLogProbs(reference, sequences, o.MicroBatchSequences);
-            }
-
+            batch.Reset(kept.SelectMany(g => g));
+            reference?.Score(batch, RolloutColumn.RefLogp, o.MicroBatchSequences);
+            teacher?.Score(batch, RolloutColumn.TeacherLogp, o.MicroBatchSequences);
             if (o.KlInReward && reference is not null)
             {
-                foreach (RolloutSequence s in sequences)
-                {
-                    double kl = 0;
-                    for (int j = 0; j < s.Response.Length; j++)
-                    {
-                        kl += s.Mask[j] * KlMath.Estimate(s.OldLogProbs[j], s.RefLogProbs![j], o.Estimator).Value;
-                    }
-
-                    s.Reward -= o.KlCoef * kl;
-                }
+                SubtractKlFromRewards();
             }
 
             foreach (var group in kept)
             {
                 double[] rewards = group.Select(s => s.Reward).ToArray();
                 var adv = new double[rewards.Length];
-                Advantages.Group(rewards, adv, o.NormalizeAdvantageByStd);
+                advantages.Compute(rewards, adv);
                 for (int i = 0; i < group.Count; i++)
                 {
                     group[i].Advantage = adv[i];
                 }
             }
 
-            (gradNorm, lr, tokensTrained) = Train(sequences, step, totals);
+            batch.UploadPerSequence(RolloutColumn.Advantage, s => (float)s.Advantage);
+            foreach (LossTerm term in terms)
+            {
+                term.BeginStep(batch, step);
+            }
+
+            (gradNorm, lr, tokensTrained) = Train(step, totals);
+            for (int k = 0; k < terms.Count; k++)
+            {
+                terms[k].Report(totals[k]!, methodMetrics);
+            }
         }
 
         double trainingSeconds = Stopwatch.GetElapsedTime(trainStart).TotalSeconds;
         StepsDone = step + 1;
-        double tokens = Math.Max(totals[PolicyLossStats.Tokens], 1e-12);
+        double[] surrogate = totals[0] ?? new double[PolicyLossStats.Count];
+        double tokens = Math.Max(surrogate[PolicyLossStats.Tokens], 1e-12);
+        double loss = 0;
+        for (int k = 0; k < terms.Count; k++)
+        {
+            loss += totals[k] is double[] t ? terms[k].Loss(t) : 0;
+        }
+
+        double[]? refKl = terms.FindIndex(t => t is ReferenceKlTerm) is int r and >= 0 ? totals[r] : null;
+        double[]? entropy = totals[terms.FindIndex(t => t is EntropyBonusTerm)];
         Evaluation? test = o.EvalEvery > 0 && StepsDone % o.EvalEvery == 0 ? Evaluate() : null;
         return new RlStepMetrics
         {
@@ -159,13 +208,13 @@ internal sealed class RlTrainer : IDisposable
             RewardMean = rewardSum / Math.Max(responses, 1),
             Accuracy = (double)correct / Math.Max(responses, 1),
             ResponseLength = lengthSum / Math.Max(responses, 1),
-            Entropy = totals[PolicyLossStats.Entropy] / tokens,
-            ClipFractionHigh = totals[PolicyLossStats.ClipHigh] / tokens,
-            ClipFractionLow = totals[PolicyLossStats.ClipLow] / tokens,
-            RatioMean = totals[PolicyLossStats.Ratio] / tokens,
-            ApproxKl = totals[PolicyLossStats.ApproxKl] / tokens,
-            RefKl = totals[PolicyLossStats.RefKl] / tokens,
-            Loss = totals[PolicyLossStats.Loss] / Math.Max(1, o.Epochs * o.MiniBatches),
+            Entropy = (entropy?[EntropyStats.Entropy] ?? 0) / tokens,
+            ClipFractionHigh = surrogate[PolicyLossStats.ClipHigh] / tokens,
+            ClipFractionLow = surrogate[PolicyLossStats.ClipLow] / tokens,
+            RatioMean = surrogate[PolicyLossStats.Ratio] / tokens,
+            ApproxKl = surrogate[PolicyLossStats.ApproxKl] / tokens,
+            RefKl = (refKl?[KlLossStats.Estimate] ?? 0) / tokens,
+            Loss = loss / Math.Max(1, o.Epochs * o.MiniBatches),
             GradNorm = gradNorm,
             LearningRate = lr,
             GroupsKept = kept.Count,
@@ -178,14 +227,26 @@ internal sealed class RlTrainer : IDisposable
             TokensPerSecond = (tokensGenerated + tokensTrained) / Math.Max(samplingSeconds + trainingSeconds, 1e-9),
             TestAccuracy = test?.Accuracy,
             TestGreedyAccuracy = test?.GreedyAccuracy,
+            MethodMetrics = methodMetrics.Count > 0 ? methodMetrics : null,
         };
     }
 
     public void Dispose()
     {
+        foreach (LossTerm term in terms)
+        {
+            term.Dispose();
+        }
+
         update.Dispose();
+        batch.Dispose();
         Optimizer.Dispose();
         reference?.Dispose();
+        if (ownsTeacher)
+        {
+            teacher?.Dispose();
+        }
+
         if (OwnsGenerator)
         {
             Generator.Dispose();
@@ -198,66 +259,90 @@ internal sealed class RlTrainer : IDisposable
             ? Options.LearningRate * (optimizerStep + 1) / Options.WarmupSteps
             : Options.LearningRate;
 
-    /// <summary>Scores one group's responses: task reward plus shaping; builds the sequences.</summary>
-    private List<RolloutSequence> Score(GenerationGroup group, TaskExample example, int groupIndex)
+    /// <summary>Task reward plus shaping of one group's responses.</summary>
+    private void Score(List<RolloutSequence> group, TaskExample example)
     {
         RlOptions o = Options;
-        var result = new List<RolloutSequence>(group.Samples.Count);
-        foreach (GeneratedSequence s in group.Samples)
+        foreach (RolloutSequence s in group)
         {
-            RewardResult verdict = task.Score(example, codec.Decode(s.TokenIds));
-            bool truncated = s.FinishReason == FinishReason.Length;
+            RewardResult verdict = task.Score(example, codec.Decode(s.Response));
             double reward = verdict.Reward;
             if (o.SoftOverlongPunishment)
             {
-                reward += o.OverlongPenaltyFactor * Advantages.SoftOverlongPenalty(s.TokenIds.Count, o.MaxNewTokens, o.OverlongBuffer);
+                reward += o.OverlongPenaltyFactor * Advantages.SoftOverlongPenalty(s.Response.Length, o.MaxNewTokens, o.OverlongBuffer);
             }
 
-            var mask = new float[s.TokenIds.Count];
-            Array.Fill(mask, o.OverlongFiltering && truncated ? 0f : 1f);
-            result.Add(new RolloutSequence
-            {
-                Group = groupIndex,
-                Prompt = [.. group.PromptTokenIds],
-                Response = [.. s.TokenIds],
-                OldLogProbs = [.. s.PolicyLogProbs],
-                Mask = mask,
-                Reward = reward,
-                Correct = verdict.Correct,
-                Truncated = truncated,
-            });
+            s.Reward = reward;
+            s.Correct = verdict.Correct;
+        }
+    }
+
+    /// <summary>The KL-in-reward variant: each response's reward loses <c>beta * sum_t M_t k_t</c> (pi_old against the reference).</summary>
+    private void SubtractKlFromRewards()
+    {
+        Accelerator acc = policy.Acc;
+        if (batch.Tokens > 0)
+        {
+            acc.KlPenalty(batch.Column(RolloutColumn.Scratch), batch.Column(RolloutColumn.OldLogp), batch.Column(RolloutColumn.RefLogp),
+                Options.Estimator, batch.Tokens);
         }
 
-        return result;
+        float[] kl = batch.Download(RolloutColumn.Scratch);
+        for (int i = 0; i < batch.Sequences.Count; i++)
+        {
+            RolloutSequence s = batch.Sequences[i];
+            double sum = 0;
+            for (int j = 0; j < s.Response.Length; j++)
+            {
+                sum += s.Mask[j] * (double)kl[batch.Offset(i) + j];
+            }
+
+            s.Reward -= Options.KlCoef * sum;
+        }
     }
 
     /// <summary>PPO epochs over mini-batches; returns the last grad norm and learning rate and the tokens trained.</summary>
-    private (double GradNorm, double LearningRate, long Tokens) Train(List<RolloutSequence> sequences, int step, double[] totals)
+    private (double GradNorm, double LearningRate, long Tokens) Train(int step, double[]?[] totals)
     {
         RlOptions o = Options;
-        var settings = new PolicyLossSettings(o.EpsLow, o.EpsHigh, o.DualClip, o.KlInReward ? 0 : o.KlCoef, o.Estimator, o.EntropyCoef);
         int normLength = o.LossNormLength > 0 ? o.LossNormLength : o.MaxNewTokens;
         double gradNorm = 0, lr = 0;
         long tokens = 0;
+        IReadOnlyList<RolloutSequence> sequences = batch.Sequences;
         for (int epoch = 0; epoch < o.Epochs; epoch++)
         {
             int[] order = Shuffle(sequences.Count, step, epoch);
             for (int mb = 0; mb < o.MiniBatches; mb++)
             {
                 int from = (int)((long)mb * order.Length / o.MiniBatches), to = (int)((long)(mb + 1) * order.Length / o.MiniBatches);
-                var batch = order[from..to].Select(i => sequences[i]).ToList();
-                float[][] weights = LossWeights.Compute(batch.Select(s => s.Mask).ToList(), o.Aggregation, normLength);
-                policy.ZeroGradients();
-                double[] stats = update.Accumulate(batch, weights, settings, o.MicroBatchSequences, reference is not null && !o.KlInReward);
-                for (int k = 0; k < stats.Length; k++)
+                int[] miniBatch = order[from..to];
+                float[][] weights = LossWeights.Compute(miniBatch.Select(i => sequences[i].Mask).ToList(), o.Aggregation, normLength);
+                for (int k = 0; k < miniBatch.Length; k++)
                 {
-                    totals[k] += stats[k];
+                    batch.Upload(RolloutColumn.Weight, miniBatch[k], weights[k]);
+                }
+
+                foreach (LossTerm term in terms)
+                {
+                    term.BeginMiniBatch(batch, miniBatch);
+                }
+
+                policy.ZeroGradients();
+                update.Accumulate(batch, miniBatch, terms, o.MicroBatchSequences);
+                for (int k = 0; k < terms.Count; k++)
+                {
+                    double[] stats = terms[k].TakeStats();
+                    totals[k] ??= new double[stats.Length];
+                    for (int i = 0; i < stats.Length; i++)
+                    {
+                        totals[k]![i] += stats[i];
+                    }
                 }
 
                 lr = LearningRateAt(Optimizer.StepCount);
                 Optimizer.Step((float)lr);
                 gradNorm = Optimizer.LastGradNorm();
-                tokens += batch.Sum(s => (long)s.Length);
+                tokens += miniBatch.Sum(i => (long)sequences[i].Length);
             }
         }
 

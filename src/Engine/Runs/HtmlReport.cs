@@ -25,6 +25,9 @@ internal static class HtmlReport
         ("rl", "clip_fraction_high", "Clip fraction (high)"),
         ("rl", "clip_fraction_low", "Clip fraction (low)"),
         ("rl", "approx_kl", "Approx. KL to the sampling policy"),
+        ("rl", "kd_loss", "KD loss (mean k over KD tokens)"),
+        ("rl", "kd_beta", "KD beta"),
+        ("rl", "kd_masked_share", "Share of tokens masked out of KD"),
         ("rl", "grad_norm", "Gradient norm"),
         ("rl", "groups_kept", "Groups kept by dynamic sampling"),
         ("rl", "tokens_per_second", "Tokens per second"),
@@ -70,11 +73,19 @@ internal static class HtmlReport
     }
 
     /// <summary>One line chart as an inline SVG.</summary>
-    internal static string Svg(string title, IReadOnlyList<(double X, double Y)> points)
+    internal static string Svg(string title, IReadOnlyList<(double X, double Y)> points) => Svg(title, [("", points)], "step");
+
+    /// <summary>
+    /// A line chart of several named series (a legend when there is more than one) as an inline SVG;
+    /// <paramref name="xLabel"/> names the x axis.
+    /// </summary>
+    internal static string Svg(string title, IReadOnlyList<(string Name, IReadOnlyList<(double X, double Y)> Points)> series, string xLabel)
     {
-        const int width = 420, height = 260, left = 56, right = 12, top = 28, bottom = 36;
-        double xMin = points.Min(p => p.X), xMax = points.Max(p => p.X);
-        double yMin = points.Min(p => p.Y), yMax = points.Max(p => p.Y);
+        const int width = 420, height = 260, left = 56, top = 28, bottom = 36;
+        int right = series.Count > 1 ? 110 : 12;
+        var all = series.SelectMany(s => s.Points).ToList();
+        double xMin = all.Min(p => p.X), xMax = all.Max(p => p.X);
+        double yMin = all.Min(p => p.Y), yMax = all.Max(p => p.Y);
         if (xMax == xMin)
         {
             xMax = xMin + 1;
@@ -90,7 +101,7 @@ internal static class HtmlReport
         double Y(double y) => top + (1 - (y - yMin) / (yMax - yMin)) * (height - top - bottom);
         var svg = new StringBuilder();
         svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-size=\"11\">");
-        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{width / 2}\" y=\"16\" text-anchor=\"middle\" font-weight=\"bold\">{Escape(title)}</text>");
+        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{(width - right + left) / 2}\" y=\"16\" text-anchor=\"middle\" font-weight=\"bold\">{Escape(title)}</text>");
         svg.Append(CultureInfo.InvariantCulture, $"<rect x=\"{left}\" y=\"{top}\" width=\"{width - left - right}\" height=\"{height - top - bottom}\" fill=\"none\" stroke=\"#999\"/>");
         for (int i = 0; i <= 4; i++)
         {
@@ -106,25 +117,39 @@ internal static class HtmlReport
             svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{X(v):F1}\" y=\"{height - bottom + 14}\" text-anchor=\"middle\">{Format(v)}</text>");
         }
 
-        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{width / 2}\" y=\"{height - 4}\" text-anchor=\"middle\">step</text>");
-        svg.Append("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"");
-        foreach (var (x, y) in points)
+        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{(width - right + left) / 2}\" y=\"{height - 4}\" text-anchor=\"middle\">{Escape(xLabel)}</text>");
+        for (int k = 0; k < series.Count; k++)
         {
-            svg.Append(CultureInfo.InvariantCulture, $"{X(x):F1},{Y(y):F1} ");
-        }
-
-        svg.Append("\"/>");
-        if (points.Count <= 40)
-        {
+            string color = Palette[k % Palette.Length];
+            var points = series[k].Points;
+            svg.Append(CultureInfo.InvariantCulture, $"<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"");
             foreach (var (x, y) in points)
             {
-                svg.Append(CultureInfo.InvariantCulture, $"<circle cx=\"{X(x):F1}\" cy=\"{Y(y):F1}\" r=\"2.5\" fill=\"#1f77b4\"/>");
+                svg.Append(CultureInfo.InvariantCulture, $"{X(x):F1},{Y(y):F1} ");
+            }
+
+            svg.Append("\"/>");
+            if (points.Count <= 40)
+            {
+                foreach (var (x, y) in points)
+                {
+                    svg.Append(CultureInfo.InvariantCulture, $"<circle cx=\"{X(x):F1}\" cy=\"{Y(y):F1}\" r=\"2.5\" fill=\"{color}\"/>");
+                }
+            }
+
+            if (series.Count > 1)
+            {
+                int ly = top + 8 + 14 * k;
+                svg.Append(CultureInfo.InvariantCulture, $"<line x1=\"{width - right + 8}\" x2=\"{width - right + 22}\" y1=\"{ly}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"2\"/>");
+                svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{width - right + 26}\" y=\"{ly + 4}\">{Escape(series[k].Name)}</text>");
             }
         }
 
         svg.Append("</svg>");
         return svg.ToString();
     }
+
+    private static readonly string[] Palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 
     private static string Format(double v) =>
         Math.Abs(v) >= 1000 ? v.ToString("F0", CultureInfo.InvariantCulture)

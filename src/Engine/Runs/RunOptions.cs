@@ -94,7 +94,8 @@ public sealed record ModelOptions
 /// <summary>
 /// Everything a training run needs: task, starting model, the SFT and RL phases (either may be
 /// skipped with 0 steps) and the device. Read from a JSON config file with sections "task",
-/// "model", "sft", "rl" and the key "device", and overridden from the command line.
+/// "model", "sft", "rl", "kd" (KDRL's distillation term, <see cref="RlOptions.Distillation"/>) and the key
+/// "device", and overridden from the command line.
 /// </summary>
 public sealed record RunOptions
 {
@@ -130,6 +131,10 @@ public sealed record RunOptions
         if (Rl is not null)
         {
             o["rl"] = OptionsBinder.ToJson(Rl);
+            if (Rl.Distillation is not null)
+            {
+                o["kd"] = OptionsBinder.ToJson(Rl.Distillation);
+            }
         }
 
         return o;
@@ -151,8 +156,16 @@ public sealed record RunOptions
                 "model" => r with { Model = OptionsBinder.Apply(r.Model, Section(section, key, source), $"{source} [model]") },
                 "sft" => r with { Sft = value is null ? null : OptionsBinder.Apply(r.Sft ?? new SftOptions(), Section(section, key, source), $"{source} [sft]") },
                 "rl" => r with { Rl = value is null ? null : OptionsBinder.Apply(r.Rl ?? RlOptions.Dapo(), Section(section, key, source), $"{source} [rl]") },
+                "kd" => r with
+                {
+                    Rl = (r.Rl ?? RlOptions.Dapo()) with
+                    {
+                        Distillation = value is null ? null
+                            : OptionsBinder.Apply(r.Rl?.Distillation ?? new KdOptions(), Section(section, key, source), $"{source} [kd]"),
+                    },
+                },
                 "device" => r with { Device = value is JsonValue v && v.TryGetValue(out string? s) ? s : throw new EngineException($"{source}: device must be a string") },
-                _ => throw new EngineException($"{source}: unknown section '{key}' (expected task, model, sft, rl, device)"),
+                _ => throw new EngineException($"{source}: unknown section '{key}' (expected task, model, sft, rl, kd, device)"),
             };
         }
 

@@ -93,4 +93,11 @@ public sealed record RlStepMetrics
 
     /// <summary>Greedy test accuracy, when this step evaluated.</summary>
     public double? TestGreedyAccuracy { get; init; }
+
+    /// <summary>
+    /// Metrics of the method's own loss terms, by snake_case name (KDRL: kd_loss, kd_token_reward,
+    /// kd_masked_share, kd_beta); null when the step has none. Written flat into metrics.jsonl.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonExtensionData]
+    public Dictionary<string, object>? MethodMetrics { get; init; }
 }

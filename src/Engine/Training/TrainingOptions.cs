@@ -137,8 +137,21 @@ public sealed record RlOptions
     /// <summary>Divide advantages by the group's standard deviation (GRPO); false is Dr. GRPO.</summary>
     public bool NormalizeAdvantageByStd { get; init; } = true;
 
+    /// <summary>
+    /// Advantage estimator: "group" (GRPO's group-relative advantage, Dr. GRPO's without the std) or
+    /// "none" (zero advantages: the reward does not enter the loss, e.g. KDRL's distillation-only arm).
+    /// </summary>
+    public string Advantage { get; init; } = "group";
+
+    /// <summary>KDRL's distillation term to a frozen teacher (null: off). In config files, the section "kd".</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public KdOptions? Distillation { get; init; }
+
     /// <summary>Weight of the KL to the frozen reference (0: no reference model).</summary>
     public float KlCoef { get; init; }
+
+    /// <summary>The KL reference's checkpoint directory (same tokenizer as the policy); empty: a copy of the policy when RL starts.</summary>
+    public string Reference { get; init; } = "";
 
     /// <summary>KL estimator: k1, k2 or k3.</summary>
     public string KlEstimator { get; init; } = "k3";
@@ -195,6 +208,19 @@ public sealed record RlOptions
     public static RlOptions Dapo() => Ladder(5);
 
     /// <summary>
+    /// KDRL: GRPO (symmetric clip, no dynamic sampling, no KL to a reference) with the token-mean loss the
+    /// paper's objective names, plus the distillation term to <paramref name="teacher"/> (a checkpoint directory, or empty
+    /// when the teacher is given through the API).
+    /// </summary>
+    public static RlOptions Kdrl(string teacher = "") => Grpo() with
+    {
+        Algorithm = "kdrl", LossAggregation = "token-mean", Distillation = new KdOptions { Teacher = teacher },
+    };
+
+    /// <summary>Distillation only (KDRL's "KD" arm): reverse KL to the teacher on the student's samples, the reward ignored.</summary>
+    public static RlOptions KdOnly(string teacher = "") => Kdrl(teacher) with { Algorithm = "kd", Advantage = "none" };
+
+    /// <summary>
     /// The DAPO paper's ablation ladder: 0 naive GRPO, 1 + overlong filtering, 2 + clip-higher,
     /// 3 + soft overlong punishment, 4 + token-level loss, 5 + dynamic sampling (= DAPO).
     /// </summary>
@@ -249,6 +275,12 @@ public sealed record RlOptions
 
         _ = Aggregation;
         _ = Estimator;
+        if (Advantage is not ("group" or "none"))
+        {
+            throw new EngineException($"advantage must be group or none, got '{Advantage}'");
+        }
+
+        Distillation?.Validate();
         OptionChecks.AtLeast(LossNormLength, 0, "loss_norm_length");
         OptionChecks.AtLeastF(KlCoef, 0, "kl_coef");
         OptionChecks.AtLeastF(EntropyCoef, 0, "entropy_coef");

@@ -54,23 +54,31 @@ public sealed class OptimizerParityTests(BackendFixture fx, ITestOutputHelper ou
         float[] weights = mask.Select(m => m / 100f).ToArray();
         float[] logpRef = logp.Select(x => x + (float)((rng.NextDouble() - 0.5) * 2)).ToArray();
         logpRef[1] = logp[1] + 25f; // KL argument clamped
-        foreach (var settings in new[]
-                 {
-                     new PolicyLossSettings(0.2f, 0.28f, 0f, 0f, KlEstimator.K3, 0f),
-                     new PolicyLossSettings(0.2f, 0.2f, 3f, 0.05f, KlEstimator.K3, 0.01f),
-                     new PolicyLossSettings(0.1f, 0.3f, 0f, 0.1f, KlEstimator.K1, 0f),
-                     new PolicyLossSettings(0.2f, 0.2f, 0f, 0.1f, KlEstimator.K2, 0f),
-                 })
+        var ops = new Operands()
+            .F("dlogp", TestData.Uniform(16, n)).Zeros("dentropy", n).F("stats", TestData.Uniform(13, PolicyLossStats.Count))
+            .F("klstats", TestData.Uniform(17, KlLossStats.Count)).F("hstats", TestData.Uniform(18, EntropyStats.Count))
+            .F("logp", logp).F("old", old).F("adv", TestData.Uniform(14, n, 2f)).F("mask", mask).F("weights", weights)
+            .F("ref", logpRef).F("entropy", TestData.Uniform(15, n, 3f).Select(Math.Abs).ToArray());
+        foreach (var settings in new[] { new PolicyLossSettings(0.2f, 0.28f, 0f), new PolicyLossSettings(0.2f, 0.2f, 3f) })
         {
-            bool entropyTerms = settings.EntropyCoef != 0;
-            var ops = new Operands()
-                .Zeros("dlogp", n).Zeros("dentropy", n).F("stats", TestData.Uniform(13, PolicyLossStats.Count))
-                .F("logp", logp).F("old", old).F("adv", TestData.Uniform(14, n, 2f)).F("mask", mask).F("weights", weights)
-                .F("ref", logpRef).F("entropy", TestData.Uniform(15, n, 3f).Select(Math.Abs).ToArray());
-            Parity.Check(fx, device, output, $"PolicyLoss dual {settings.DualClip} kl {settings.KlCoef} {settings.Kl}", ops, (acc, t) =>
-                acc.PolicyLoss(t["dlogp"], entropyTerms ? t["dentropy"] : default, t["stats"], t["logp"], t["old"], t["adv"], t["mask"],
-                    t["weights"], settings.KlCoef != 0 ? t["ref"] : default, entropyTerms ? t["entropy"] : default, settings, n),
-                ("dlogp", 1e-6), ("dentropy", 1e-6), ("stats", 1e-6));
+            Parity.Check(fx, device, output, $"PolicyLoss dual {settings.DualClip}", ops, (acc, t) =>
+                acc.PolicyLoss(t["dlogp"], t["stats"], t["logp"], t["old"], t["adv"], t["mask"], t["weights"], settings, n),
+                ("dlogp", 1e-6), ("stats", 1e-6));
+        }
+
+        // The KL term adds into a gradient that is already there (the surrogate's), and beta = 0 must leave it bit for bit.
+        foreach (var (coef, k) in new[] { (0.05f, KlEstimator.K3), (0.1f, KlEstimator.K1), (0.1f, KlEstimator.K2), (0f, KlEstimator.K2) })
+        {
+            Parity.Check(fx, device, output, $"KlLoss {coef} {k}", ops, (acc, t) =>
+                acc.KlLoss(t["dlogp"], t["klstats"], t["logp"], t["ref"], t["mask"], t["weights"], coef, k, n),
+                ("dlogp", coef == 0 ? 0 : 1e-6), ("klstats", 1e-6));
+        }
+
+        foreach (float coef in new[] { 0f, 0.01f })
+        {
+            Parity.Check(fx, device, output, $"EntropyBonus {coef}", ops, (acc, t) =>
+                acc.EntropyBonus(coef != 0 ? t["dentropy"] : default, t["hstats"], t["entropy"], t["mask"], t["weights"], coef, n),
+                ("dentropy", 1e-6), ("hstats", 1e-6));
         }
     }
 

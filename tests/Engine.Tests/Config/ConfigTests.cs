@@ -90,7 +90,7 @@ public sealed class ConfigTests : IDisposable
         Assert.Contains("unknown setting 'eps_hihg' (did you mean 'eps_high'?)", stderr2, StringComparison.Ordinal);
         var (code3, _, stderr3) = CliRunner.Run("rl", "--algo", "ppo", "--out", temp.File("run3"));
         Assert.Equal(1, code3);
-        Assert.Contains("--algo must be grpo, dapo or ladder-0 .. ladder-5", stderr3, StringComparison.Ordinal);
+        Assert.Contains("--algo must be grpo, dapo, ladder-0 .. ladder-5", stderr3, StringComparison.Ordinal);
         var (code4, _, stderr4) = CliRunner.Run("rl", "--algo", "ladder-6", "--out", temp.File("run4"));
         Assert.Equal(1, code4);
         Assert.Contains("the ablation ladder has stages 0..5, got 6", stderr4, StringComparison.Ordinal);

@@ -5,7 +5,10 @@ using Engine.Tests.Support;
 
 namespace Engine.Tests.Rl;
 
-/// <summary>The clipped policy-loss kernel against a plain reference, by finite differences, and rl-core.md's invariants.</summary>
+/// <summary>
+/// The RL loss-term kernels (clipped surrogate, KL term, entropy bonus) composed as the trainer composes
+/// them, against a plain reference of the whole loss, by finite differences, and rl-core.md's invariants.
+/// </summary>
 public sealed class PolicyLossTests : IDisposable
 {
     private readonly CpuAccelerator acc = TestDevices.Cpu();
@@ -25,7 +28,7 @@ public sealed class PolicyLossTests : IDisposable
     [MemberData(nameof(Settings))]
     public void Loss_gradients_and_statistics_match_a_plain_reference(float epsLow, float epsHigh, float dual, float kl, int estimator, float entropyCoef)
     {
-        var s = new PolicyLossSettings(epsLow, epsHigh, dual, kl, (KlEstimator)estimator, entropyCoef);
+        var s = new Terms(new PolicyLossSettings(epsLow, epsHigh, dual), kl, (KlEstimator)estimator, entropyCoef);
         var input = Inputs.Random(11, 203);
         var (loss, dlogp, dent, stats) = Run(input, s);
         var reference = Reference(input, s);
@@ -47,7 +50,7 @@ public sealed class PolicyLossTests : IDisposable
     [MemberData(nameof(Settings))]
     public void Gradient_matches_finite_differences(float epsLow, float epsHigh, float dual, float kl, int estimator, float entropyCoef)
     {
-        var s = new PolicyLossSettings(epsLow, epsHigh, dual, kl, (KlEstimator)estimator, entropyCoef);
+        var s = new Terms(new PolicyLossSettings(epsLow, epsHigh, dual), kl, (KlEstimator)estimator, entropyCoef);
         var input = Inputs.Random(12, 97);
         // Keep ratios away from the clip boundaries, where the loss has kinks.
         for (int i = 0; i < input.Logp.Length; i++)
@@ -68,7 +71,7 @@ public sealed class PolicyLossTests : IDisposable
     {
         var input = Inputs.Random(13, 64);
         input = input with { Logp = (float[])input.Old.Clone() };
-        var (_, dlogp, _, stats) = Run(input, new PolicyLossSettings(0.2f, 0.2f, 0, 0, KlEstimator.K3, 0));
+        var (_, dlogp, _, stats) = Run(input, new Terms(new PolicyLossSettings(0.2f, 0.2f, 0), 0, KlEstimator.K3, 0));
         for (int t = 0; t < 64; t++)
         {
             Assert.Equal(-input.Adv[t] * input.Weight[t], dlogp[t], 6);
@@ -82,7 +85,7 @@ public sealed class PolicyLossTests : IDisposable
     [Fact]
     public void The_gradient_is_zero_exactly_in_the_clipped_regions()
     {
-        var s = new PolicyLossSettings(0.2f, 0.28f, 0, 0, KlEstimator.K3, 0);
+        var s = new Terms(new PolicyLossSettings(0.2f, 0.28f, 0), 0, KlEstimator.K3, 0);
         float[] ratios = [0.5f, 0.79f, 0.81f, 1f, 1.27f, 1.29f, 2f];
         foreach (float a in new[] { 1f, -1f })
         {
@@ -106,7 +109,7 @@ public sealed class PolicyLossTests : IDisposable
     [Fact]
     public void Dual_clip_bounds_the_loss_of_negative_advantages()
     {
-        var s = new PolicyLossSettings(0.2f, 0.2f, 3f, 0, KlEstimator.K3, 0);
+        var s = new Terms(new PolicyLossSettings(0.2f, 0.2f, 3f), 0, KlEstimator.K3, 0);
         var input = new Inputs([MathF.Log(5f)], [0f], [-2f], [1f], [1f], [0f], [0f]);
         var (loss, g, _, stats) = Run(input, s);
         Assert.Equal(6f, loss, 5);   // min(-A r = 10, -A c = 6)
@@ -126,7 +129,7 @@ public sealed class PolicyLossTests : IDisposable
         float[][] weights = LossWeights.Compute(masks, aggregation, 12);
         int total = masks.Sum(m => m.Length);
         var input = Inputs.Random(14, total) with { Mask = masks.SelectMany(m => m).ToArray(), Weight = weights.SelectMany(w => w).ToArray() };
-        var s = new PolicyLossSettings(0.2f, 0.28f, 0, 0, KlEstimator.K3, 0);
+        var s = new Terms(new PolicyLossSettings(0.2f, 0.28f, 0), 0, KlEstimator.K3, 0);
         var (whole, gWhole, _, statsWhole) = Run(input, s);
         int split = masks.Take(4).Sum(m => m.Length);
         var (first, gFirst, _, statsFirst) = Run(input.Slice(0, split), s);
@@ -171,7 +174,7 @@ public sealed class PolicyLossTests : IDisposable
 
     public void Dispose() => acc.Dispose();
 
-    private (float Loss, float[] Dlogp, float[]? Dentropy, float[] Stats) Run(Inputs x, in PolicyLossSettings s)
+    private (float Loss, float[] Dlogp, float[]? Dentropy, float[] Stats) Run(Inputs x, in Terms s)
     {
         int n = x.Logp.Length;
         using var lp = acc.Put(x.Logp);
@@ -184,13 +187,18 @@ public sealed class PolicyLossTests : IDisposable
         using var g = acc.Allocate(n);
         using var gh = acc.Allocate(n);
         using var stats = acc.Allocate(PolicyLossStats.Count);
-        acc.PolicyLoss(g.All, gh.All, stats.All, lp.All, old.All, adv.All, mask.All, w.All, rf.All, ent.All, s, n);
+        using var klStats = acc.Allocate(KlLossStats.Count);
+        using var entropyStats = acc.Allocate(EntropyStats.Count);
+        acc.PolicyLoss(g.All, stats.All, lp.All, old.All, adv.All, mask.All, w.All, s.Clip, n);
+        acc.KlLoss(g.All, klStats.All, lp.All, rf.All, mask.All, w.All, s.KlCoef, s.Kl, n);
+        acc.EntropyBonus(gh.All, entropyStats.All, ent.All, mask.All, w.All, s.EntropyCoef, n);
         float[] st = acc.Get(stats);
-        return (st[PolicyLossStats.Loss], acc.Get(g), acc.Get(gh), st);
+        float loss = st[PolicyLossStats.Loss] + acc.Get(klStats)[KlLossStats.Loss] + acc.Get(entropyStats)[EntropyStats.Loss];
+        return (loss, acc.Get(g), acc.Get(gh), st);
     }
 
     private static (double Loss, double[] Grad, double[] EntropyGrad, double Tokens, double ClipHigh, double ClipLow, double RatioSum) Reference(
-        Inputs x, PolicyLossSettings s)
+        Inputs x, Terms s)
     {
         int n = x.Logp.Length;
         double loss = 0, tokens = 0, high = 0, low = 0, ratios = 0;
@@ -200,12 +208,12 @@ public sealed class PolicyLossTests : IDisposable
         {
             double r = Math.Exp(Math.Clamp((double)x.Logp[t] - x.Old[t], -20, 20));
             double a = x.Adv[t];
-            double unclipped = -a * r, clipped = -a * Math.Clamp(r, 1 - s.EpsLow, 1 + (double)s.EpsHigh);
+            double unclipped = -a * r, clipped = -a * Math.Clamp(r, 1 - s.Clip.EpsLow, 1 + (double)s.Clip.EpsHigh);
             double l = Math.Max(unclipped, clipped);
             double g = clipped > unclipped ? 0 : -a * r;
-            if (s.DualClip > 0 && a < 0 && -a * s.DualClip < l)
+            if (s.Clip.DualClip > 0 && a < 0 && -a * s.Clip.DualClip < l)
             {
-                l = -a * s.DualClip;
+                l = -a * s.Clip.DualClip;
                 g = 0;
             }
 
@@ -222,13 +230,16 @@ public sealed class PolicyLossTests : IDisposable
             grad[t] = x.Weight[t] * g;
             gh[t] = -x.Weight[t] * s.EntropyCoef;
             tokens += x.Mask[t];
-            high += a > 0 && r > 1 + s.EpsHigh ? x.Mask[t] : 0;
-            low += a < 0 && r < 1 - s.EpsLow ? x.Mask[t] : 0;
+            high += a > 0 && r > 1 + s.Clip.EpsHigh ? x.Mask[t] : 0;
+            low += a < 0 && r < 1 - s.Clip.EpsLow ? x.Mask[t] : 0;
             ratios += x.Mask[t] * r;
         }
 
         return (loss, grad, gh, tokens, high, low, ratios);
     }
+
+    /// <summary>The loss the trainer assembles for GRPO with a KL term and an entropy bonus.</summary>
+    private readonly record struct Terms(PolicyLossSettings Clip, float KlCoef, KlEstimator Kl, float EntropyCoef);
 
     private sealed record Inputs(float[] Logp, float[] Old, float[] Adv, float[] Mask, float[] Weight, float[] Ref, float[] Entropy)
     {

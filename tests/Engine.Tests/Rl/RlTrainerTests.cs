@@ -94,20 +94,33 @@ public sealed class RlTrainerTests(ITestOutputHelper output) : IDisposable
                 Group = i / 4,
                 Prompt = TestData.Ints(100 + i, p, 12),
                 Response = TestData.Ints(200 + i, r, 12),
-                OldLogProbs = TestData.Uniform(300 + i, r, 0.5f).Select(x => x - 2.5f).ToArray(),
+                BehaviourLogProbs = TestData.Uniform(300 + i, r, 0.5f).Select(x => x - 2.5f).ToArray(),
                 Mask = Enumerable.Range(0, r).Select(_ => rng.NextDouble() < 0.8 ? 1f : 0f).ToArray(),
                 Advantage = rng.NextDouble() * 2 - 1,
             };
         }).ToList();
         var options = RlOptions.Dapo() with { LossAggregation = aggregation };
         float[][] weights = LossWeights.Compute(sequences.Select(x => x.Mask).ToList(), options.Aggregation, 8);
-        var settings = new PolicyLossSettings(0.2f, 0.28f, 0, 0, KlEstimator.K3, 0.01f);
+        using var batch = new RolloutBatch(acc);
+        batch.Reset(sequences);
+        batch.UploadPerSequence(RolloutColumn.Advantage, s => (float)s.Advantage);
+        for (int i = 0; i < sequences.Count; i++)
+        {
+            batch.Upload(RolloutColumn.Weight, i, weights[i]);
+        }
+
+        using var surrogate = new ClippedSurrogateTerm(acc, new PolicyLossSettings(0.2f, 0.28f, 0));
+        using var entropy = new EntropyBonusTerm(acc, 0.01f);
+        LossTerm[] terms = [surrogate, entropy];
+        int[] all = Enumerable.Range(0, sequences.Count).ToArray();
 
         (double[] Stats, float[] Grads) Run(int micro)
         {
             using var update = new PolicyUpdate(policy);
             policy.ZeroGradients();
-            double[] stats = update.Accumulate(sequences, weights, settings, micro, useReference: false);
+            update.Accumulate(batch, all, terms, micro);
+            double[] stats = surrogate.TakeStats();
+            entropy.TakeStats();
             return (stats, acc.ToArray(policy.Grads!.All));
         }
 

@@ -1,5 +1,27 @@
 namespace Engine.Rl;
 
+/// <summary>
+/// Turns a group's rewards into one advantage per response (broadcast to its tokens by the trainer).
+/// GRPO, Dr. GRPO and "none" (the distillation-only arm) are here; a new estimator is a new class.
+/// </summary>
+internal interface IAdvantageEstimator
+{
+    /// <summary>Advantages of one group's responses from their rewards.</summary>
+    void Compute(ReadOnlySpan<double> rewards, Span<double> advantages);
+}
+
+/// <summary>GRPO's group-normalised advantage, or Dr. GRPO's mean-centred one (<see cref="Advantages.Group"/>).</summary>
+internal sealed class GroupAdvantage(bool normalizeByStd) : IAdvantageEstimator
+{
+    public void Compute(ReadOnlySpan<double> rewards, Span<double> advantages) => Advantages.Group(rewards, advantages, normalizeByStd);
+}
+
+/// <summary>Zero advantages: the reward does not enter the loss (KDRL's distillation-only arm).</summary>
+internal sealed class NoAdvantage : IAdvantageEstimator
+{
+    public void Compute(ReadOnlySpan<double> rewards, Span<double> advantages) => advantages.Clear();
+}
+
 /// <summary>Group-relative advantages (rl-core.md).</summary>
 internal static class Advantages
 {
