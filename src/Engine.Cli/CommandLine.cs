@@ -18,6 +18,7 @@ internal static class CommandLine
             GenerateCommand.Create(),
             BenchGenerateCommand.Create(),
             Experiments.ExperimentCommand.Create(),
+            OfflineCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

@@ -24,5 +24,6 @@ internal static class ExperimentCommand
     private static IEnumerable<Command> Methods()
     {
         yield return KdrlExperimentCommand.Create();
+        yield return OfflineDistillCommand.Create();
     }
 }
