@@ -63,6 +63,9 @@ internal sealed class OnlineLengthPredictor(int prefixTokens = 16, double ridge 
     /// <summary>Finished samples learnt from.</summary>
     public int Examples { get; private set; }
 
+    /// <summary>When set, <see cref="Learn"/> does nothing (benchmarks predict every timed call from the same fit).</summary>
+    public bool Frozen { get; set; }
+
     public double Predict(LengthEvidence evidence)
     {
         if (Examples < 2)
@@ -87,6 +90,11 @@ internal sealed class OnlineLengthPredictor(int prefixTokens = 16, double ridge 
 
     public void Learn(LengthEvidence evidence, int finalLength)
     {
+        if (Frozen)
+        {
+            return;
+        }
+
         int d = evidence.Hidden.Length + 1;
         if (gram.Length == 0)
         {
