@@ -362,7 +362,8 @@ internal sealed class Generator : IDisposable
     /// <summary>
     /// Infinite Sampling's admission. (1) Probes: a fresh sample is decoded for its first k tokens
     /// while the memory beyond it still holds one whole sample (so a suspended sample can always
-    /// resume); it then waits, keeping its KV, with its length predicted. (2) The waiting samples are
+    /// resume) and probes hold at most half the pool (the rest is for the lanes); it then waits,
+    /// keeping its KV, with its length predicted. (2) The waiting samples are
     /// planned into lanes (<see cref="Plan"/>) and each free lane resumes its shortest-predicted
     /// sample. (3) When nothing runs and no probe fits, a fresh sample runs whole, unpredicted.
     /// </summary>
@@ -371,14 +372,17 @@ internal sealed class Generator : IDisposable
         int k = predictor.PrefixTokens;
         if (k < run.Sampling.MaxNewTokens)
         {
+            long probeHeld = run.Suspended.Sum(s => (long)s.Taken) + run.Running.Concat(admitted).Where(s => s.Probing).Sum(s => (long)s.Need);
             while (Rows(run) < options.MaxSlots && run.Fresh.Count > 0)
             {
                 PromptState prompt = run.Prompts[run.Fresh[0].PromptIndex];
-                int full = FullNeed(prompt, run.Sampling);
-                if (!TryAdmitFresh(run, 0, ChildBlocks(prompt.Tokens.Length, k), full, probe: true))
+                int full = FullNeed(prompt, run.Sampling), probe = ChildBlocks(prompt.Tokens.Length, k);
+                if (2 * (probeHeld + probe) > cache.TotalBlocks || !TryAdmitFresh(run, 0, probe, full, probe: true))
                 {
                     break;
                 }
+
+                probeHeld += probe;
             }
         }
 

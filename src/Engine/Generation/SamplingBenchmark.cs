@@ -35,7 +35,8 @@ internal sealed record SamplingRun(GenerationStats Stats, double WallMs, int[] L
 /// Infinite Sampling's benchmark (methods.md §3): G samples of one random prompt on random weights,
 /// up to N new tokens each, with a bias on the end-of-sequence logit (token 0) so lengths vary as
 /// a policy's do, under a KV budget, with one sampler. A warm-up call (another seed) teaches the
-/// online length predictor, which is then frozen so every timed call predicts alike; the oracle
+/// online length predictor (infinite sampler), which is then frozen so every timed call predicts
+/// alike from that call alone; the oracle
 /// predictor takes the true lengths from a continuous-sampler run of the timed seed. The body of
 /// <c>engine bench-sampling</c> and of the sampler benchmarks.
 /// </summary>
@@ -80,8 +81,10 @@ internal sealed class SamplingBenchmark : IDisposable
             predictor = online = new OnlineLengthPredictor(prefixTokens);
         }
 
+        // Warm-up (another seed): whole for the online predictor to learn from, else short (compiles the code paths).
         Generator = new Generator(Model, options with { LengthPredictor = predictor });
-        Generator.Generate(prompt, samples, sampling with { Seed = seed });
+        bool learn = online is not null && sampler == SamplerKind.Infinite;
+        Generator.Generate(prompt, samples, sampling with { Seed = seed, MaxNewTokens = learn ? newTokens : Math.Min(newTokens, 32) });
         if (online is not null)
         {
             online.Frozen = true;
