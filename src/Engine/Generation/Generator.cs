@@ -397,7 +397,11 @@ internal sealed class Generator : IDisposable
         }
     }
 
-    /// <summary>Each lane without a running sample resumes the head of its queue (its shortest predicted), an idle lane steals.</summary>
+    /// <summary>
+    /// Each lane without a running sample resumes the head of its queue (its shortest predicted);
+    /// an idle lane with an empty queue steals. When every lane runs and the memory freed since the
+    /// plan holds another whole sample, a new lane opens (and steals).
+    /// </summary>
     private void AdmitPlanned(Rollout run)
     {
         if (run.PlanStale)
@@ -405,8 +409,19 @@ internal sealed class Generator : IDisposable
             Plan(run);
         }
 
-        for (int lane = 0; lane < run.Lanes.Count && Rows(run) < options.MaxSlots; lane++)
+        for (int lane = 0; Rows(run) < options.MaxSlots; lane++)
         {
+            bool opened = lane == run.Lanes.Count;
+            if (opened)
+            {
+                if (run.Suspended.Count == 0 || Available(run) < run.Suspended.Max(x => FullNeed(x.Prompt, run.Sampling) - x.Taken))
+                {
+                    return;
+                }
+
+                run.Lanes.Add(new Lane());
+            }
+
             Lane l = run.Lanes[lane];
             if (l.Running is not null)
             {
@@ -416,8 +431,16 @@ internal sealed class Generator : IDisposable
             bool stolen = l.Queue.Count == 0 && Steal(run, l);
             if (l.Queue.Count == 0)
             {
+                if (opened)
+                {
+                    run.Lanes.RemoveAt(lane);
+                    return;
+                }
+
                 continue;
             }
+
+            run.Stats.Lanes = Math.Max(run.Stats.Lanes, run.Lanes.Count);
 
             Sample next = l.Queue[0];
             int need = FullNeed(next.Prompt, run.Sampling);
