@@ -59,35 +59,44 @@ internal sealed class SamplingBenchmark : IDisposable
         }
 
         Model = new Transformer(acc, config);
-        ModelInit.Initialize(Model, seed);
-        var rng = new SplitMix64(seed + 1);
-        prompt = [Enumerable.Range(0, promptLength).Select(_ => 1 + rng.NextInt(config.VocabSize - 1)).ToArray()];
-        samples = samplesPerPrompt;
-        sampling = new SamplingOptions { MaxNewTokens = newTokens, Seed = timedSeed, EosTokenIds = [EosToken] };
-        BudgetBytes = kvBudgetBytes > 0 ? kvBudgetBytes : FullGroupBytes(config, promptLength, newTokens, samplesPerPrompt);
-        var options = new GeneratorOptions
+        try
         {
-            MaxSlots = samplesPerPrompt, KvBudgetBytes = BudgetBytes, Sampler = sampler, LogitBias = (EosToken, eosBias),
-        };
-        ILengthPredictor predictor;
-        if (oracle)
-        {
-            using var reference = new Generator(Model, options with { Sampler = SamplerKind.Continuous });
-            var lengths = reference.Generate(prompt, samples, sampling)[0].Samples.ToDictionary(s => s.SequenceId, s => s.TokenIds.Count);
-            predictor = new OracleLengthPredictor(lengths, prefixTokens);
-        }
-        else
-        {
-            predictor = online = new OnlineLengthPredictor(prefixTokens);
-        }
+            ModelInit.Initialize(Model, seed);
+            var rng = new SplitMix64(seed + 1);
+            prompt = [Enumerable.Range(0, promptLength).Select(_ => 1 + rng.NextInt(config.VocabSize - 1)).ToArray()];
+            samples = samplesPerPrompt;
+            sampling = new SamplingOptions { MaxNewTokens = newTokens, Seed = timedSeed, EosTokenIds = [EosToken] };
+            BudgetBytes = kvBudgetBytes > 0 ? kvBudgetBytes : FullGroupBytes(config, promptLength, newTokens, samplesPerPrompt);
+            var options = new GeneratorOptions
+            {
+                MaxSlots = samplesPerPrompt, KvBudgetBytes = BudgetBytes, Sampler = sampler, LogitBias = (EosToken, eosBias),
+            };
+            ILengthPredictor predictor;
+            if (oracle)
+            {
+                using var reference = new Generator(Model, options with { Sampler = SamplerKind.Continuous });
+                var lengths = reference.Generate(prompt, samples, sampling)[0].Samples.ToDictionary(s => s.SequenceId, s => s.TokenIds.Count);
+                predictor = new OracleLengthPredictor(lengths, prefixTokens);
+            }
+            else
+            {
+                predictor = online = new OnlineLengthPredictor(prefixTokens);
+            }
 
-        // Warm-up (another seed): whole for the online predictor to learn from, else short (compiles the code paths).
-        Generator = new Generator(Model, options with { LengthPredictor = predictor });
-        bool learn = online is not null && sampler == SamplerKind.Infinite;
-        Generator.Generate(prompt, samples, sampling with { Seed = seed, MaxNewTokens = learn ? newTokens : Math.Min(newTokens, 32) });
-        if (online is not null)
+            // Warm-up (another seed): whole for the online predictor to learn from, else short (compiles the code paths).
+            Generator = new Generator(Model, options with { LengthPredictor = predictor });
+            bool learn = online is not null && sampler == SamplerKind.Infinite;
+            Generator.Generate(prompt, samples, sampling with { Seed = seed, MaxNewTokens = learn ? newTokens : Math.Min(newTokens, 32) });
+            if (online is not null)
+            {
+                online.Frozen = true;
+            }
+        }
+        catch
         {
-            online.Frozen = true;
+            Generator?.Dispose();
+            Model.Dispose();
+            throw;
         }
     }
 
