@@ -35,6 +35,25 @@ public sealed class InfiniteSamplingRlTests
     }
 
     [Fact]
+    public void The_generation_settings_choose_the_sampler_and_every_sampler_samples_alike()
+    {
+        ITask task = BuiltInTasks.Create("addition", seed: 5, new Dictionary<string, string> { ["max_digits"] = "2" });
+        using LanguageModel model = LanguageModel.CreateForTask(task, Shape, "cpu");
+        var sampling = new SamplingOptions { MaxNewTokens = 40, Seed = 3 };
+        string Texts(string sampler, long kvBytes)
+        {
+            model.GenerationSettings = model.GenerationSettings with { Sampler = sampler, KvCacheBytes = kvBytes };
+            return string.Join("|", model.Generate(["12+34=", "5+7="], 16, sampling).SelectMany(g => g.Samples).Select(s => s.Text));
+        }
+
+        string full = Texts("full", 8 << 20);
+        Assert.Equal(full, Texts("infinite", 1 << 20));
+        Assert.Equal(full, Texts("micro", 1 << 20));
+        Assert.Throws<EngineException>(() => Texts("full", 1 << 20));
+        Assert.Contains("unknown sampler", Assert.Throws<EngineException>(() => Texts("fastest", 8 << 20)).Message);
+    }
+
+    [Fact]
     public void Infinite_sampling_under_a_budget_full_cannot_meet_trains_exactly_like_full_group_decoding()
     {
         var ex = Assert.Throws<EngineException>(() => Steps("full", 2));
