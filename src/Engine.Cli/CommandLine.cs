@@ -17,6 +17,7 @@ internal static class CommandLine
             RunCommands.Rl(),
             GenerateCommand.Create(),
             BenchGenerateCommand.Create(),
+            BenchSamplingCommand.Create(),
             Experiments.ExperimentCommand.Create(),
             OfflineCommand.Create(),
         };

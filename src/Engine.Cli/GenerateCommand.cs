@@ -19,13 +19,22 @@ internal static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
         var device = new Option<string?>("--device") { Description = "cpu, opencl[:N], cuda[:N] or auto" };
         var json = new Option<bool>("--json") { Description = "print one JSON object per response (ids, text, log-probs, finish reason)" };
+        var sampler = new Option<string>("--sampler") { Description = "full, micro, continuous or infinite (the same responses; memory and speed differ)", DefaultValueFactory = _ => "continuous" };
+        var budget = new Option<double?>("--kv-budget-mb") { Description = "KV cache budget in MiB (default 512)" };
         var command = new Command("generate", "Sample responses to a prompt.")
         {
-            model, tokenizer, prompt, samples, maxNew, temperature, topP, topK, seed, device, json,
+            model, tokenizer, prompt, samples, maxNew, temperature, topP, topK, seed, device, json, sampler, budget,
         };
         command.SetAction(r => CommandLine.Guard(() =>
         {
             using LanguageModel lm = LanguageModel.Load(r.GetValue(model)!, r.GetValue(device), r.GetValue(tokenizer));
+            double mb = r.GetValue(budget) ?? lm.GenerationSettings.KvCacheBytes / (double)(1 << 20);
+            if (!(mb > 0))
+            {
+                throw new Core.EngineException($"--kv-budget-mb must be positive, got {mb}");
+            }
+
+            lm.GenerationSettings = lm.GenerationSettings with { Sampler = r.GetValue(sampler)!, KvCacheBytes = (long)(mb * (1 << 20)) };
             var options = new SamplingOptions
             {
                 MaxNewTokens = r.GetValue(maxNew), Temperature = r.GetValue(temperature), TopP = r.GetValue(topP), TopK = r.GetValue(topK),

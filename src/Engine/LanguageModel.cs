@@ -17,6 +17,13 @@ public sealed record GenerationSettings
 
     /// <summary>Positions per KV-cache block.</summary>
     public int BlockSize { get; init; } = 16;
+
+    /// <summary>
+    /// How the samples share the slots: full (all G of a prompt together), micro (units the KV budget holds, one after
+    /// another), continuous (a finished sample's slot refilled at once) or infinite (continuous with length-aware
+    /// scheduling). Every sampler gives the same responses.
+    /// </summary>
+    public string Sampler { get; init; } = Generation.Samplers.Default;
 }
 
 /// <summary>
@@ -229,6 +236,7 @@ public sealed class LanguageModel : IDisposable
             generator = new Generator(Model, new GeneratorOptions
             {
                 MaxSlots = s.MaxConcurrentSequences, KvBudgetBytes = s.KvCacheBytes, BlockSize = s.BlockSize,
+                Sampler = Generation.Samplers.Parse(s.Sampler),
             });
             generatorSettings = s;
         }

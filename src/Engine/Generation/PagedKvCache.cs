@@ -68,6 +68,9 @@ internal sealed class PagedKvCache : IDisposable
     /// <summary>Largest <see cref="BytesInUse"/> so far.</summary>
     public long PeakBytes { get; private set; }
 
+    /// <summary>Starts a new peak at the bytes in use now (each generation call measures its own).</summary>
+    public void ResetPeak() => PeakBytes = BytesInUse;
+
     /// <summary>Blocks copied on write so far.</summary>
     public int CopiesOnWrite { get; private set; }
 

@@ -27,9 +27,9 @@ internal sealed partial class Transformer
 
     /// <summary>
     /// Logits of <paramref name="s"/> rows of the last <see cref="ForwardPaged"/> (indices staged
-    /// in <c>plan.GatherRows</c>), then one token drawn per row with the staged sampling inputs.
+    /// in <c>plan.GatherRows</c>) plus <paramref name="logitBias"/> ([V], optional), then one token drawn per row with the staged sampling inputs.
     /// </summary>
-    public void SampleGathered(InferencePlan plan, int s)
+    public void SampleGathered(InferencePlan plan, int s, Tensor logitBias = default)
     {
         if (s <= 0 || s > plan.SampleCapacity)
         {
@@ -39,7 +39,7 @@ internal sealed partial class Transformer
         int c = Config.Dim;
         Acc.GatherRows(plan.Gathered, plan.Resid, plan.GatherRows, s, c);
         NormForward(plan.NormF, plan.NormFMean, plan.NormFRstd, plan.Gathered, Layout.FinalNormWeight, Layout.FinalNormBias, s);
-        Acc.Gemm(plan.Logits, plan.NormF, P(Layout.HeadWeight), s, Config.VocabSize, c, false, true);
+        Acc.Gemm(plan.Logits, plan.NormF, P(Layout.HeadWeight), s, Config.VocabSize, c, false, true, bias: logitBias);
         Acc.SampleTokens(plan.SampledTokens.All, plan.SampleLogProbs, plan.PolicyLogProbs, plan.Logits, plan.Uniforms, plan.Temperatures,
             plan.TopK, plan.TopP, s, Config.VocabSize);
     }

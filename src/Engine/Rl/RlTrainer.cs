@@ -48,6 +48,7 @@ internal sealed class RlTrainer : IDisposable
         Generator = generator ?? new Generator(policy, new GeneratorOptions
         {
             MaxSlots = options.MaxConcurrentSequences, KvBudgetBytes = (long)options.KvCacheMb << 20,
+            Sampler = Samplers.Parse(options.Sampler),
         });
         Optimizer = new AdamWOptimizer(policy, new AdamWOptions
         {

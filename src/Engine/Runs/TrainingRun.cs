@@ -66,6 +66,7 @@ public static class TrainingRun
         {
             MaxSlots = rl?.MaxConcurrentSequences ?? 64,
             KvBudgetBytes = (long)(rl?.KvCacheMb ?? 64) << 20,
+            Sampler = Samplers.Parse(rl?.Sampler ?? Samplers.Default),
         });
 
         JsonObject? state = null;

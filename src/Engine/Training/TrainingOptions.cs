@@ -212,6 +212,12 @@ public sealed record RlOptions
     /// <summary>KV-cache budget of the rollout engine, in MiB.</summary>
     public int KvCacheMb { get; init; } = 256;
 
+    /// <summary>
+    /// How rollouts share the decode slots: full, micro, continuous or infinite (Infinite Sampling: group size
+    /// decoupled from the KV budget). The responses are the same whichever is chosen; memory and speed differ.
+    /// </summary>
+    public string Sampler { get; init; } = Generation.Samplers.Default;
+
     /// <summary>Plain GRPO: sequence-level mean, symmetric clip 0.2, no DAPO technique.</summary>
     public static RlOptions Grpo() => Ladder(0);
 
@@ -316,6 +322,7 @@ public sealed record RlOptions
         OptionChecks.AtLeast(CheckpointEvery, 0, "checkpoint_every");
         OptionChecks.AtLeast(MaxConcurrentSequences, 1, "max_concurrent_sequences");
         OptionChecks.AtLeast(KvCacheMb, 1, "kv_cache_mb");
+        Generation.Samplers.Parse(Sampler);
         if (MiniBatches > PromptsPerStep * SamplesPerPrompt)
         {
             throw new EngineException($"mini_batches ({MiniBatches}) exceeds the sequences per step ({PromptsPerStep * SamplesPerPrompt})");

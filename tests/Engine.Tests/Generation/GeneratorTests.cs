@@ -283,7 +283,8 @@ public sealed class GeneratorTests(ITestOutputHelper output) : IDisposable
         return groups;
     }
 
-    private static string Signature(IEnumerable<GenerationGroup> groups) =>
+    /// <summary>Every token, finish reason and log-prob bit of the groups, for exact comparisons.</summary>
+    internal static string Signature(IEnumerable<GenerationGroup> groups) =>
         string.Join(" | ", groups.Select(g => string.Join(" / ", g.Samples.Select(s =>
             $"{string.Join(",", s.TokenIds)}:{s.FinishReason}:{string.Join(",", s.SampleLogProbs.Select(x => BitConverter.SingleToInt32Bits(x)))}:" +
             string.Join(",", s.PolicyLogProbs.Select(x => BitConverter.SingleToInt32Bits(x)))))));
