@@ -53,7 +53,7 @@ internal sealed class RlTrainer : IDisposable
         Optimizer = new AdamWOptimizer(policy, new AdamWOptions
         {
             LearningRate = options.LearningRate, Beta1 = options.Beta1, Beta2 = options.Beta2, WeightDecay = options.WeightDecay,
-            MaxGradNorm = options.MaxGradNorm,
+            MaxGradNorm = options.MaxGradNorm, MaxNonfiniteSkips = options.MaxNonfiniteSkips,
         });
         source = new PolicySampler(Generator, codec, options);
         advantages = options.Advantage == "none" ? new NoAdvantage() : new GroupAdvantage(options.NormalizeAdvantageByStd);
@@ -218,6 +218,7 @@ internal sealed class RlTrainer : IDisposable
         var methodMetrics = new Dictionary<string, object>();
         double gradNorm = 0, lr = 0;
         long tokensTrained = 0;
+        string? skipped = null;
         if (kept.Count > 0)
         {
             batch.Reset(kept.SelectMany(g => g));
@@ -245,7 +246,7 @@ internal sealed class RlTrainer : IDisposable
                 term.BeginStep(batch, step);
             }
 
-            (gradNorm, lr, tokensTrained) = Train(step, totals);
+            (gradNorm, lr, tokensTrained) = Train(step, totals, out skipped);
             for (int k = 0; k < terms.Count; k++)
             {
                 terms[k].Report(totals[k]!, methodMetrics);
@@ -307,6 +308,7 @@ internal sealed class RlTrainer : IDisposable
             TokensPerSecond = (tokensGenerated + guideTokensGenerated + tokensTrained) / Math.Max(samplingSeconds + trainingSeconds, 1e-9),
             TestAccuracy = test?.Accuracy,
             TestGreedyAccuracy = test?.GreedyAccuracy,
+            Skipped = skipped,
             MethodMetrics = methodMetrics.Count > 0 ? methodMetrics : null,
         };
     }
@@ -384,8 +386,9 @@ internal sealed class RlTrainer : IDisposable
     }
 
     /// <summary>PPO epochs over mini-batches; returns the last grad norm and learning rate and the tokens trained.</summary>
-    private (double GradNorm, double LearningRate, long Tokens) Train(int step, double[]?[] totals)
+    private (double GradNorm, double LearningRate, long Tokens) Train(int step, double[]?[] totals, out string? skipped)
     {
+        skipped = null;
         RlOptions o = Options;
         int normLength = o.LossNormLength > 0 ? o.LossNormLength : o.MaxNewTokens;
         double gradNorm = 0, lr = 0;
@@ -407,9 +410,11 @@ internal sealed class RlTrainer : IDisposable
 
                 policy.ZeroGradients();
                 update.Accumulate(batch, miniBatch, terms, o.MicroBatchSequences);
+                double loss = 0;
                 for (int k = 0; k < terms.Count; k++)
                 {
                     double[] stats = terms[k].TakeStats();
+                    loss += terms[k].Loss(stats);
                     totals[k] ??= new double[stats.Length];
                     for (int i = 0; i < stats.Length; i++)
                     {
@@ -418,7 +423,12 @@ internal sealed class RlTrainer : IDisposable
                 }
 
                 lr = LearningRateAt(Optimizer.StepCount);
-                Optimizer.Step((float)lr);
+                // A NaN or Inf in the loss or the gradients skips the update (reported); too many in a row stop the run.
+                if (!Optimizer.Step((float)lr, (float)loss))
+                {
+                    skipped = Optimizer.LastSkipReason;
+                }
+
                 gradNorm = Optimizer.LastGradNorm();
                 tokens += miniBatch.Sum(i => (long)sequences[i].Length);
             }

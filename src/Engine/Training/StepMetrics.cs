@@ -97,6 +97,9 @@ public sealed record RlStepMetrics
     /// <summary>Greedy test accuracy, when this step evaluated.</summary>
     public double? TestGreedyAccuracy { get; init; }
 
+    /// <summary>Why an optimizer step of this RL step was skipped (a NaN or Inf in the loss or gradients), or null when all were applied.</summary>
+    public string? Skipped { get; init; }
+
     /// <summary>
     /// Metrics of the method's own loss terms, by snake_case name (KDRL: kd_loss, kd_token_reward,
     /// kd_masked_share, kd_beta); null when the step has none. Written flat into metrics.jsonl.

@@ -120,6 +120,9 @@ public sealed record RlOptions
     /// <summary>Global gradient-norm clip (0 disables).</summary>
     public float MaxGradNorm { get; init; } = 1f;
 
+    /// <summary>Stop the run after this many optimizer steps in a row were skipped for a NaN or Inf in the loss or gradients.</summary>
+    public int MaxNonfiniteSkips { get; init; } = 3;
+
     /// <summary>AdamW beta1.</summary>
     public float Beta1 { get; init; } = 0.9f;
 
@@ -282,6 +285,7 @@ public sealed record RlOptions
         OptionChecks.AtLeast(TopK, 0, "top_k");
         OptionChecks.AtLeast(Epochs, 1, "epochs");
         OptionChecks.AtLeast(MiniBatches, 1, "mini_batches");
+        OptionChecks.AtLeast(MaxNonfiniteSkips, 1, "max_nonfinite_skips");
         OptionChecks.AtLeast(MicroBatchSequences, 1, "micro_batch_sequences");
         OptionChecks.Positive(LearningRate, "learning_rate");
         OptionChecks.AtLeast(WarmupSteps, 0, "warmup_steps");
