@@ -185,20 +185,23 @@ internal static class HfCheckpoint
 
     /// <summary>
     /// Saves a model as a HF checkpoint directory (config.json + model.safetensors, sharded above
-    /// <paramref name="maxShardBytes"/>), every file written atomically.
+    /// <paramref name="maxShardBytes"/>), every file written atomically. The keys of
+    /// <paramref name="originalConfig"/> (rope_scaling, token ids, anything the engine does not read)
+    /// are kept; the weights are stored as <paramref name="dtype"/> (F32, BF16 or F16, rounded to
+    /// nearest even) and config.json's torch_dtype says so.
     /// </summary>
     public static void Save(Transformer model, string directory, JsonObject? originalConfig = null, string prefix = "",
-        long maxShardBytes = long.MaxValue)
+        long maxShardBytes = long.MaxValue, SafeTensorsDType dtype = SafeTensorsDType.F32)
     {
         Directory.CreateDirectory(directory);
         var writer = new SafeTensorsWriter(new Dictionary<string, string> { ["format"] = "pt" });
         foreach (var (name, shape, data) in Export(model, model.Params))
         {
-            writer.Add(prefix + name, shape, data);
+            writer.Add(prefix + name, shape, data, dtype);
         }
 
         SafeTensorsCheckpoint.Write(directory, writer, maxShardBytes);
-        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), HfConfig.ToJson(model.Config, originalConfig));
+        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), HfConfig.ToJson(model.Config, originalConfig, ModelFiles.TorchDType(dtype)));
     }
 
     /// <summary>

@@ -46,7 +46,10 @@ internal static class HfConfig
     /// Writes the config as HF would. Keys of <paramref name="original"/> (the file a model was
     /// loaded from) are kept, so unknown settings survive a load/save round trip.
     /// </summary>
-    public static string ToJson(ModelConfig config, JsonObject? original = null)
+    /// <param name="config">The model's configuration.</param>
+    /// <param name="original">The config.json object the model was loaded from, or null.</param>
+    /// <param name="torchDType">The weights' stored type as torch names it (float32, bfloat16, float16).</param>
+    public static string ToJson(ModelConfig config, JsonObject? original = null, string torchDType = "float32")
     {
         var o = original is null ? new JsonObject() : (JsonObject)original.DeepClone();
         if (config.IsGpt2)
@@ -102,7 +105,7 @@ internal static class HfConfig
             o["eos_token_id"] = new JsonArray(config.EosTokenIds.Select(i => (JsonNode?)i).ToArray());
         }
 
-        o["torch_dtype"] = "float32";
+        o["torch_dtype"] = torchDType;
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
