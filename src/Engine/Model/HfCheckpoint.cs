@@ -77,6 +77,12 @@ internal static class HfCheckpoint
                 list.Add(new(p + "self_attn.v_proj.bias", [kvRows], w.QkvBias, qRows + kvRows, false));
             }
 
+            if (w.QNormWeight is not null)
+            {
+                list.Add(new(p + "self_attn.q_norm.weight", [d], w.QNormWeight, 0, false));
+                list.Add(new(p + "self_attn.k_norm.weight", [d], w.KNormWeight!, 0, false));
+            }
+
             list.Add(new(p + "self_attn.o_proj.weight", [c, qRows], w.AttnOutWeight, 0, false));
             if (w.AttnOutBias is not null)
             {

@@ -5,7 +5,7 @@ using Engine.Core;
 
 namespace Engine.Model;
 
-/// <summary>Reads and writes Hugging Face <c>config.json</c> for model_type gpt2, llama and qwen2.</summary>
+/// <summary>Reads and writes Hugging Face <c>config.json</c> for model_type gpt2, llama, qwen2 and qwen3.</summary>
 internal static class HfConfig
 {
     /// <summary>Parses a config.json text; throws an <see cref="EngineException"/> naming the problem.</summary>
@@ -28,7 +28,8 @@ internal static class HfConfig
             "gpt2" => ParseGpt2(root, source),
             "llama" => ParseLlama(root, ModelFamily.Llama, source),
             "qwen2" => ParseLlama(root, ModelFamily.Qwen2, source),
-            _ => throw new EngineException($"{source}: unknown model_type '{modelType}' (supported: gpt2, llama, qwen2)"),
+            "qwen3" => ParseLlama(root, ModelFamily.Qwen3, source),
+            _ => throw new EngineException($"{source}: unknown model_type '{modelType}' (supported: gpt2, llama, qwen2, qwen3)"),
         };
         try
         {
@@ -70,8 +71,14 @@ internal static class HfConfig
         else
         {
             bool qwen = config.Family == ModelFamily.Qwen2;
-            o["model_type"] = qwen ? "qwen2" : "llama";
-            o["architectures"] ??= new JsonArray(qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM");
+            (string type, string architecture) = config.Family switch
+            {
+                ModelFamily.Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
+                ModelFamily.Qwen3 => ("qwen3", "Qwen3ForCausalLM"),
+                _ => ("llama", "LlamaForCausalLM"),
+            };
+            o["model_type"] = type;
+            o["architectures"] ??= new JsonArray(architecture);
             o["vocab_size"] = config.VocabSize;
             o["hidden_size"] = config.Dim;
             o["intermediate_size"] = config.FfnDim;
@@ -84,10 +91,14 @@ internal static class HfConfig
             o["rope_theta"] = config.RopeTheta;
             o["tie_word_embeddings"] = config.TiedEmbeddings;
             o["hidden_act"] = "silu";
-            if (!qwen)
+            if (config.Family == ModelFamily.Llama)
             {
                 o["attention_bias"] = config.QkvBias;
                 o["mlp_bias"] = config.MlpBias;
+            }
+            else if (config.Family == ModelFamily.Qwen3)
+            {
+                o["attention_bias"] = config.QkvBias;
             }
         }
 
@@ -174,9 +185,11 @@ internal static class HfConfig
             RopeTheta = theta,
             RopeScaling = ParseRopeScaling(o, source),
             TiedEmbeddings = GetBool(o, "tie_word_embeddings", source) ?? false,
+            // Qwen2 always has q/k/v biases; Llama and Qwen3 put attention_bias on q, k, v and o alike.
             QkvBias = family == ModelFamily.Qwen2 || attentionBias,
-            AttnOutBias = family == ModelFamily.Llama && attentionBias,
+            AttnOutBias = family != ModelFamily.Qwen2 && attentionBias,
             MlpBias = family == ModelFamily.Llama && (GetBool(o, "mlp_bias", source) ?? false),
+            QkNorm = family == ModelFamily.Qwen3,
             BosTokenId = GetInt(o, "bos_token_id", source),
             EosTokenIds = GetIntOrList(o, "eos_token_id", source),
         };

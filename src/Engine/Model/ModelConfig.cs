@@ -13,6 +13,9 @@ internal enum ModelFamily
 
     /// <summary>Qwen2: Llama with q/k/v biases.</summary>
     Qwen2,
+
+    /// <summary>Qwen3: Llama with an RMSNorm on each query and key head before RoPE (no biases by default).</summary>
+    Qwen3,
 }
 
 /// <summary>Llama 3 style RoPE frequency scaling (<c>rope_scaling.rope_type = llama3</c>) or linear scaling.</summary>
@@ -71,6 +74,9 @@ internal sealed record ModelConfig
     /// <summary>Biases on the MLP projections (GPT-2, Llama with mlp_bias).</summary>
     public required bool MlpBias { get; init; }
 
+    /// <summary>RMSNorm on each query and key head (weights [D], shared by the heads) after the projection and before RoPE (Qwen3).</summary>
+    public bool QkNorm { get; init; }
+
     /// <summary>Beginning-of-sequence token id, if any.</summary>
     public int? BosTokenId { get; init; }
 
@@ -115,6 +121,11 @@ internal sealed record ModelConfig
             throw new EngineException($"RoPE needs an even head size, got {HeadDim}");
         }
 
+        if (IsGpt2 && QkNorm)
+        {
+            throw new EngineException("q/k norms need the Llama-family layout (GPT-2 has none)");
+        }
+
         if (!(NormEps > 0) || float.IsInfinity(NormEps))
         {
             throw new EngineException($"norm epsilon must be positive, got {NormEps}");
@@ -145,7 +156,7 @@ internal sealed record ModelConfig
         MlpBias = true,
     };
 
-    /// <summary>A Llama or Qwen2 config with the family's default biases.</summary>
+    /// <summary>A Llama, Qwen2 or Qwen3 config with the family's default biases and norms.</summary>
     public static ModelConfig LlamaFamily(ModelFamily family, int vocab, int dim, int layers, int heads, int kvHeads, int ffn,
         int maxPositions, bool tied, double ropeTheta = 10000) => new()
     {
@@ -164,6 +175,7 @@ internal sealed record ModelConfig
         QkvBias = family == ModelFamily.Qwen2,
         AttnOutBias = false,
         MlpBias = false,
+        QkNorm = family == ModelFamily.Qwen3,
     };
 
     private static void Positive(int value, string what)

@@ -22,6 +22,10 @@ internal sealed class LayerParams
 
     public ParamTensor? QkvBias { get; init; }                  // [(Hq + 2Hkv) D]
 
+    public ParamTensor? QNormWeight { get; init; }              // [D] (q/k norm)
+
+    public ParamTensor? KNormWeight { get; init; }              // [D] (q/k norm)
+
     public required ParamTensor AttnOutWeight { get; init; }    // [C, Hq D]
 
     public ParamTensor? AttnOutBias { get; init; }              // [C]
@@ -82,6 +86,12 @@ internal sealed class ParameterLayout
             if (config.QkvBias)
             {
                 Add(p + "qkv.bias", false, config.QkvDim);
+            }
+
+            if (config.QkNorm)
+            {
+                Add(p + "q_norm.weight", false, config.HeadDim);
+                Add(p + "k_norm.weight", false, config.HeadDim);
             }
 
             Add(p + "attn_out.weight", true, c, config.AttnDim);
@@ -150,6 +160,8 @@ internal sealed class ParameterLayout
                 Norm1Bias = ByName.GetValueOrDefault(p + "norm1.bias"),
                 QkvWeight = ByName[p + "qkv.weight"],
                 QkvBias = ByName.GetValueOrDefault(p + "qkv.bias"),
+                QNormWeight = ByName.GetValueOrDefault(p + "q_norm.weight"),
+                KNormWeight = ByName.GetValueOrDefault(p + "k_norm.weight"),
                 AttnOutWeight = ByName[p + "attn_out.weight"],
                 AttnOutBias = ByName.GetValueOrDefault(p + "attn_out.bias"),
                 Norm2Weight = ByName[p + "norm2.weight"],

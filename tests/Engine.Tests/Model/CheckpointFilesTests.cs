@@ -125,6 +125,24 @@ public sealed class CheckpointFilesTests : IDisposable
     }
 
     [Fact]
+    public void A_qwen3_checkpoint_saves_and_loads_back_with_its_q_k_norms()
+    {
+        using var acc = TestDevices.Cpu();
+        LoadedModel loaded = HfCheckpoint.Load(acc, PyTorchParityTests.FixturePath("qwen3_tied"));
+        using Transformer model = loaded.Model;
+        Assert.True(model.Config.QkNorm);
+        Assert.Equal((8, 32, 24), (model.Config.HeadDim, model.Config.AttnDim, model.Config.Dim));
+        string dir = temp.File("qwen3");
+        HfCheckpoint.Save(model, dir, loaded.ConfigJson);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!.AsObject();
+        Assert.Equal(("qwen3", "Qwen3ForCausalLM", false, 8), ((string?)config["model_type"], (string?)config["architectures"]![0],
+            (bool)config["attention_bias"]!, (int)config["head_dim"]!));
+        using Transformer reloaded = HfCheckpoint.Load(acc, dir).Model;
+        Assert.Equal(model.Config, reloaded.Config with { EosTokenIds = model.Config.EosTokenIds });
+        Assert.Equal(acc.ToArray(model.Params.All), acc.ToArray(reloaded.Params.All));
+    }
+
+    [Fact]
     public void Save_types_are_named()
     {
         Assert.Equal(SafeTensorsDType.F16, ModelFiles.ParseSaveType("fp16"));
