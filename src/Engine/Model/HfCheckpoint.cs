@@ -33,7 +33,7 @@ internal static class HfCheckpoint
         ModelConfig cfg = layout.Config;
         var list = new List<HfTensor>();
         int c = cfg.Dim, f = cfg.FfnDim, d = cfg.HeadDim;
-        if (cfg.IsGpt2)
+        if (cfg.Naming == HfNaming.Gpt2)
         {
             list.Add(new("wte.weight", [cfg.VocabSize, c], layout.Wte, 0, false));
             list.Add(new("wpe.weight", [cfg.MaxPositions, c], layout.Wpe!, 0, false));
@@ -246,7 +246,7 @@ internal static class HfCheckpoint
     }
 
     private static string DetectPrefix(ModelConfig config, SafeTensorsCheckpoint file) =>
-        config.IsGpt2 && file.Tensors.Count > 0 && file.Tensors.All(t => t.Name.StartsWith(Gpt2Prefix, StringComparison.Ordinal) ||
+        config.Naming == HfNaming.Gpt2 && file.Tensors.Count > 0 && file.Tensors.All(t => t.Name.StartsWith(Gpt2Prefix, StringComparison.Ordinal) ||
                                                                         t.Name == "lm_head.weight")
             && file.Tensors.Any(t => t.Name.StartsWith(Gpt2Prefix, StringComparison.Ordinal))
             ? Gpt2Prefix
@@ -255,7 +255,7 @@ internal static class HfCheckpoint
     private static bool IsIgnorable(ModelConfig config, string name, string prefix)
     {
         string bare = name.StartsWith(prefix, StringComparison.Ordinal) ? name[prefix.Length..] : name;
-        return bare.EndsWith(".attn.bias", StringComparison.Ordinal) && config.IsGpt2
+        return bare.EndsWith(".attn.bias", StringComparison.Ordinal) && config.Naming == HfNaming.Gpt2
                || bare.EndsWith(".attn.masked_bias", StringComparison.Ordinal)
                || bare.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)
                || (name == "lm_head.weight" && config.TiedEmbeddings);

@@ -23,14 +23,9 @@ internal static class HfConfig
 
         string modelType = GetString(root, "model_type", source) ??
                            throw new EngineException($"{source}: missing model_type");
-        ModelConfig config = modelType switch
-        {
-            "gpt2" => ParseGpt2(root, source),
-            "llama" => ParseLlama(root, ModelFamily.Llama, source),
-            "qwen2" => ParseLlama(root, ModelFamily.Qwen2, source),
-            "qwen3" => ParseLlama(root, ModelFamily.Qwen3, source),
-            _ => throw new EngineException($"{source}: unknown model_type '{modelType}' (supported: gpt2, llama, qwen2, qwen3)"),
-        };
+        ModelFamilyInfo family = ModelFamilies.ByModelType(modelType)
+            ?? throw new EngineException($"{source}: unknown model_type '{modelType}' (supported: {ModelFamilies.ModelTypes})");
+        ModelConfig config = family.Naming == HfNaming.Gpt2 ? ParseGpt2(root, source) : ParseLlama(root, family, source);
         try
         {
             config.Validate();
@@ -53,10 +48,11 @@ internal static class HfConfig
     public static string ToJson(ModelConfig config, JsonObject? original = null, string torchDType = "float32")
     {
         var o = original is null ? new JsonObject() : (JsonObject)original.DeepClone();
-        if (config.IsGpt2)
+        ModelFamilyInfo family = config.Features;
+        o["model_type"] = family.ModelType;
+        o["architectures"] ??= new JsonArray(family.Architecture);
+        if (family.Naming == HfNaming.Gpt2)
         {
-            o["model_type"] = "gpt2";
-            o["architectures"] ??= new JsonArray("GPT2LMHeadModel");
             o["vocab_size"] = config.VocabSize;
             o["n_embd"] = config.Dim;
             o["n_layer"] = config.Layers;
@@ -70,15 +66,6 @@ internal static class HfConfig
         }
         else
         {
-            bool qwen = config.Family == ModelFamily.Qwen2;
-            (string type, string architecture) = config.Family switch
-            {
-                ModelFamily.Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
-                ModelFamily.Qwen3 => ("qwen3", "Qwen3ForCausalLM"),
-                _ => ("llama", "LlamaForCausalLM"),
-            };
-            o["model_type"] = type;
-            o["architectures"] ??= new JsonArray(architecture);
             o["vocab_size"] = config.VocabSize;
             o["hidden_size"] = config.Dim;
             o["intermediate_size"] = config.FfnDim;
@@ -91,14 +78,14 @@ internal static class HfConfig
             o["rope_theta"] = config.RopeTheta;
             o["tie_word_embeddings"] = config.TiedEmbeddings;
             o["hidden_act"] = "silu";
-            if (config.Family == ModelFamily.Llama)
+            if (family.AttentionBiasKey)
             {
                 o["attention_bias"] = config.QkvBias;
-                o["mlp_bias"] = config.MlpBias;
             }
-            else if (config.Family == ModelFamily.Qwen3)
+
+            if (family.MlpBiasKey)
             {
-                o["attention_bias"] = config.QkvBias;
+                o["mlp_bias"] = config.MlpBias;
             }
         }
 
@@ -151,7 +138,7 @@ internal static class HfConfig
         };
     }
 
-    private static ModelConfig ParseLlama(JsonObject o, ModelFamily family, string source)
+    private static ModelConfig ParseLlama(JsonObject o, ModelFamilyInfo family, string source)
     {
         int dim = Require(GetInt(o, "hidden_size", source), "hidden_size", source);
         int heads = Require(GetInt(o, "num_attention_heads", source), "num_attention_heads", source);
@@ -169,10 +156,10 @@ internal static class HfConfig
         double theta = GetDouble(o, "rope_theta", source)
                        ?? (o["rope_parameters"] is JsonObject rp ? GetDouble(rp, "rope_theta", source) : null)
                        ?? 10000;
-        bool attentionBias = GetBool(o, "attention_bias", source) ?? false;
+        bool attentionBias = family.AttentionBiasKey && (GetBool(o, "attention_bias", source) ?? false);
         return new ModelConfig
         {
-            Family = family,
+            Family = family.Family,
             VocabSize = Require(GetInt(o, "vocab_size", source), "vocab_size", source),
             Dim = dim,
             Layers = Require(GetInt(o, "num_hidden_layers", source), "num_hidden_layers", source),
@@ -185,11 +172,11 @@ internal static class HfConfig
             RopeTheta = theta,
             RopeScaling = ParseRopeScaling(o, source),
             TiedEmbeddings = GetBool(o, "tie_word_embeddings", source) ?? false,
-            // Qwen2 always has q/k/v biases; Llama and Qwen3 put attention_bias on q, k, v and o alike.
-            QkvBias = family == ModelFamily.Qwen2 || attentionBias,
-            AttnOutBias = family != ModelFamily.Qwen2 && attentionBias,
-            MlpBias = family == ModelFamily.Llama && (GetBool(o, "mlp_bias", source) ?? false),
-            QkNorm = family == ModelFamily.Qwen3,
+            // The table says which config keys put biases where (Qwen2: always q/k/v; Llama, Qwen3: attention_bias on q/k/v/o).
+            QkvBias = family.QkvBias || attentionBias,
+            AttnOutBias = attentionBias,
+            MlpBias = family.MlpBiasKey && (GetBool(o, "mlp_bias", source) ?? false),
+            QkNorm = family.QkNorm,
             BosTokenId = GetInt(o, "bos_token_id", source),
             EosTokenIds = GetIntOrList(o, "eos_token_id", source),
         };

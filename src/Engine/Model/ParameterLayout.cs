@@ -63,7 +63,7 @@ internal sealed class ParameterLayout
         void Add(string name, bool decay, params int[] shape) => pending.Add((name, shape, decay));
 
         Add("wte", true, v, c);
-        if (config.IsGpt2)
+        if (config.Positions == PositionKind.Learned)
         {
             Add("wpe", true, config.MaxPositions, c);
         }
@@ -77,7 +77,7 @@ internal sealed class ParameterLayout
         {
             string p = $"layers.{l}.";
             Add(p + "norm1.weight", false, c);
-            if (config.IsGpt2)
+            if (config.Norm == NormKind.LayerNorm)
             {
                 Add(p + "norm1.bias", false, c);
             }
@@ -101,7 +101,7 @@ internal sealed class ParameterLayout
             }
 
             Add(p + "norm2.weight", false, c);
-            if (config.IsGpt2)
+            if (config.Norm == NormKind.LayerNorm)
             {
                 Add(p + "norm2.bias", false, c);
             }
@@ -120,7 +120,7 @@ internal sealed class ParameterLayout
         }
 
         Add("norm_f.weight", false, c);
-        if (config.IsGpt2)
+        if (config.Norm == NormKind.LayerNorm)
         {
             Add("norm_f.bias", false, c);
         }

@@ -23,7 +23,7 @@ internal sealed partial class Transformer : IDisposable
         Config = config;
         Layout = new ParameterLayout(config);
         Params = acc.Allocate(Layout.TotalLength);
-        if (!config.IsGpt2)
+        if (config.Positions == PositionKind.Rope)
         {
             var (cos, sin) = RopeTables.Compute(config);
             ropeCos = acc.Allocate(cos.Length);
@@ -190,7 +190,7 @@ internal sealed partial class Transformer : IDisposable
             Acc.Gemm(x.Qkv, x.Norm1, P(w.QkvWeight), n, cfg.QkvDim, c, false, true, bias: P(w.QkvBias));
         }
 
-        if (!cfg.IsGpt2)
+        if (cfg.Positions == PositionKind.Rope)
         {
             Acc.RopeForward(x.Qkv, positions, ropeCos!.All, ropeSin!.All, n, cfg.QkvDim, 0, cfg.Heads + cfg.KvHeads, cfg.HeadDim);
         }
@@ -212,7 +212,7 @@ internal sealed partial class Transformer : IDisposable
 
         NormForward(x.Norm2, x.Norm2Mean, x.Norm2Rstd, x.ResidMid, w.Norm2Weight, w.Norm2Bias, n);
         Acc.Gemm(x.MlpIn, x.Norm2, P(w.MlpInWeight), n, cfg.MlpInDim, c, false, true, bias: P(w.MlpInBias));
-        if (cfg.IsGpt2)
+        if (cfg.Mlp == MlpKind.Gelu)
         {
             Acc.GeluForward(x.Act, x.MlpIn, (long)n * cfg.FfnDim);
         }
@@ -373,7 +373,7 @@ internal sealed partial class Transformer : IDisposable
 
     private void NormForward(Tensor output, Tensor mean, Tensor rstd, Tensor x, ParamTensor weight, ParamTensor? bias, int n)
     {
-        if (Config.IsGpt2)
+        if (Config.Norm == NormKind.LayerNorm)
         {
             Acc.LayerNormForward(output, mean, rstd, x, P(weight), P(bias), n, Config.Dim, Config.NormEps);
         }
@@ -385,7 +385,7 @@ internal sealed partial class Transformer : IDisposable
 
     private void NormBackward(Tensor dx, Tensor dout, Tensor x, Tensor mean, Tensor rstd, ParamTensor weight, ParamTensor? bias, int n)
     {
-        if (Config.IsGpt2)
+        if (Config.Norm == NormKind.LayerNorm)
         {
             Acc.LayerNormBackward(dx, G(weight), G(bias), dout, x, P(weight), mean, rstd, n, Config.Dim);
         }
@@ -416,7 +416,7 @@ internal sealed partial class Transformer : IDisposable
                 Acc.BiasBackward(G(w.MlpOutBias), a.DResid, n, c);
             }
 
-            if (cfg.IsGpt2)
+            if (cfg.Mlp == MlpKind.Gelu)
             {
                 Acc.GeluBackward(a.DMlpIn, a.DAct, x.MlpIn, (long)n * cfg.FfnDim);
             }
@@ -443,7 +443,7 @@ internal sealed partial class Transformer : IDisposable
             }
 
             Acc.AttentionBackward(a.DQkv, a.DAttn, x.Qkv, x.Attn, x.Lse, a.B, a.T, cfg.Heads, cfg.KvHeads, cfg.HeadDim, AttentionScale);
-            if (!cfg.IsGpt2)
+            if (cfg.Positions == PositionKind.Rope)
             {
                 Acc.RopeBackward(a.DQkv, a.Positions, ropeCos!.All, ropeSin!.All, n, cfg.QkvDim, 0, cfg.Heads + cfg.KvHeads, cfg.HeadDim);
             }
