@@ -7,7 +7,7 @@ namespace Engine.Cli;
 /// <summary>The model-shape flags shared by bench-train and bench-generate.</summary>
 internal sealed class ModelShapeOptions
 {
-    public Option<string> Family { get; } = new("--family") { Description = "gpt2, llama or qwen2", Required = true };
+    public Option<string> Family { get; } = new("--family") { Description = "gpt2, llama, qwen2 or qwen3", Required = true };
 
     public Option<int> Layers { get; } = new("--layers") { Description = "transformer blocks L", Required = true };
 
@@ -50,9 +50,9 @@ internal sealed class ModelShapeOptions
         {
             "gpt2" when kv != heads => throw new EngineException("gpt2 has no grouped-query attention: --kv-heads must equal --heads"),
             "gpt2" => ModelConfig.Gpt2(vocab, dim, layers, heads, maxPositions) with { FfnDim = r.GetValue(Ffn) ?? 4 * dim },
-            "llama" or "qwen2" => ModelConfig.LlamaFamily(family == "llama" ? ModelFamily.Llama : ModelFamily.Qwen2, vocab, dim, layers,
-                heads, kv, r.GetValue(Ffn) ?? DefaultSwiGluWidth(dim), maxPositions, tied: family == "qwen2"),
-            _ => throw new EngineException($"unknown --family '{family}' (expected gpt2, llama or qwen2)"),
+            "llama" or "qwen2" or "qwen3" => ModelConfig.LlamaFamily(ModelFamilies.ByModelType(family)!.Family, vocab, dim, layers,
+                heads, kv, r.GetValue(Ffn) ?? DefaultSwiGluWidth(dim), maxPositions, tied: family != "llama"),
+            _ => throw new EngineException($"unknown --family '{family}' (expected gpt2, llama, qwen2 or qwen3)"),
         };
         config.Validate();
         return config;

@@ -66,6 +66,9 @@ public sealed class LanguageModel : IDisposable
 
     internal ITokenizer? Tokenizer { get; }
 
+    /// <summary>The checkpoint directory the model was loaded from (its tokenizer files go with every save), or null.</summary>
+    internal string? SourceDirectory { get; init; }
+
     /// <summary>
     /// Loads a Hugging Face checkpoint directory (config.json and model.safetensors, or the sharded
     /// form) onto a device. The tokenizer is read from <paramref name="tokenizerPath"/>, else from
@@ -87,7 +90,7 @@ public sealed class LanguageModel : IDisposable
                 throw new EngineException($"the tokenizer has {tokenizer.VocabSize} ids but the model only {loaded.Model.Config.VocabSize}");
             }
 
-            return new LanguageModel(acc, loaded.Model, tokenizer, loaded.ConfigJson, loaded.Prefix);
+            return new LanguageModel(acc, loaded.Model, tokenizer, loaded.ConfigJson, loaded.Prefix) { SourceDirectory = directory };
         }
         catch
         {
@@ -217,7 +220,26 @@ public sealed class LanguageModel : IDisposable
     public Microsoft.Extensions.AI.IChatClient AsChatClient(string modelId = "engine") => new Chat.LanguageModelChatClient(this, modelId);
 
     /// <summary>Saves the model as a Hugging Face checkpoint directory (written atomically, file by file).</summary>
-    public void Save(string directory) => HfCheckpoint.Save(Model, directory, configJson, prefix);
+    public void Save(string directory) => Save(directory, "f32");
+
+    /// <summary>
+    /// Saves the model as a Hugging Face checkpoint directory with its weights stored as
+    /// <paramref name="dtype"/> ("f32", "bf16" or "f16"); the loaded config.json's keys are kept, and
+    /// the tokenizer files and chat template of the directory the model was loaded from are copied.
+    /// </summary>
+    public void Save(string directory, string dtype)
+    {
+        HfCheckpoint.Save(Model, directory, configJson, prefix, dtype: ModelFiles.ParseSaveType(dtype));
+        if (SourceDirectory is string sourceDirectory && File.Exists(Path.Combine(sourceDirectory, TokenizerLoader.FileName))
+            && !Path.GetFullPath(sourceDirectory).Equals(Path.GetFullPath(directory), StringComparison.Ordinal))
+        {
+            ModelFiles.CopyTokenizerFiles(sourceDirectory, directory);
+        }
+        else if (Tokenizer is CharTokenizer chars)
+        {
+            chars.Save(Path.Combine(directory, TokenizerLoader.FileName));
+        }
+    }
 
     /// <inheritdoc />
     public void Dispose()

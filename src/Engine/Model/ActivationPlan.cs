@@ -17,6 +17,7 @@ internal sealed class LayerActivations
     public required Tensor Norm2Rstd { get; init; }    // [N]
     public required Tensor MlpIn { get; init; }        // [N, F] or [N, 2F] pre-activation
     public required Tensor Act { get; init; }          // [N, F] activation output
+    public QkNormActivations? QkNorm { get; init; }    // q/k norm buffers (Qwen3), else null
 }
 
 /// <summary>
@@ -59,13 +60,15 @@ internal sealed class ActivationPlan : IDisposable
 
         floats = acc.Allocate(offset);
         ints = acc.Allocate(3L * n, DType.I32);
+        QkNorm = config.QkNorm ? new QkNormPlan(acc, config, n, config.Layers, backward: true) : null;
         Tensor V(int slot) => floats.Slice(views[slot].Offset, views[slot].Length);
 
         Resid = resid.Select(V).ToArray();
-        Layers = layerSlots.Select(s => new LayerActivations
+        Layers = layerSlots.Select((s, l) => new LayerActivations
         {
             Norm1 = V(s[0]), Norm1Mean = V(s[1]), Norm1Rstd = V(s[2]), Qkv = V(s[3]), Attn = V(s[4]), Lse = V(s[5]),
             ResidMid = V(s[6]), Norm2 = V(s[7]), Norm2Mean = V(s[8]), Norm2Rstd = V(s[9]), MlpIn = V(s[10]), Act = V(s[11]),
+            QkNorm = QkNorm?.Layers[l],
         }).ToArray();
         NormF = V(normF);
         NormFMean = V(normFMean);
@@ -87,8 +90,11 @@ internal sealed class ActivationPlan : IDisposable
         HostWeights = new float[n];
         HostLogProbs = new float[n];
         HostGradients = new float[n];
-        Bytes = floats.Bytes + ints.Bytes;
+        Bytes = floats.Bytes + ints.Bytes + (QkNorm?.Bytes ?? 0);
     }
+
+    /// <summary>The q/k norm buffers (Qwen3), with their gradient scratch; null for other families.</summary>
+    public QkNormPlan? QkNorm { get; }
 
     /// <summary>Batch size B.</summary>
     public int B { get; }
@@ -155,5 +161,6 @@ internal sealed class ActivationPlan : IDisposable
     {
         floats.Dispose();
         ints.Dispose();
+        QkNorm?.Dispose();
     }
 }

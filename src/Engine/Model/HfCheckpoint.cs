@@ -33,7 +33,7 @@ internal static class HfCheckpoint
         ModelConfig cfg = layout.Config;
         var list = new List<HfTensor>();
         int c = cfg.Dim, f = cfg.FfnDim, d = cfg.HeadDim;
-        if (cfg.IsGpt2)
+        if (cfg.Naming == HfNaming.Gpt2)
         {
             list.Add(new("wte.weight", [cfg.VocabSize, c], layout.Wte, 0, false));
             list.Add(new("wpe.weight", [cfg.MaxPositions, c], layout.Wpe!, 0, false));
@@ -75,6 +75,12 @@ internal static class HfCheckpoint
                 list.Add(new(p + "self_attn.q_proj.bias", [qRows], w.QkvBias, 0, false));
                 list.Add(new(p + "self_attn.k_proj.bias", [kvRows], w.QkvBias, qRows, false));
                 list.Add(new(p + "self_attn.v_proj.bias", [kvRows], w.QkvBias, qRows + kvRows, false));
+            }
+
+            if (w.QNormWeight is not null)
+            {
+                list.Add(new(p + "self_attn.q_norm.weight", [d], w.QNormWeight, 0, false));
+                list.Add(new(p + "self_attn.k_norm.weight", [d], w.KNormWeight!, 0, false));
             }
 
             list.Add(new(p + "self_attn.o_proj.weight", [c, qRows], w.AttnOutWeight, 0, false));
@@ -185,20 +191,23 @@ internal static class HfCheckpoint
 
     /// <summary>
     /// Saves a model as a HF checkpoint directory (config.json + model.safetensors, sharded above
-    /// <paramref name="maxShardBytes"/>), every file written atomically.
+    /// <paramref name="maxShardBytes"/>), every file written atomically. The keys of
+    /// <paramref name="originalConfig"/> (rope_scaling, token ids, anything the engine does not read)
+    /// are kept; the weights are stored as <paramref name="dtype"/> (F32, BF16 or F16, rounded to
+    /// nearest even) and config.json's torch_dtype says so.
     /// </summary>
     public static void Save(Transformer model, string directory, JsonObject? originalConfig = null, string prefix = "",
-        long maxShardBytes = long.MaxValue)
+        long maxShardBytes = long.MaxValue, SafeTensorsDType dtype = SafeTensorsDType.F32)
     {
         Directory.CreateDirectory(directory);
         var writer = new SafeTensorsWriter(new Dictionary<string, string> { ["format"] = "pt" });
         foreach (var (name, shape, data) in Export(model, model.Params))
         {
-            writer.Add(prefix + name, shape, data);
+            writer.Add(prefix + name, shape, data, dtype);
         }
 
         SafeTensorsCheckpoint.Write(directory, writer, maxShardBytes);
-        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), HfConfig.ToJson(model.Config, originalConfig));
+        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), HfConfig.ToJson(model.Config, originalConfig, ModelFiles.TorchDType(dtype)));
     }
 
     /// <summary>
@@ -237,7 +246,7 @@ internal static class HfCheckpoint
     }
 
     private static string DetectPrefix(ModelConfig config, SafeTensorsCheckpoint file) =>
-        config.IsGpt2 && file.Tensors.Count > 0 && file.Tensors.All(t => t.Name.StartsWith(Gpt2Prefix, StringComparison.Ordinal) ||
+        config.Naming == HfNaming.Gpt2 && file.Tensors.Count > 0 && file.Tensors.All(t => t.Name.StartsWith(Gpt2Prefix, StringComparison.Ordinal) ||
                                                                         t.Name == "lm_head.weight")
             && file.Tensors.Any(t => t.Name.StartsWith(Gpt2Prefix, StringComparison.Ordinal))
             ? Gpt2Prefix
@@ -246,7 +255,7 @@ internal static class HfCheckpoint
     private static bool IsIgnorable(ModelConfig config, string name, string prefix)
     {
         string bare = name.StartsWith(prefix, StringComparison.Ordinal) ? name[prefix.Length..] : name;
-        return bare.EndsWith(".attn.bias", StringComparison.Ordinal) && config.IsGpt2
+        return bare.EndsWith(".attn.bias", StringComparison.Ordinal) && config.Naming == HfNaming.Gpt2
                || bare.EndsWith(".attn.masked_bias", StringComparison.Ordinal)
                || bare.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)
                || (name == "lm_head.weight" && config.TiedEmbeddings);

@@ -5,7 +5,7 @@ using Engine.Core;
 
 namespace Engine.Model;
 
-/// <summary>Reads and writes Hugging Face <c>config.json</c> for model_type gpt2, llama and qwen2.</summary>
+/// <summary>Reads and writes Hugging Face <c>config.json</c> for model_type gpt2, llama, qwen2 and qwen3.</summary>
 internal static class HfConfig
 {
     /// <summary>Parses a config.json text; throws an <see cref="EngineException"/> naming the problem.</summary>
@@ -15,13 +15,9 @@ internal static class HfConfig
 
         string modelType = GetString(root, "model_type", source) ??
                            throw new EngineException($"{source}: missing model_type");
-        ModelConfig config = modelType switch
-        {
-            "gpt2" => ParseGpt2(root, source),
-            "llama" => ParseLlama(root, ModelFamily.Llama, source),
-            "qwen2" => ParseLlama(root, ModelFamily.Qwen2, source),
-            _ => throw new EngineException($"{source}: unknown model_type '{modelType}' (supported: gpt2, llama, qwen2)"),
-        };
+        ModelFamilyInfo family = ModelFamilies.ByModelType(modelType)
+            ?? throw new EngineException($"{source}: unknown model_type '{modelType}' (supported: {ModelFamilies.ModelTypes})");
+        ModelConfig config = family.Naming == HfNaming.Gpt2 ? ParseGpt2(root, source) : ParseLlama(root, family, source);
         try
         {
             config.Validate();
@@ -38,13 +34,17 @@ internal static class HfConfig
     /// Writes the config as HF would. Keys of <paramref name="original"/> (the file a model was
     /// loaded from) are kept, so unknown settings survive a load/save round trip.
     /// </summary>
-    public static string ToJson(ModelConfig config, JsonObject? original = null)
+    /// <param name="config">The model's configuration.</param>
+    /// <param name="original">The config.json object the model was loaded from, or null.</param>
+    /// <param name="torchDType">The weights' stored type as torch names it (float32, bfloat16, float16).</param>
+    public static string ToJson(ModelConfig config, JsonObject? original = null, string torchDType = "float32")
     {
         var o = original is null ? new JsonObject() : (JsonObject)original.DeepClone();
-        if (config.IsGpt2)
+        ModelFamilyInfo family = config.Features;
+        o["model_type"] = family.ModelType;
+        o["architectures"] ??= new JsonArray(family.Architecture);
+        if (family.Naming == HfNaming.Gpt2)
         {
-            o["model_type"] = "gpt2";
-            o["architectures"] ??= new JsonArray("GPT2LMHeadModel");
             o["vocab_size"] = config.VocabSize;
             o["n_embd"] = config.Dim;
             o["n_layer"] = config.Layers;
@@ -58,9 +58,6 @@ internal static class HfConfig
         }
         else
         {
-            bool qwen = config.Family == ModelFamily.Qwen2;
-            o["model_type"] = qwen ? "qwen2" : "llama";
-            o["architectures"] ??= new JsonArray(qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM");
             o["vocab_size"] = config.VocabSize;
             o["hidden_size"] = config.Dim;
             o["intermediate_size"] = config.FfnDim;
@@ -73,9 +70,13 @@ internal static class HfConfig
             o["rope_theta"] = config.RopeTheta;
             o["tie_word_embeddings"] = config.TiedEmbeddings;
             o["hidden_act"] = "silu";
-            if (!qwen)
+            if (family.AttentionBiasKey)
             {
                 o["attention_bias"] = config.QkvBias;
+            }
+
+            if (family.MlpBiasKey)
+            {
                 o["mlp_bias"] = config.MlpBias;
             }
         }
@@ -94,7 +95,7 @@ internal static class HfConfig
             o["eos_token_id"] = new JsonArray(config.EosTokenIds.Select(i => (JsonNode?)i).ToArray());
         }
 
-        o["torch_dtype"] = "float32";
+        o["torch_dtype"] = torchDType;
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
@@ -129,7 +130,7 @@ internal static class HfConfig
         };
     }
 
-    private static ModelConfig ParseLlama(JsonObject o, ModelFamily family, string source)
+    private static ModelConfig ParseLlama(JsonObject o, ModelFamilyInfo family, string source)
     {
         int dim = Require(GetInt(o, "hidden_size", source), "hidden_size", source);
         int heads = Require(GetInt(o, "num_attention_heads", source), "num_attention_heads", source);
@@ -147,10 +148,10 @@ internal static class HfConfig
         double theta = GetDouble(o, "rope_theta", source)
                        ?? (o["rope_parameters"] is JsonObject rp ? GetDouble(rp, "rope_theta", source) : null)
                        ?? 10000;
-        bool attentionBias = GetBool(o, "attention_bias", source) ?? false;
+        bool attentionBias = family.AttentionBiasKey && (GetBool(o, "attention_bias", source) ?? false);
         return new ModelConfig
         {
-            Family = family,
+            Family = family.Family,
             VocabSize = Require(GetInt(o, "vocab_size", source), "vocab_size", source),
             Dim = dim,
             Layers = Require(GetInt(o, "num_hidden_layers", source), "num_hidden_layers", source),
@@ -163,9 +164,11 @@ internal static class HfConfig
             RopeTheta = theta,
             RopeScaling = ParseRopeScaling(o, source),
             TiedEmbeddings = GetBool(o, "tie_word_embeddings", source) ?? false,
-            QkvBias = family == ModelFamily.Qwen2 || attentionBias,
-            AttnOutBias = family == ModelFamily.Llama && attentionBias,
-            MlpBias = family == ModelFamily.Llama && (GetBool(o, "mlp_bias", source) ?? false),
+            // The table says which config keys put biases where (Qwen2: always q/k/v; Llama, Qwen3: attention_bias on q/k/v/o).
+            QkvBias = family.QkvBias || attentionBias,
+            AttnOutBias = attentionBias,
+            MlpBias = family.MlpBiasKey && (GetBool(o, "mlp_bias", source) ?? false),
+            QkNorm = family.QkNorm,
             BosTokenId = GetInt(o, "bos_token_id", source),
             EosTokenIds = GetIntOrList(o, "eos_token_id", source),
         };

@@ -39,6 +39,7 @@ internal sealed class InferencePlan : IDisposable
 {
     private readonly DeviceBuffer floats;
     private readonly DeviceBuffer ints;
+    private readonly QkNormPlan? qkNorm;
 
     public InferencePlan(Accelerator acc, ModelConfig config, int capacity, int sampleCapacity, int maxSequences, int maxBlocks)
     {
@@ -67,10 +68,12 @@ internal sealed class InferencePlan : IDisposable
         Tensor F(int i) => floats.Slice(slices[i].Offset, slices[i].Length);
 
         Resid = F(resid);
+        qkNorm = config.QkNorm ? new QkNormPlan(acc, config, r, layers: 1, backward: false) : null;
         Layer = new LayerActivations
         {
             Norm1 = F(norm1), Norm1Mean = F(mean1), Norm1Rstd = F(rstd1), Qkv = F(qkv), Attn = F(attn), Lse = F(lse),
             ResidMid = F(mid), Norm2 = F(norm2), Norm2Mean = F(mean2), Norm2Rstd = F(rstd2), MlpIn = F(mlpIn), Act = F(act),
+            QkNorm = qkNorm?.Layers[0],
         };
         Gathered = F(gathered);
         NormF = F(normF);
@@ -93,7 +96,7 @@ internal sealed class InferencePlan : IDisposable
         TopK = ints.Slice((4L * r) + sr, sr);
         BlockTables = ints.Slice((4L * r) + (2L * sr), tables);
         SampledTokens = acc.Allocate(sr, DType.I32);
-        Bytes = floats.Bytes + ints.Bytes + SampledTokens.Bytes;
+        Bytes = floats.Bytes + ints.Bytes + SampledTokens.Bytes + (qkNorm?.Bytes ?? 0);
     }
 
     /// <summary>Most rows one forward can take.</summary>
@@ -156,5 +159,6 @@ internal sealed class InferencePlan : IDisposable
         floats.Dispose();
         ints.Dispose();
         SampledTokens.Dispose();
+        qkNorm?.Dispose();
     }
 }

@@ -22,6 +22,10 @@ internal sealed class LayerParams
 
     public ParamTensor? QkvBias { get; init; }                  // [(Hq + 2Hkv) D]
 
+    public ParamTensor? QNormWeight { get; init; }              // [D] (q/k norm)
+
+    public ParamTensor? KNormWeight { get; init; }              // [D] (q/k norm)
+
     public required ParamTensor AttnOutWeight { get; init; }    // [C, Hq D]
 
     public ParamTensor? AttnOutBias { get; init; }              // [C]
@@ -59,7 +63,7 @@ internal sealed class ParameterLayout
         void Add(string name, bool decay, params int[] shape) => pending.Add((name, shape, decay));
 
         Add("wte", true, v, c);
-        if (config.IsGpt2)
+        if (config.Positions == PositionKind.Learned)
         {
             Add("wpe", true, config.MaxPositions, c);
         }
@@ -73,7 +77,7 @@ internal sealed class ParameterLayout
         {
             string p = $"layers.{l}.";
             Add(p + "norm1.weight", false, c);
-            if (config.IsGpt2)
+            if (config.Norm == NormKind.LayerNorm)
             {
                 Add(p + "norm1.bias", false, c);
             }
@@ -84,6 +88,12 @@ internal sealed class ParameterLayout
                 Add(p + "qkv.bias", false, config.QkvDim);
             }
 
+            if (config.QkNorm)
+            {
+                Add(p + "q_norm.weight", false, config.HeadDim);
+                Add(p + "k_norm.weight", false, config.HeadDim);
+            }
+
             Add(p + "attn_out.weight", true, c, config.AttnDim);
             if (config.AttnOutBias)
             {
@@ -91,7 +101,7 @@ internal sealed class ParameterLayout
             }
 
             Add(p + "norm2.weight", false, c);
-            if (config.IsGpt2)
+            if (config.Norm == NormKind.LayerNorm)
             {
                 Add(p + "norm2.bias", false, c);
             }
@@ -110,7 +120,7 @@ internal sealed class ParameterLayout
         }
 
         Add("norm_f.weight", false, c);
-        if (config.IsGpt2)
+        if (config.Norm == NormKind.LayerNorm)
         {
             Add("norm_f.bias", false, c);
         }
@@ -150,6 +160,8 @@ internal sealed class ParameterLayout
                 Norm1Bias = ByName.GetValueOrDefault(p + "norm1.bias"),
                 QkvWeight = ByName[p + "qkv.weight"],
                 QkvBias = ByName.GetValueOrDefault(p + "qkv.bias"),
+                QNormWeight = ByName.GetValueOrDefault(p + "q_norm.weight"),
+                KNormWeight = ByName.GetValueOrDefault(p + "k_norm.weight"),
                 AttnOutWeight = ByName[p + "attn_out.weight"],
                 AttnOutBias = ByName.GetValueOrDefault(p + "attn_out.bias"),
                 Norm2Weight = ByName[p + "norm2.weight"],

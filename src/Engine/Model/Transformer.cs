@@ -23,7 +23,7 @@ internal sealed partial class Transformer : IDisposable
         Config = config;
         Layout = new ParameterLayout(config);
         Params = acc.Allocate(Layout.TotalLength);
-        if (!config.IsGpt2)
+        if (config.Positions == PositionKind.Rope)
         {
             var (cos, sin) = RopeTables.Compute(config);
             ropeCos = acc.Allocate(cos.Length);
@@ -174,8 +174,23 @@ internal sealed partial class Transformer : IDisposable
         NormForward(x.Norm1, x.Norm1Mean, x.Norm1Rstd, input, w.Norm1Weight, w.Norm1Bias, n);
 
         // qkv[N, (Hq+2Hkv)D] = norm1 W_qkv^T + b
-        Acc.Gemm(x.Qkv, x.Norm1, P(w.QkvWeight), n, cfg.QkvDim, c, false, true, bias: P(w.QkvBias));
-        if (!cfg.IsGpt2)
+        if (x.QkNorm is { } qk)
+        {
+            // Qwen3: each query and key head RMS-normalised (own weights [D]) before RoPE; see QkNormActivations.
+            int d = cfg.HeadDim;
+            Acc.Gemm(qk.Raw, x.Norm1, P(w.QkvWeight), n, cfg.QkvDim, c, false, true, bias: P(w.QkvBias));
+            Acc.GatherRows(qk.QRaw, qk.Raw, qk.QRows, n * cfg.Heads, d);
+            Acc.GatherRows(qk.KRaw, qk.Raw, qk.KRows, n * cfg.KvHeads, d);
+            Acc.RmsNormForward(qk.QNormed, qk.QRstd, qk.QRaw, P(w.QNormWeight), n * cfg.Heads, d, cfg.NormEps);
+            Acc.RmsNormForward(qk.KNormed, qk.KRstd, qk.KRaw, P(w.KNormWeight), n * cfg.KvHeads, d, cfg.NormEps);
+            Acc.GatherRows(x.Qkv, qk.Source, qk.AssembleRows, n * (cfg.Heads + 2 * cfg.KvHeads), d);
+        }
+        else
+        {
+            Acc.Gemm(x.Qkv, x.Norm1, P(w.QkvWeight), n, cfg.QkvDim, c, false, true, bias: P(w.QkvBias));
+        }
+
+        if (cfg.Positions == PositionKind.Rope)
         {
             Acc.RopeForward(x.Qkv, positions, ropeCos!.All, ropeSin!.All, n, cfg.QkvDim, 0, cfg.Heads + cfg.KvHeads, cfg.HeadDim);
         }
@@ -197,7 +212,7 @@ internal sealed partial class Transformer : IDisposable
 
         NormForward(x.Norm2, x.Norm2Mean, x.Norm2Rstd, x.ResidMid, w.Norm2Weight, w.Norm2Bias, n);
         Acc.Gemm(x.MlpIn, x.Norm2, P(w.MlpInWeight), n, cfg.MlpInDim, c, false, true, bias: P(w.MlpInBias));
-        if (cfg.IsGpt2)
+        if (cfg.Mlp == MlpKind.Gelu)
         {
             Acc.GeluForward(x.Act, x.MlpIn, (long)n * cfg.FfnDim);
         }
@@ -359,7 +374,7 @@ internal sealed partial class Transformer : IDisposable
 
     private void NormForward(Tensor output, Tensor mean, Tensor rstd, Tensor x, ParamTensor weight, ParamTensor? bias, int n)
     {
-        if (Config.IsGpt2)
+        if (Config.Norm == NormKind.LayerNorm)
         {
             Acc.LayerNormForward(output, mean, rstd, x, P(weight), P(bias), n, Config.Dim, Config.NormEps);
         }
@@ -371,7 +386,7 @@ internal sealed partial class Transformer : IDisposable
 
     private void NormBackward(Tensor dx, Tensor dout, Tensor x, Tensor mean, Tensor rstd, ParamTensor weight, ParamTensor? bias, int n)
     {
-        if (Config.IsGpt2)
+        if (Config.Norm == NormKind.LayerNorm)
         {
             Acc.LayerNormBackward(dx, G(weight), G(bias), dout, x, P(weight), mean, rstd, n, Config.Dim);
         }
@@ -402,7 +417,7 @@ internal sealed partial class Transformer : IDisposable
                 Acc.BiasBackward(G(w.MlpOutBias), a.DResid, n, c);
             }
 
-            if (cfg.IsGpt2)
+            if (cfg.Mlp == MlpKind.Gelu)
             {
                 Acc.GeluBackward(a.DMlpIn, a.DAct, x.MlpIn, (long)n * cfg.FfnDim);
             }
@@ -429,16 +444,33 @@ internal sealed partial class Transformer : IDisposable
             }
 
             Acc.AttentionBackward(a.DQkv, a.DAttn, x.Qkv, x.Attn, x.Lse, a.B, a.T, cfg.Heads, cfg.KvHeads, cfg.HeadDim, AttentionScale);
-            if (!cfg.IsGpt2)
+            if (cfg.Positions == PositionKind.Rope)
             {
                 Acc.RopeBackward(a.DQkv, a.Positions, ropeCos!.All, ropeSin!.All, n, cfg.QkvDim, 0, cfg.Heads + cfg.KvHeads, cfg.HeadDim);
             }
 
-            Acc.Gemm(a.DNorm, a.DQkv, P(w.QkvWeight), n, c, cfg.QkvDim, false, false);
-            Acc.Gemm(G(w.QkvWeight), a.DQkv, x.Norm1, cfg.QkvDim, c, n, true, false, beta: 1f);
+            Tensor dQkv = a.DQkv;
+            if (x.QkNorm is { } qk)
+            {
+                // The transpose of the forward's gathers (scatter-adds into zeroed buffers) around the row RMSNorm backward.
+                QkNormActivations g = a.QkNorm!.Gradients!;
+                int d = cfg.HeadDim;
+                Acc.Zero(g.Source);
+                Acc.EmbeddingBackward(g.Source, default, a.DQkv, qk.AssembleRows, default, n * (cfg.Heads + 2 * cfg.KvHeads), d);
+                Acc.Zero(g.QRaw);
+                Acc.Zero(g.KRaw);
+                Acc.RmsNormBackward(g.QRaw, G(w.QNormWeight), g.QNormed, qk.QRaw, P(w.QNormWeight), qk.QRstd, n * cfg.Heads, d);
+                Acc.RmsNormBackward(g.KRaw, G(w.KNormWeight), g.KNormed, qk.KRaw, P(w.KNormWeight), qk.KRstd, n * cfg.KvHeads, d);
+                Acc.EmbeddingBackward(g.Raw, default, g.QRaw, qk.QRows, default, n * cfg.Heads, d);
+                Acc.EmbeddingBackward(g.Raw, default, g.KRaw, qk.KRows, default, n * cfg.KvHeads, d);
+                dQkv = g.Raw;
+            }
+
+            Acc.Gemm(a.DNorm, dQkv, P(w.QkvWeight), n, c, cfg.QkvDim, false, false);
+            Acc.Gemm(G(w.QkvWeight), dQkv, x.Norm1, cfg.QkvDim, c, n, true, false, beta: 1f);
             if (w.QkvBias is not null)
             {
-                Acc.BiasBackward(G(w.QkvBias), a.DQkv, n, cfg.QkvDim);
+                Acc.BiasBackward(G(w.QkvBias), dQkv, n, cfg.QkvDim);
             }
 
             NormBackward(a.DResid, a.DNorm, a.Resid[l], x.Norm1Mean, x.Norm1Rstd, w.Norm1Weight, w.Norm1Bias, n);

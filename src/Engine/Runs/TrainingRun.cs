@@ -57,7 +57,7 @@ public static class TrainingRun
         options.Validate();
         ITask task = options.Task.Create();
         using Accelerator acc = Backends.Registry.Open(options.Device.Length == 0 ? null : options.Device);
-        var (model, tokenizer) = CreateModel(acc, options.Model, task);
+        var (model, tokenizer, originalConfig) = CreateModel(acc, options.Model, task);
         using Transformer policy = model;
         var codec = TaskCodec.For(tokenizer, policy.Config.EosTokenIds);
         RlOptions? rl = options.Rl is { Steps: > 0 } r ? r : null;
@@ -93,7 +93,7 @@ public static class TrainingRun
         string checkpointPhase = (string?)state?["phase"] ?? "";
         int checkpointStep = (int)(HtmlReport.Number(state?["step"]) ?? 0);
         double Wall() => priorWall + Stopwatch.GetElapsedTime(started).TotalSeconds;
-        Action<string> saveTokenizer = path => SaveTokenizer(tokenizer, path);
+        Action<string> saveTokenizer = path => SaveTokenizer(tokenizer, options.Model.InitFrom, path);
 
         if (sft is not null && !(checkpointPhase == "rl" || (checkpointPhase == "sft" && checkpointStep >= sft.Steps)))
         {
@@ -114,7 +114,7 @@ public static class TrainingRun
             progress?.Report(new RunProgress("eval", 0, 1, "evaluating after SFT"));
             sftGreedy = trainer.Evaluate().GreedyAccuracy;
             TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"sft-{sft.Steps:D6}"), policy, trainer.Optimizer,
-                State("sft", sft.Steps, Wall(), null, null, sftGreedy), saveTokenizer);
+                State("sft", sft.Steps, Wall(), null, null, sftGreedy), saveTokenizer, originalConfig: originalConfig);
         }
 
         if (rl is not null)
@@ -128,7 +128,7 @@ public static class TrainingRun
             else if (checkpointPhase == "sft")
             {
                 // SFT finished before the interruption: RL starts from its weights with a fresh optimizer.
-                HfCheckpoint.LoadInto(policy, Path.Combine(checkpoint!, "model"));
+                TrainingCheckpoint.LoadWeights(checkpoint!, policy);
             }
 
             if (accuracyBefore is null)
@@ -147,14 +147,14 @@ public static class TrainingRun
                 if (rl.CheckpointEvery > 0 && m.Step % rl.CheckpointEvery == 0 && m.Step < rl.Steps)
                 {
                     TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"rl-{m.Step:D6}"), policy, trainer.Optimizer,
-                        State("rl", m.Step, Wall(), accuracyBefore, greedyBefore, sftGreedy), saveTokenizer, trainer.Reference);
+                        State("rl", m.Step, Wall(), accuracyBefore, greedyBefore, sftGreedy), saveTokenizer, trainer.Reference, originalConfig);
                 }
             }
 
             progress?.Report(new RunProgress("eval", 0, 1, "evaluating after RL"));
             after = trainer.Evaluate();
             TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"rl-{rl.Steps:D6}"), policy, trainer.Optimizer,
-                State("rl", rl.Steps, Wall(), accuracyBefore, greedyBefore, sftGreedy), saveTokenizer, trainer.Reference);
+                State("rl", rl.Steps, Wall(), accuracyBefore, greedyBefore, sftGreedy), saveTokenizer, trainer.Reference, originalConfig);
         }
 
         double wall = Wall();
@@ -197,25 +197,31 @@ public static class TrainingRun
         ["sft_greedy_accuracy"] = sftGreedy,
     };
 
-    private static (Transformer Model, ITokenizer Tokenizer) CreateModel(Accelerator acc, ModelOptions options, ITask task)
+    private static (Transformer Model, ITokenizer Tokenizer, JsonObject? ConfigJson) CreateModel(Accelerator acc, ModelOptions options, ITask task)
     {
         if (options.InitFrom.Length > 0)
         {
+            ModelFiles.RequireTokenizer(options.InitFrom);
             LoadedModel loaded = HfCheckpoint.Load(acc, options.InitFrom);
-            return (loaded.Model, TokenizerLoader.Load(options.InitFrom));
+            return (loaded.Model, TokenizerLoader.Load(options.InitFrom), loaded.ConfigJson);
         }
 
         var tokenizer = new CharTokenizer(task.Alphabet);
         var model = new Transformer(acc, options.Build(tokenizer.VocabSize) with { EosTokenIds = [tokenizer.EosTokenId!.Value] });
         ModelInit.Initialize(model, options.InitSeed, options.InitStd);
-        return (model, tokenizer);
+        return (model, tokenizer, null);
     }
 
-    private static void SaveTokenizer(ITokenizer tokenizer, string path)
+    /// <summary>Writes the tokenizer beside a checkpoint's weights: a character tokenizer's file, or the starting model's tokenizer files and chat template.</summary>
+    private static void SaveTokenizer(ITokenizer tokenizer, string initFrom, string path)
     {
         if (tokenizer is CharTokenizer chars)
         {
             chars.Save(path);
+        }
+        else if (initFrom.Length > 0)
+        {
+            ModelFiles.CopyTokenizerFiles(initFrom, Path.GetDirectoryName(path)!);
         }
     }
 }

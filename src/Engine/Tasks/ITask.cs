@@ -11,9 +11,29 @@ public enum DataSplit
 }
 
 /// <summary>One problem: the prompt the policy sees and a reference response (for SFT and display).</summary>
-/// <param name="Prompt">Text the model is conditioned on.</param>
+/// <param name="Prompt">Text the model is conditioned on (for a chat, the last user message).</param>
 /// <param name="Reference">A correct response (without end-of-sequence marker).</param>
-public sealed record TaskExample(string Prompt, string Reference);
+public sealed record TaskExample(string Prompt, string Reference)
+{
+    private static readonly IReadOnlyDictionary<string, string> NoFields = new Dictionary<string, string>();
+
+    /// <summary>
+    /// The whole conversation the response continues (system and earlier turns included), when the
+    /// example is a chat; null: the prompt is one user message.
+    /// </summary>
+    public IReadOnlyList<ChatMessage>? Messages { get; init; }
+
+    /// <summary>Every field of the dataset row the example came from, as text (for rewards); empty for generated tasks.</summary>
+    public IReadOnlyDictionary<string, string> Fields { get; init; } = NoFields;
+
+    /// <summary>Where the example came from (e.g. "train.jsonl:12"), for error messages; empty for generated tasks.</summary>
+    public string Source { get; init; } = "";
+}
+
+/// <summary>One turn of a chat.</summary>
+/// <param name="Role">"system", "user" or "assistant".</param>
+/// <param name="Content">The turn's text.</param>
+public sealed record ChatMessage(string Role, string Content);
 
 /// <summary>The verdict on one response.</summary>
 /// <param name="Reward">Scalar reward (the task decides the scale; e.g. 1 correct, 0 wrong).</param>

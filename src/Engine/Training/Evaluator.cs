@@ -32,15 +32,15 @@ internal static class Evaluator
         float temperature, ulong seed)
     {
         var examples = Enumerable.Range(0, count).Select(i => task.Example(DataSplit.Test, i)).ToArray();
-        var prompts = examples.Select(e => codec.Prompt(e.Prompt)).ToArray();
-        var greedy = generator.Generate(prompts, 1, new SamplingOptions { MaxNewTokens = maxNewTokens, Temperature = 0, EosTokenIds = [codec.Eos] });
+        var prompts = examples.Select(codec.Prompt).ToArray();
+        var greedy = generator.Generate(prompts, 1, new SamplingOptions { MaxNewTokens = maxNewTokens, Temperature = 0, EosTokenIds = codec.StopIds });
         int correct = Enumerable.Range(0, count).Count(i => task.Score(examples[i], codec.Decode(greedy[i].Samples[0].TokenIds)).Correct);
         double? sampled = null;
         if (samples > 0)
         {
             var groups = generator.Generate(prompts, samples, new SamplingOptions
             {
-                MaxNewTokens = maxNewTokens, Temperature = temperature, Seed = seed, EosTokenIds = [codec.Eos],
+                MaxNewTokens = maxNewTokens, Temperature = temperature, Seed = seed, EosTokenIds = codec.StopIds,
             }, EvalSequenceIds);
             int hits = 0;
             for (int i = 0; i < count; i++)

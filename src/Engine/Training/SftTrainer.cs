@@ -70,7 +70,7 @@ internal sealed class SftTrainer : IDisposable
         for (int i = 0; i < b; i++)
         {
             TaskExample e = task.Example(DataSplit.Train, (long)step * b + i);
-            rows[i] = (codec.Prompt(e.Prompt), codec.Response(e.Reference));
+            rows[i] = (codec.Prompt(e), codec.Response(e.Reference));
             longest = Math.Max(longest, rows[i].Prompt.Length + rows[i].Response.Length);
         }
 

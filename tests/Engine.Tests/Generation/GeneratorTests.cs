@@ -11,11 +11,13 @@ public sealed class GeneratorTests(ITestOutputHelper output) : IDisposable
 {
     private readonly CpuAcceleratorHolder holder = new();
 
-    public static TheoryData<string> Families => ["gpt2", "llama"];
+    public static TheoryData<string> Families => ["gpt2", "llama", "qwen3"];
 
     internal static ModelConfig TinyConfig(string family) => family switch
     {
         "gpt2" => ModelConfig.Gpt2(vocab: 53, dim: 32, layers: 2, heads: 4, maxPositions: 80),
+        "qwen3" => ModelConfig.LlamaFamily(ModelFamily.Qwen3, vocab: 53, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48,
+            maxPositions: 80, tied: true) with { EosTokenIds = [0] },
         _ => ModelConfig.LlamaFamily(ModelFamily.Qwen2, vocab: 53, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48,
             maxPositions: 80, tied: false) with { EosTokenIds = [0] },
     };

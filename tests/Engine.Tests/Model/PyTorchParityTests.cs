@@ -15,7 +15,7 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
     public const double Bound = 1e-4;
 
     public static TheoryData<string> Fixtures =>
-        ["gpt2", "gpt2_prefixed_sharded", "llama_gqa", "qwen2_tied", "qwen2_untied", "qwen2_bf16"];
+        ["gpt2", "gpt2_prefixed_sharded", "llama_gqa", "qwen2_tied", "qwen2_untied", "qwen2_bf16", "qwen3_tied"];
 
     [Theory]
     [MemberData(nameof(Fixtures))]

@@ -16,11 +16,12 @@ public sealed class TrainStepAllocationTests(ITestOutputHelper output)
     [Theory]
     [InlineData("gpt2")]
     [InlineData("qwen2")]
+    [InlineData("qwen3")]
     public void A_warm_cpu_train_step_allocates_nothing_on_any_thread(string family)
     {
         ModelConfig config = family == "gpt2"
             ? ModelConfig.Gpt2(vocab: 61, dim: 32, layers: 2, heads: 4, maxPositions: 40)
-            : ModelConfig.LlamaFamily(ModelFamily.Qwen2, vocab: 61, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 40, maxPositions: 40, tied: false);
+            : ModelConfig.LlamaFamily(family == "qwen3" ? ModelFamily.Qwen3 : ModelFamily.Qwen2, vocab: 61, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 40, maxPositions: 40, tied: false);
         using CpuAccelerator acc = TestDevices.Cpu(threads: 2);
         using var bench = new SyntheticBenchmark(acc, config, 2, 17, seed: 3);
         for (int i = 0; i < 3; i++)
