@@ -63,7 +63,7 @@ internal static class DatasetRows
     private static (TaskExample? Example, string? Error) ToExample(JsonObject row, string location, DatasetOptions o)
     {
         string prompt;
-        List<ChatMessage>? messages = null;
+        List<ChatTurn>? messages = null;
         string? reference = null;
         if (row[o.PromptField] is { } promptNode)
         {
@@ -117,7 +117,7 @@ internal static class DatasetRows
         return (new TaskExample(prompt, reference ?? "") { Messages = messages, Fields = Fields(row), Source = location }, null);
     }
 
-    private static (List<ChatMessage>? Messages, string? Error) Messages(JsonNode node, string field)
+    private static (List<ChatTurn>? Messages, string? Error) Messages(JsonNode node, string field)
     {
         if (node is not JsonArray array)
         {
@@ -129,7 +129,7 @@ internal static class DatasetRows
             return (null, $"field '{field}' is an empty list");
         }
 
-        var messages = new List<ChatMessage>(array.Count);
+        var messages = new List<ChatTurn>(array.Count);
         for (int i = 0; i < array.Count; i++)
         {
             if (array[i] is not JsonObject m || Text(m["role"]) is not string role || Text(m["content"]) is not string content)
@@ -142,7 +142,7 @@ internal static class DatasetRows
                 return (null, $"{field}[{i}] has role '{role}'; the roles are: {string.Join(", ", Roles)}");
             }
 
-            messages.Add(new ChatMessage(role, content));
+            messages.Add(new ChatTurn(role, content));
         }
 
         return (messages, null);

@@ -23,11 +23,11 @@ internal sealed class PolicySampler(Generator generator, TaskCodec codec, RlOpti
 {
     public IReadOnlyList<List<RolloutSequence>> Sample(IReadOnlyList<TaskExample> examples, long sequenceIdBase)
     {
-        var groups = generator.Generate(examples.Select(e => codec.Prompt(e.Prompt)).ToArray(), samplesPerPrompt ?? options.SamplesPerPrompt,
+        var groups = generator.Generate(examples.Select(codec.Prompt).ToArray(), samplesPerPrompt ?? options.SamplesPerPrompt,
             new SamplingOptions
             {
                 MaxNewTokens = options.MaxNewTokens, Temperature = options.Temperature, TopP = options.TopP, TopK = options.TopK, Seed = options.Seed,
-                EosTokenIds = [codec.Eos],
+                EosTokenIds = [.. codec.StopIds],
             }, sequenceIdBase: sequenceIdBase);
         var result = new List<List<RolloutSequence>>(groups.Count);
         for (int g = 0; g < groups.Count; g++)

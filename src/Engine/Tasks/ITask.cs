@@ -21,7 +21,7 @@ public sealed record TaskExample(string Prompt, string Reference)
     /// The whole conversation the response continues (system and earlier turns included), when the
     /// example is a chat; null: the prompt is one user message.
     /// </summary>
-    public IReadOnlyList<ChatMessage>? Messages { get; init; }
+    public IReadOnlyList<ChatTurn>? Messages { get; init; }
 
     /// <summary>Every field of the dataset row the example came from, as text (for rewards); empty for generated tasks.</summary>
     public IReadOnlyDictionary<string, string> Fields { get; init; } = NoFields;
@@ -33,7 +33,7 @@ public sealed record TaskExample(string Prompt, string Reference)
 /// <summary>One turn of a chat.</summary>
 /// <param name="Role">"system", "user" or "assistant".</param>
 /// <param name="Content">The turn's text.</param>
-public sealed record ChatMessage(string Role, string Content);
+public sealed record ChatTurn(string Role, string Content);
 
 /// <summary>The verdict on one response.</summary>
 /// <param name="Reward">Scalar reward (the task decides the scale; e.g. 1 correct, 0 wrong).</param>

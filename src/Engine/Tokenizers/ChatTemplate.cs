@@ -151,7 +151,7 @@ internal sealed partial class ChatTemplate
     /// The text of <paramref name="messages"/>; with <paramref name="addGenerationPrompt"/>, followed
     /// by what opens the assistant's turn.
     /// </summary>
-    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    public string Render(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt = true)
     {
         var sb = new StringBuilder(Prefix);
         if (DefaultSystem is not null && (messages.Count == 0 || messages[0].Role != "system"))
@@ -159,7 +159,7 @@ internal sealed partial class ChatTemplate
             sb.Append(_system.Replace("{content}", DefaultSystem, StringComparison.Ordinal)).Append(_separator);
         }
 
-        foreach (ChatMessage m in messages)
+        foreach (ChatTurn m in messages)
         {
             string content = Trim ? m.Content.Trim() : m.Content;
             if (StripThinking && m.Role == "assistant" && content.Contains("</think>", StringComparison.Ordinal))

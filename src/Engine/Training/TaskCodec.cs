@@ -60,7 +60,7 @@ internal sealed class TaskCodec
 
     /// <summary>Prompt tokens of one user message: BOS when the tokenizer has one (and the template did not write it), then the text.</summary>
     public int[] Prompt(string text) =>
-        Encode(Template is null ? text : Template.Render([new ChatMessage("user", text)]));
+        Encode(Template is null ? text : Template.Render([new ChatTurn("user", text)]));
 
     /// <summary>Prompt tokens of an example: its whole chat when it has one, else its prompt as one user message.</summary>
     public int[] Prompt(TaskExample example) =>

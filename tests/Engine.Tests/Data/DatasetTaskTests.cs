@@ -57,7 +57,7 @@ public sealed class DatasetTaskTests : IDisposable
         TaskExample e = task.Example(DataSplit.Train, 0);
         Assert.Equal("Capital of France?", e.Prompt);
         Assert.Equal("Paris", e.Reference);
-        Assert.Equal([new ChatMessage("system", "Be brief."), new ChatMessage("user", "Capital of France?")], e.Messages!);
+        Assert.Equal([new ChatTurn("system", "Be brief."), new ChatTurn("user", "Capital of France?")], e.Messages!);
     }
 
     [Fact]
@@ -160,7 +160,7 @@ public sealed class DatasetTaskTests : IDisposable
         Assert.Equal(("2*3?", "6"), (task.Example(DataSplit.Train, 0).Prompt, task.Example(DataSplit.Train, 0).Reference));
         TaskExample chat = task.Example(DataSplit.Train, 1);
         Assert.Equal(("3*3?", "9", "d.parquet: row group 1, row 2"), (chat.Prompt, chat.Reference, chat.Source));
-        Assert.Equal([new ChatMessage("user", "3*3?")], chat.Messages!);
+        Assert.Equal([new ChatTurn("user", "3*3?")], chat.Messages!);
     }
 
     [Fact]

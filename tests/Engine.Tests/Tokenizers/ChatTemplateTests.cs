@@ -48,7 +48,7 @@ public sealed class ChatTemplateTests
         {
             string name = c.GetProperty("template").GetString()!;
             var chat = c.GetProperty("messages").EnumerateArray()
-                .Select(m => new ChatMessage(m.GetProperty("role").GetString()!, m.GetProperty("content").GetString()!)).ToArray();
+                .Select(m => new ChatTurn(m.GetProperty("role").GetString()!, m.GetProperty("content").GetString()!)).ToArray();
             Assert.Equal(c.GetProperty("text").GetString(), TemplateFor(name, root).Render(chat));
             checkedCases++;
         }
@@ -72,8 +72,8 @@ public sealed class ChatTemplateTests
     [Fact]
     public void Plain_keeps_a_lone_prompt_as_it_is()
     {
-        Assert.Equal("12+7=", ChatTemplate.Plain().Render([new ChatMessage("user", "12+7=")]));
-        Assert.Equal("Be brief.\nHi", ChatTemplate.Plain().Render([new ChatMessage("system", "Be brief."), new ChatMessage("user", "Hi")]));
+        Assert.Equal("12+7=", ChatTemplate.Plain().Render([new ChatTurn("user", "12+7=")]));
+        Assert.Equal("Be brief.\nHi", ChatTemplate.Plain().Render([new ChatTurn("system", "Be brief."), new ChatTurn("user", "Hi")]));
     }
 
     [Fact]
