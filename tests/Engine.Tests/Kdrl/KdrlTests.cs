@@ -5,6 +5,7 @@ using Engine.Kernels.Cpu;
 using Engine.Rl;
 using Engine.Tests.Cli;
 using Engine.Tests.Support;
+using static Engine.Tests.Support.RlSessions;
 using Xunit.Abstractions;
 
 namespace Engine.Tests.Kdrl;
@@ -12,29 +13,6 @@ namespace Engine.Tests.Kdrl;
 /// <summary>KDRL's invariants (methods.md §2): the distillation term, its schedule and masks, and the trainer built with it.</summary>
 public sealed class KdrlTests(ITestOutputHelper output)
 {
-    /// <summary>Answer with the digit 7: an untrained policy gets some right, so groups mix rewards.</summary>
-    private sealed class SevenTask : ITask
-    {
-        public string Name => "seven";
-
-        public string Alphabet => "0123456789=";
-
-        public int MaxResponseLength => 2;
-
-        public TaskExample Example(DataSplit split, long index) => new($"{index % 10}{(index / 10) % 10}=", "7");
-
-        public RewardResult Score(TaskExample example, string response) =>
-            response == "7" ? new RewardResult(1, true) : new RewardResult(0, false);
-    }
-
-    private static readonly ModelOptions Shape = new() { Layers = 1, Dim = 32, Heads = 2, MaxPositions = 16, InitStd = 0.1f };
-
-    private static RlOptions Tiny(RlOptions preset) => preset with
-    {
-        Steps = 3, PromptsPerStep = 6, SamplesPerPrompt = 6, MaxNewTokens = 3, OverlongBuffer = 1, LearningRate = 2e-2f, WarmupSteps = 0,
-        EvalEvery = 0, EvalExamples = 8, MaxConcurrentSequences = 36, KvCacheMb = 8, MicroBatchSequences = 7, MiniBatches = 2,
-    };
-
     [Fact]
     public void Beta_zero_reproduces_grpo_bit_for_bit()
     {
@@ -45,7 +23,7 @@ public sealed class KdrlTests(ITestOutputHelper output)
         var (grpoMetrics, grpoWeights) = Train(task, grpo, null);
         var (kdMetrics, kdWeights) = Train(task, kdrl, teacher);
         Assert.All(kdMetrics, line => Assert.Contains("\"kd_beta\":0", line, StringComparison.Ordinal));
-        Assert.Equal(grpoMetrics, kdMetrics.Select(WithoutKd));
+        Assert.Equal(grpoMetrics, kdMetrics.Select(l => Without(l, k => k.StartsWith("kd_", StringComparison.Ordinal))));
         Assert.Equal(grpoWeights, kdWeights);
     }
 
@@ -167,13 +145,13 @@ public sealed class KdrlTests(ITestOutputHelper output)
     {
         var task = new SevenTask();
         using LanguageModel student = LanguageModel.CreateForTask(task, Shape);
-        using LanguageModel other = LanguageModel.CreateForTask(new AdditionLikeTask(), Shape);
+        using LanguageModel other = LanguageModel.CreateForTask(new OtherAlphabetTask(), Shape);
         var e = Assert.Throws<EngineException>(() => student.StartRl(task, Tiny(RlOptions.Kdrl()), other));
         output.WriteLine(e.Message);
         Assert.Contains("vocabulary", e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', e.Message);
 
-        using LanguageModel sameSize = LanguageModel.CreateForTask(new ShuffledTask(), Shape);
+        using LanguageModel sameSize = LanguageModel.CreateForTask(new OtherAlphabetTask("9876543210="), Shape);
         var e2 = Assert.Throws<EngineException>(() => student.StartRl(task, Tiny(RlOptions.Kdrl()), sameSize));
         output.WriteLine(e2.Message);
         Assert.Contains("another tokenizer", e2.Message, StringComparison.Ordinal);
@@ -229,38 +207,6 @@ public sealed class KdrlTests(ITestOutputHelper output)
         }
     }
 
-    private static (string[] Metrics, float[] Weights) Train(ITask task, RlOptions options, LanguageModel? teacher)
-    {
-        using LanguageModel student = LanguageModel.CreateForTask(task, Shape);
-        using RlSession session = student.StartRl(task, options, teacher);
-        var metrics = new List<string>();
-        for (int i = 0; i < options.Steps; i++)
-        {
-            RlStepMetrics m = session.Step();
-            var line = JsonSerializer.SerializeToNode(m)!.AsObject();
-            foreach (string timing in new[] { "SamplingSeconds", "TrainingSeconds", "TokensPerSecond" })
-            {
-                line.Remove(timing);
-            }
-
-            metrics.Add(line.ToJsonString());
-        }
-
-        return (metrics.ToArray(), student.Model.Acc.ToArray(student.Model.Params.All));
-    }
-
-    /// <summary>A metrics line without the distillation term's own metrics.</summary>
-    private static string WithoutKd(string line)
-    {
-        var o = System.Text.Json.Nodes.JsonNode.Parse(line)!.AsObject();
-        foreach (string key in o.Select(p => p.Key).Where(k => k.StartsWith("kd_", StringComparison.Ordinal)).ToList())
-        {
-            o.Remove(key);
-        }
-
-        return o.ToJsonString();
-    }
-
     private static (float[] Gradient, double Loss) Kd(CpuAccelerator acc, float[] logp, float[] teacher, float[] mask, float[] weights, float beta,
         KlEstimator estimator)
     {
@@ -278,34 +224,6 @@ public sealed class KdrlTests(ITestOutputHelper output)
         }
 
         return (acc.Get(g), loss);
-    }
-
-    /// <summary>Another alphabet: another vocabulary size.</summary>
-    private sealed class AdditionLikeTask : ITask
-    {
-        public string Name => "other";
-
-        public string Alphabet => "0123456789+=";
-
-        public int MaxResponseLength => 2;
-
-        public TaskExample Example(DataSplit split, long index) => new("1+1=", "2");
-
-        public RewardResult Score(TaskExample example, string response) => new(0, false);
-    }
-
-    /// <summary>The same size of alphabet in another order: another tokenizer.</summary>
-    private sealed class ShuffledTask : ITask
-    {
-        public string Name => "shuffled";
-
-        public string Alphabet => "9876543210=";
-
-        public int MaxResponseLength => 2;
-
-        public TaskExample Example(DataSplit split, long index) => new("1=", "2");
-
-        public RewardResult Score(TaskExample example, string response) => new(0, false);
     }
 }
 

@@ -5,6 +5,7 @@ using Engine.MixedPolicy;
 using Engine.Rl;
 using Engine.Tests.Cli;
 using Engine.Tests.Support;
+using static Engine.Tests.Support.RlSessions;
 using Xunit.Abstractions;
 
 namespace Engine.Tests.MixedPolicy;
@@ -12,29 +13,6 @@ namespace Engine.Tests.MixedPolicy;
 /// <summary>Mixed-policy DAPO's invariants (methods.md §1): the off-policy term, the guide's samples and the zero-reward batch.</summary>
 public sealed class MixedPolicyTests(ITestOutputHelper output)
 {
-    /// <summary>Answer with the digit 7.</summary>
-    private sealed class SevenTask : ITask
-    {
-        public string Name => "seven";
-
-        public string Alphabet => "0123456789=";
-
-        public int MaxResponseLength => 2;
-
-        public TaskExample Example(DataSplit split, long index) => new($"{index % 10}{(index / 10) % 10}=", "7");
-
-        public RewardResult Score(TaskExample example, string response) =>
-            response == "7" ? new RewardResult(1, true) : new RewardResult(0, false);
-    }
-
-    private static readonly ModelOptions Shape = new() { Layers = 1, Dim = 32, Heads = 2, MaxPositions = 16, InitStd = 0.1f };
-
-    private static RlOptions Tiny(RlOptions preset) => preset with
-    {
-        Steps = 3, PromptsPerStep = 6, SamplesPerPrompt = 6, MaxNewTokens = 3, OverlongBuffer = 1, LearningRate = 2e-2f, WarmupSteps = 0,
-        EvalEvery = 0, EvalExamples = 8, MaxConcurrentSequences = 36, KvCacheMb = 8, MicroBatchSequences = 7, MiniBatches = 2,
-    };
-
     [Fact]
     public void No_guide_samples_and_no_reuse_reproduce_dapo_bit_for_bit()
     {
@@ -44,7 +22,7 @@ public sealed class MixedPolicyTests(ITestOutputHelper output)
         var (mixed, mixedWeights) = Train(task, Tiny(RlOptions.DapoMixed()) with
         {
             Algorithm = "dapo", Guidance = new GuideOptions { Samples = 0, ReuseZeroReward = false },
-        }, guide);
+        }, guide: guide);
         Assert.All(mixed, line => Assert.Contains("\"offpolicy_token_share\":0", line, StringComparison.Ordinal));
         Assert.Equal(dapo, mixed.Select(WithoutMethodMetrics));
         Assert.Equal(dapoWeights, mixedWeights);
@@ -58,7 +36,7 @@ public sealed class MixedPolicyTests(ITestOutputHelper output)
         foreach (string weighting in new[] { "clip", "shaping" })
         {
             var options = Tiny(RlOptions.DapoMixed()) with { Steps = 1, MiniBatches = 1, Guidance = new GuideOptions { Samples = 3, Weight = weighting } };
-            var (metrics, _) = Train(task, options, twin);
+            var (metrics, _) = Train(task, options, guide: twin);
             output.WriteLine(metrics[0]);
             using JsonDocument m = JsonDocument.Parse(metrics[0]);
             Assert.True(m.RootElement.GetProperty("offpolicy_token_share").GetDouble() > 0, metrics[0]);
@@ -105,7 +83,7 @@ public sealed class MixedPolicyTests(ITestOutputHelper output)
         var task = new SevenTask();
         using LanguageModel guide = LanguageModel.CreateForTask(task, Shape with { InitSeed = 9 });
         var options = Tiny(RlOptions.DapoMixed()) with { Steps = 2, Guidance = new GuideOptions { Samples = 4, Weight = "shaping", LambdaZero = 0.5f } };
-        var (metrics, weights) = Train(task, options, guide);
+        var (metrics, weights) = Train(task, options, guide: guide);
         var (dapo, dapoWeights) = Train(task, Tiny(RlOptions.Dapo()) with { Steps = 2 }, null);
         output.WriteLine(string.Join('\n', metrics));
         using JsonDocument m = JsonDocument.Parse(metrics[0]);
@@ -155,7 +133,7 @@ public sealed class MixedPolicyTests(ITestOutputHelper output)
     {
         var task = new SevenTask();
         using LanguageModel student = LanguageModel.CreateForTask(task, Shape);
-        using LanguageModel other = LanguageModel.CreateForTask(new OtherTask(), Shape);
+        using LanguageModel other = LanguageModel.CreateForTask(new OtherAlphabetTask(), Shape);
         var e = Assert.Throws<EngineException>(() => student.StartRl(task, Tiny(RlOptions.DapoMixed()), null, other));
         output.WriteLine(e.Message);
         Assert.Contains("guide", e.Message, StringComparison.Ordinal);
@@ -193,36 +171,8 @@ public sealed class MixedPolicyTests(ITestOutputHelper output)
         }
     }
 
-    private static (string[] Metrics, float[] Weights) Train(ITask task, RlOptions options, LanguageModel? guide)
-    {
-        using LanguageModel student = LanguageModel.CreateForTask(task, Shape);
-        using RlSession session = student.StartRl(task, options, null, guide);
-        var metrics = new List<string>();
-        for (int i = 0; i < options.Steps; i++)
-        {
-            var line = JsonSerializer.SerializeToNode(session.Step())!.AsObject();
-            foreach (string timing in new[] { "SamplingSeconds", "TrainingSeconds", "TokensPerSecond" })
-            {
-                line.Remove(timing);
-            }
-
-            metrics.Add(line.ToJsonString());
-        }
-
-        return (metrics.ToArray(), student.Model.Acc.ToArray(student.Model.Params.All));
-    }
-
-    private static string WithoutMethodMetrics(string line)
-    {
-        var o = System.Text.Json.Nodes.JsonNode.Parse(line)!.AsObject();
-        foreach (string key in new[] { "offpolicy_token_share", "guide_samples", "guide_weight", "groups_reused", "groups_dropped", "guide_tokens_generated",
-                     "importance_weight_mean", "importance_weight_max", "importance_clip_fraction" })
-        {
-            o.Remove(key);
-        }
-
-        return o.ToJsonString();
-    }
+    private static string WithoutMethodMetrics(string line) => Without(line, key => key is "offpolicy_token_share" or "guide_samples" or "guide_weight"
+        or "groups_reused" or "groups_dropped" or "guide_tokens_generated" or "importance_weight_mean" or "importance_weight_max" or "importance_clip_fraction");
 
     private static (float[] Gradient, double Loss) OffPolicy(CpuAccelerator acc, float[] logp, float[] behaviour, float[] adv, float[] mask,
         float[] weights, OffPolicySettings settings)
@@ -245,18 +195,5 @@ public sealed class MixedPolicyTests(ITestOutputHelper output)
         }
 
         return (acc.Get(g), loss);
-    }
-
-    private sealed class OtherTask : ITask
-    {
-        public string Name => "other";
-
-        public string Alphabet => "0123456789+=";
-
-        public int MaxResponseLength => 2;
-
-        public TaskExample Example(DataSplit split, long index) => new("1+1=", "2");
-
-        public RewardResult Score(TaskExample example, string response) => new(0, false);
     }
 }
