@@ -24,6 +24,7 @@ internal static class ExperimentCommand
     private static IEnumerable<Command> Methods()
     {
         yield return KdrlExperimentCommand.Create();
+        yield return MixedPolicyExperimentCommand.Create();
         yield return OfflineDistillCommand.Create();
     }
 }

@@ -11,7 +11,7 @@ internal static class KdrlExperimentCommand
     {
         var command = new Command("kdrl", "KDRL vs GRPO vs KD only vs SFT on addition: a teacher trained longer by SFT, a student warm-started by a short SFT, equal RL steps per arm; writes summary.json and report.html.");
         var shared = new ExperimentArgs(command, "runs/experiment-kdrl");
-        var beta = new Option<float>("--beta") { Description = "beta of the KDRL arms (the annealed arm starts here and falls to beta/10)", DefaultValueFactory = _ => 0.2f };
+        var beta = new Option<float>("--beta") { Description = "beta of the KDRL arms (the annealed arm starts here and falls to beta/10)", DefaultValueFactory = _ => 0.02f };
         var steps = new Option<int?>("--steps") { Description = "RL steps per arm (default 150; --quick 4)" };
         var studentSft = new Option<int?>("--student-sft-steps") { Description = "SFT steps of the student's warm start (default 300; --quick 10)" };
         command.Options.Add(beta);

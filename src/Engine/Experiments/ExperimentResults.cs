@@ -47,6 +47,9 @@ internal sealed class ExperimentResults
         points.Add((x, y));
     }
 
+    /// <summary>An arm's final figure for a seed.</summary>
+    public double FinalOf(string arm, ulong seed) => finals[arm][seed];
+
     /// <summary>The y of the last point of an arm's curve for a seed.</summary>
     public double LastPoint(string metric, string arm, ulong seed) => curves[(metric, arm)][seed][^1].Y;
 

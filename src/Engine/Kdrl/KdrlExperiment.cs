@@ -24,7 +24,7 @@ internal sealed record KdrlExperimentOptions
     public string? Device { get; init; }
 
     /// <summary>beta of the KDRL arms (the annealed arm starts here).</summary>
-    public float Beta { get; init; } = 0.2f;
+    public float Beta { get; init; } = 0.02f;
 
     /// <summary>RL steps per arm (null: the default of the full or quick run).</summary>
     public int? Steps { get; init; }
@@ -89,35 +89,18 @@ internal static class KdrlExperiment
         var greedy = new ExperimentResults();
 
         // The teacher: the student's shape, trained much longer by SFT (its own initialisation and data order).
-        using Transformer teacher = NewModel(acc, setup.Student with { InitSeed = 1000 }, tokenizer);
-        var codec = TaskCodec.For(tokenizer, teacher.Config.EosTokenIds);
-        using (var generator = NewGenerator(teacher, setup.Rl))
-        using (var sft = new SftTrainer(teacher, codec, task, setup.TeacherSft, generator))
-        {
-            while (sft.StepsDone < setup.TeacherSft.Steps)
-            {
-                sft.Step();
-            }
-        }
-
-        Evaluation teacherEval = Evaluate(teacher, codec, task, setup);
+        using Transformer teacher = WarmStart.Train(acc, setup.Student with { InitSeed = 1000 }, tokenizer, task, setup.TeacherSft, setup.Rl);
+        TaskCodec codec = WarmStart.Codec(tokenizer, teacher);
+        Evaluation teacherEval = WarmStart.Evaluate(teacher, codec, task, setup.Rl);
         log?.Invoke(string.Create(CultureInfo.InvariantCulture,
             $"teacher ({setup.TeacherSft.Steps} SFT steps): test avg@{setup.EvalSamples} {teacherEval.Accuracy:P1}, greedy {teacherEval.GreedyAccuracy:P1}"));
         using FrozenModel frozenTeacher = FrozenModel.CopyOf(teacher, "teacher");
 
         foreach (ulong seed in options.Seeds)
         {
-            using Transformer student = NewModel(acc, setup.Student with { InitSeed = seed }, tokenizer);
-            using (var generator = NewGenerator(student, setup.Rl))
-            using (var sft = new SftTrainer(student, codec, task, setup.StudentSft with { Seed = seed }, generator))
-            {
-                while (sft.StepsDone < setup.StudentSft.Steps)
-                {
-                    sft.Step();
-                }
-            }
-
-            Evaluation start = Evaluate(student, codec, task, setup with { Rl = setup.Rl with { Seed = seed } });
+            using Transformer student = WarmStart.Train(acc, setup.Student with { InitSeed = seed }, tokenizer, task, setup.StudentSft with { Seed = seed },
+                setup.Rl);
+            Evaluation start = WarmStart.Evaluate(student, codec, task, setup.Rl with { Seed = seed });
             results.Final("sft", seed, start.Accuracy);
             greedy.Final("sft", seed, start.GreedyAccuracy);
             log?.Invoke(string.Create(CultureInfo.InvariantCulture,
@@ -126,7 +109,7 @@ internal static class KdrlExperiment
             {
                 results.Point("test_accuracy", arm, seed, 0, start.Accuracy);
                 RlOptions rl = ArmOptions(arm, setup.Rl) with { Seed = seed };
-                using Transformer policy = CopyOf(student);
+                using Transformer policy = WarmStart.CopyOf(student);
                 using var trainer = new RlTrainer(policy, codec, task, rl, teacher: rl.Distillation is null ? null : frozenTeacher);
                 Evaluation? last = null;
                 while (trainer.StepsDone < rl.Steps)
@@ -195,27 +178,4 @@ internal static class KdrlExperiment
         "kdrl_mask" => kdrl with { Algorithm = "kdrl_mask", Distillation = kdrl.Distillation! with { Mask = "response" } },
         _ => throw new EngineException($"unknown KDRL arm '{arm}'"),
     };
-
-    private static Transformer NewModel(Accelerator acc, ModelOptions shape, CharTokenizer tokenizer)
-    {
-        var model = new Transformer(acc, shape.Build(tokenizer.VocabSize) with { EosTokenIds = [tokenizer.EosTokenId!.Value] });
-        ModelInit.Initialize(model, shape.InitSeed, shape.InitStd);
-        return model;
-    }
-
-    private static Transformer CopyOf(Transformer source)
-    {
-        var copy = new Transformer(source.Acc, source.Config);
-        source.Acc.Copy(copy.Params.All, source.Params.All);
-        return copy;
-    }
-
-    private static Generator NewGenerator(Transformer model, RlOptions rl) =>
-        new(model, new GeneratorOptions { MaxSlots = rl.MaxConcurrentSequences, KvBudgetBytes = (long)rl.KvCacheMb << 20 });
-
-    private static Evaluation Evaluate(Transformer model, TaskCodec codec, ITask task, Setup setup)
-    {
-        using Generator generator = NewGenerator(model, setup.Rl);
-        return Evaluator.Run(generator, codec, task, setup.Rl.MaxNewTokens, setup.EvalExamples, setup.EvalSamples, setup.Rl.Temperature, setup.Rl.Seed);
-    }
 }

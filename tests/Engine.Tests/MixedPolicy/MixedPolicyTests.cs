@@ -197,3 +197,39 @@ public sealed class MixedPolicyTests(ITestOutputHelper output)
         return (acc.Get(g), loss);
     }
 }
+
+/// <summary>The shipped experiment's quick version: every arm runs and summary.json has the documented shape.</summary>
+public sealed class MixedPolicyExperimentTests
+{
+    [Fact]
+    public void The_quick_experiment_writes_every_arm_at_equal_tokens_and_steps()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"engine-mixed-exp-{Environment.ProcessId}");
+        try
+        {
+            MixedPolicyExperiment.Run(new MixedPolicyExperimentOptions { Seeds = [2], OutDir = dir, Quick = true });
+            using JsonDocument file = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "summary.json")));
+            foreach (string section in new[] { "arms", "at_equal_steps" })
+            {
+                JsonElement arms = file.RootElement.GetProperty(section);
+                Assert.Equal(MixedPolicyExperiment.Arms, arms.EnumerateObject().Select(p => p.Name));
+                foreach (JsonProperty arm in arms.EnumerateObject())
+                {
+                    Assert.InRange(arm.Value.GetProperty("per_seed").GetProperty("2").GetDouble(), 0, 1);
+                }
+            }
+
+            Assert.True(file.RootElement.GetProperty("budget_tokens").GetInt64() > 0);
+            string html = File.ReadAllText(Path.Combine(dir, "report.html"));
+            Assert.Contains("Test accuracy vs sampled tokens", html, StringComparison.Ordinal);
+            Assert.Contains("guided_reuse", html, StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+    }
+}
