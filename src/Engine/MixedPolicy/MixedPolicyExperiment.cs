@@ -24,6 +24,9 @@ internal sealed record MixedPolicyExperimentOptions
 
     /// <summary>RL steps per arm (null: the default of the full or quick run).</summary>
     public int? Steps { get; init; }
+
+    /// <summary>The guided arms' off-policy weighting: "clip" or "shaping".</summary>
+    public string Weight { get; init; } = "clip";
 }
 
 /// <summary>
@@ -55,7 +58,8 @@ internal static class MixedPolicyExperiment
             WarmupSteps = 5, WeightDecay = 0f, MiniBatches = 2, EvalEvery = 0, EvalExamples = quick ? 16 : 300, EvalSamples = quick ? 2 : 8,
         };
         dapo.Validate();
-        var guideOptions = new GuideOptions { Samples = 4, Weight = "clip", ReuseZeroReward = false };
+        var guideOptions = new GuideOptions { Samples = 4, Weight = options.Weight, ReuseZeroReward = false };
+        guideOptions.Validate();
         ITask task = taskOptions.Create();
         using Accelerator acc = Backends.Registry.Open(options.Device);
         var tokenizer = new CharTokenizer(task.Alphabet);
