@@ -12,22 +12,10 @@ using Engine.Training;
 namespace Engine.Kdrl;
 
 /// <summary>Settings of <c>engine experiment kdrl</c>.</summary>
-internal sealed record KdrlExperimentOptions
+internal sealed record KdrlExperimentOptions : ExperimentRunOptions
 {
-    public required ulong[] Seeds { get; init; }
-
-    public required string OutDir { get; init; }
-
-    /// <summary>The reduced CI version: same arms, a few steps.</summary>
-    public bool Quick { get; init; }
-
-    public string? Device { get; init; }
-
     /// <summary>beta of the KDRL arms (the annealed arm starts here).</summary>
     public float Beta { get; init; } = 0.02f;
-
-    /// <summary>RL steps per arm (null: the default of the full or quick run).</summary>
-    public int? Steps { get; init; }
 
     /// <summary>SFT steps of the student's warm start (null: the default).</summary>
     public int? StudentSftSteps { get; init; }

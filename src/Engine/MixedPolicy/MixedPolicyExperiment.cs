@@ -11,20 +11,8 @@ using Engine.Training;
 namespace Engine.MixedPolicy;
 
 /// <summary>Settings of <c>engine experiment mixed-policy</c>.</summary>
-internal sealed record MixedPolicyExperimentOptions
+internal sealed record MixedPolicyExperimentOptions : ExperimentRunOptions
 {
-    public required ulong[] Seeds { get; init; }
-
-    public required string OutDir { get; init; }
-
-    /// <summary>The reduced CI version: same arms, a few steps.</summary>
-    public bool Quick { get; init; }
-
-    public string? Device { get; init; }
-
-    /// <summary>RL steps per arm (null: the default of the full or quick run).</summary>
-    public int? Steps { get; init; }
-
     /// <summary>The guided arms' off-policy weighting: "clip" or "shaping".</summary>
     public string Weight { get; init; } = "clip";
 }
