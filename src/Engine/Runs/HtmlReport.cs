@@ -26,6 +26,7 @@ internal static class HtmlReport
         ("rl", "clip_fraction_low", "Clip fraction (low)"),
         ("rl", "approx_kl", "Approx. KL to the sampling policy"),
         ("rl", "kd_loss", "KD loss (mean k over KD tokens)"),
+        ("rl", "kd_token_reward", "KD token reward R_t = logp_T - logp (mean)"),
         ("rl", "kd_beta", "KD beta"),
         ("rl", "kd_masked_share", "Share of tokens masked out of KD"),
         ("rl", "offpolicy_token_share", "Share of off-policy (guide) tokens"),
