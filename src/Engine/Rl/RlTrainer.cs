@@ -133,7 +133,9 @@ internal sealed class RlTrainer : IDisposable
         long samplingStart = Stopwatch.GetTimestamp();
         var kept = new List<List<RolloutSequence>>();
         var reused = new List<List<RolloutSequence>>();
-        int generated = 0, batches = 0, dropped = 0;
+        int generated = 0, batches = 0, dropped = 0, decodeSteps = 0;
+        long peakKv = 0;
+        var lengthPredictions = new List<(double Predicted, int Actual)>();
         long tokensGenerated = 0, guideTokensGenerated = 0;
         double rewardSum = 0, lengthSum = 0;
         int correct = 0, responses = 0;
@@ -142,6 +144,10 @@ internal sealed class RlTrainer : IDisposable
             long cursor = ((long)step * o.MaxGenerationBatches + batches) * o.PromptsPerStep;
             var examples = Enumerable.Range(0, o.PromptsPerStep).Select(i => task.Example(DataSplit.Train, cursor + i)).ToArray();
             var groups = source.Sample(examples, cursor * o.SamplesPerPrompt);
+            GenerationStats sampling = Generator.Stats;
+            peakKv = Math.Max(peakKv, sampling.PeakKvBytes);
+            decodeSteps += sampling.DecodeSteps;
+            lengthPredictions.AddRange(sampling.LengthPredictions);
             var guideGroups = guidance?.Sample(examples, cursor * o.SamplesPerPrompt, step);
             batches++;
             for (int g = 0; g < groups.Count; g++)
@@ -253,6 +259,13 @@ internal sealed class RlTrainer : IDisposable
             }
         }
 
+        double correlation = Util.Statistics.Pearson(lengthPredictions.Select(p => p.Predicted).ToArray(),
+            lengthPredictions.Select(p => (double)p.Actual).ToArray());
+        if (!double.IsNaN(correlation))
+        {
+            methodMetrics["length_prediction_correlation"] = correlation;
+        }
+
         if (guidance is not null)
         {
             double onTokens = 0, offTokens = 0;
@@ -302,6 +315,8 @@ internal sealed class RlTrainer : IDisposable
             GroupsGenerated = generated,
             GenerationBatches = batches,
             TokensGenerated = tokensGenerated,
+            PeakKvBytes = peakKv,
+            DecodeSteps = decodeSteps,
             TokensTrained = tokensTrained,
             SamplingSeconds = samplingSeconds,
             TrainingSeconds = trainingSeconds,

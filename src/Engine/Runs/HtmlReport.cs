@@ -37,6 +37,9 @@ internal static class HtmlReport
         ("rl", "grad_norm", "Gradient norm"),
         ("rl", "groups_kept", "Groups kept by dynamic sampling"),
         ("rl", "tokens_per_second", "Tokens per second"),
+        ("rl", "peak_kv_bytes", "Peak KV bytes of the rollouts"),
+        ("rl", "decode_steps", "Decode steps of the rollouts"),
+        ("rl", "length_prediction_correlation", "Length predictor: correlation (infinite sampler)"),
         ("rl", "sampling_seconds", "Sampling seconds per step"),
         ("rl", "training_seconds", "Training seconds per step"),
     ];

@@ -79,6 +79,12 @@ public sealed record RlStepMetrics
     /// <summary>Response tokens sampled.</summary>
     public long TokensGenerated { get; init; }
 
+    /// <summary>Most KV-cache bytes the policy's rollouts held at once during the step (the largest of its generation batches).</summary>
+    public long PeakKvBytes { get; init; }
+
+    /// <summary>Decode steps of the policy's rollouts (summed over the step's generation batches).</summary>
+    public int DecodeSteps { get; init; }
+
     /// <summary>Tokens (prompt and response) through the training forward/backward.</summary>
     public long TokensTrained { get; init; }
 

@@ -63,4 +63,18 @@ public sealed class InfiniteSamplingRlTests
         Assert.True(full.Values[2] > 2, $"responses must be long enough to probe and vary: mean length {full.Values[2]}");
         Assert.Equal(full.Text, infinite.Text);
     }
+
+    [Fact]
+    public void An_rl_step_reports_its_rollouts_peak_kv_and_decode_steps()
+    {
+        var task = new Support.RlSessions.SevenTask();
+        using LanguageModel model = LanguageModel.CreateForTask(task, Support.RlSessions.Shape, "cpu");
+        RlOptions options = Support.RlSessions.Tiny(RlOptions.Grpo()) with { Steps = 1 };
+        using RlSession rl = model.StartRl(task, options);
+        RlStepMetrics m = rl.Step();
+        int slots = Math.Min(options.MaxConcurrentSequences, options.PromptsPerStep * options.SamplesPerPrompt);
+        Assert.True(m.PeakKvBytes > 0, "a step that sampled must report the KV it held");
+        Assert.True(m.DecodeSteps >= (m.TokensGenerated + slots - 1) / slots, $"{m.DecodeSteps} decode steps for {m.TokensGenerated} tokens on {slots} slots");
+        Assert.True(m.DecodeSteps <= m.TokensGenerated, $"{m.DecodeSteps} decode steps for {m.TokensGenerated} tokens");
+    }
 }
