@@ -35,7 +35,7 @@ internal static class KdrlExperiment
     /// <summary>The arms, in report order.</summary>
     public static readonly string[] Arms = ["sft", "grpo", "kd", "kdrl", "kdrl_anneal", "kdrl_mask"];
 
-    private sealed record Setup(TaskOptions Task, ModelOptions Student, SftOptions TeacherSft, SftOptions StudentSft, RlOptions Rl, int EvalExamples, int EvalSamples);
+    private sealed record Setup(TaskOptions Task, ModelOptions Student, SftOptions TeacherSft, SftOptions StudentSft, RlOptions Rl);
 
     private static Setup For(bool quick, float beta)
     {
@@ -50,7 +50,7 @@ internal static class KdrlExperiment
             WarmupSteps = 5, WeightDecay = 0f, MiniBatches = 2, EvalEvery = quick ? 2 : 25, EvalExamples = quick ? 16 : 300, EvalSamples = quick ? 2 : 8,
             Distillation = new KdOptions { Beta = beta, Schedule = "constant", BetaMin = beta / 10, Delta = beta * 0.9f / Math.Max(1, steps * 2 / 3) },
         };
-        return new Setup(task, student, teacherSft, studentSft, rl, rl.EvalExamples, rl.EvalSamples);
+        return new Setup(task, student, teacherSft, studentSft, rl);
     }
 
     /// <summary>Runs every arm for every seed; writes summary.json and report.html into the output folder and returns the summary.</summary>
@@ -81,7 +81,7 @@ internal static class KdrlExperiment
         TaskCodec codec = WarmStart.Codec(tokenizer, teacher);
         Evaluation teacherEval = WarmStart.Evaluate(teacher, codec, task, setup.Rl);
         log?.Invoke(string.Create(CultureInfo.InvariantCulture,
-            $"teacher ({setup.TeacherSft.Steps} SFT steps): test avg@{setup.EvalSamples} {teacherEval.Accuracy:P1}, greedy {teacherEval.GreedyAccuracy:P1}"));
+            $"teacher ({setup.TeacherSft.Steps} SFT steps): test avg@{setup.Rl.EvalSamples} {teacherEval.Accuracy:P1}, greedy {teacherEval.GreedyAccuracy:P1}"));
         using FrozenModel frozenTeacher = FrozenModel.CopyOf(teacher, "teacher");
 
         foreach (ulong seed in options.Seeds)
@@ -92,7 +92,7 @@ internal static class KdrlExperiment
             results.Final("sft", seed, start.Accuracy);
             greedy.Final("sft", seed, start.GreedyAccuracy);
             log?.Invoke(string.Create(CultureInfo.InvariantCulture,
-                $"seed {seed}: student after {setup.StudentSft.Steps} SFT steps: avg@{setup.EvalSamples} {start.Accuracy:P1}, greedy {start.GreedyAccuracy:P1}"));
+                $"seed {seed}: student after {setup.StudentSft.Steps} SFT steps: avg@{setup.Rl.EvalSamples} {start.Accuracy:P1}, greedy {start.GreedyAccuracy:P1}"));
             foreach (string arm in Arms.Skip(1))
             {
                 results.Point("test_accuracy", arm, seed, 0, start.Accuracy);
@@ -121,7 +121,7 @@ internal static class KdrlExperiment
                 double greedyAccuracy = last?.GreedyAccuracy ?? greedy.LastPoint("test_accuracy", arm, seed);
                 results.Final(arm, seed, accuracy);
                 greedy.Final(arm, seed, greedyAccuracy);
-                log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"seed {seed}: {arm,-12} avg@{setup.EvalSamples} {accuracy:P1}, greedy {greedyAccuracy:P1}"));
+                log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"seed {seed}: {arm,-12} avg@{setup.Rl.EvalSamples} {accuracy:P1}, greedy {greedyAccuracy:P1}"));
             }
         }
 
@@ -133,7 +133,7 @@ internal static class KdrlExperiment
             ["teacher"] = Math.Round(teacherEval.Accuracy, 6),
             ["teacher_greedy"] = Math.Round(teacherEval.GreedyAccuracy, 6),
             ["steps"] = setup.Rl.Steps,
-            ["metric"] = $"test avg@{setup.EvalSamples} at temperature {setup.Rl.Temperature} on {setup.EvalExamples} held-out examples",
+            ["metric"] = $"test avg@{setup.Rl.EvalSamples} at temperature {setup.Rl.Temperature} on {setup.Rl.EvalExamples} held-out examples",
             ["task"] = $"{setup.Task.Name} ({setup.Task.Parameters})",
             ["student_sft_steps"] = setup.StudentSft.Steps,
             ["teacher_sft_steps"] = setup.TeacherSft.Steps,
@@ -147,9 +147,9 @@ internal static class KdrlExperiment
         IO.AtomicFile.WriteAllText(Path.Combine(options.OutDir, "summary.json"), summary.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         results.WriteReport(Path.Combine(options.OutDir, "report.html"), "KDRL: distillation and RL in one objective",
             $"Student {setup.Student.Layers}x{setup.Student.Dim} warm-started by {setup.StudentSft.Steps} SFT steps on {summary["task"]}; teacher: the same shape after " +
-            $"{setup.TeacherSft.Steps} SFT steps (avg@{setup.EvalSamples} {teacherEval.Accuracy:P1}). {setup.Rl.Steps} RL steps per arm, seeds {string.Join(", ", options.Seeds)}; " +
+            $"{setup.TeacherSft.Steps} SFT steps (avg@{setup.Rl.EvalSamples} {teacherEval.Accuracy:P1}). {setup.Rl.Steps} RL steps per arm, seeds {string.Join(", ", options.Seeds)}; " +
             $"wall time {wall:F0} s.", summary,
-            [("test_accuracy", $"Test accuracy (avg@{setup.EvalSamples})", "RL step"), ("kd_loss", "KD loss (mean 0.5 R^2 over KD tokens)", "RL step"),
+            [("test_accuracy", $"Test accuracy (avg@{setup.Rl.EvalSamples})", "RL step"), ("kd_loss", "KD loss (mean 0.5 R^2 over KD tokens)", "RL step"),
              ("reward", "Rollout reward", "RL step")]);
         log?.Invoke("test accuracy (avg@k):\n" + results.Table("arm"));
         log?.Invoke("greedy:\n" + greedy.Table("arm"));

@@ -13,7 +13,7 @@ internal sealed class OffPolicyTerm(Accelerator acc, GuideOptions options, float
     private readonly OffPolicySettings settings = new(options.Weighting, epsLow, epsHigh, options.Gamma);
 
     public override void Apply(LossContext c) =>
-        Acc.OffPolicyLoss(c.DLogProbs, Stats, c.LogProbs, c.Column(RolloutColumn.OldLogp), c.Column(RolloutColumn.Advantage),
+        Acc.OffPolicyLoss(c.DLogProbs, Stats, c.LogProbs, c.Column(RolloutColumn.BehaviourLogp), c.Column(RolloutColumn.Advantage),
             c.Column(RolloutColumn.GuideMask), c.Column(RolloutColumn.OffPolicyWeight), settings, c.N);
 
     public override double Loss(double[] stats) => stats[OffPolicyStats.Loss];

@@ -13,6 +13,7 @@ internal sealed class PolicyUpdate : IDisposable
 {
     private static readonly int ColumnCount = Enum.GetValues<RolloutColumn>().Length;
     private readonly Transformer model;
+    private readonly bool[] gathered = new bool[ColumnCount];   // columns already gathered into this micro-batch's slots
     private DeviceBuffer? scratch;   // [2 + ColumnCount, capacity]: dlogp, dentropy, then the gathered columns
     private int capacity;
 
@@ -36,7 +37,7 @@ internal sealed class PolicyUpdate : IDisposable
             model.SetTargets(layout.Targets);
             model.Forward();
             model.HeadForward(entropy: true);
-            var gathered = new bool[ColumnCount];
+            Array.Clear(gathered);
             Tensor Column(RolloutColumn c)
             {
                 Tensor slot = Slot(2 + (int)c, n);
