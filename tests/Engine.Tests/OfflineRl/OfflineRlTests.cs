@@ -148,24 +148,6 @@ public sealed class OfflineRlTests : IDisposable
     }
 
     [Fact]
-    public void Bc_loss_head_matches_a_scalar_reference()
-    {
-        float[] logits = [0.5f, -1f, 2f, 0f, 0f, 0f];
-        int[] actions = [2, 0];
-        var grad = new float[6];
-        // Row 0: p = softmax(0.5, -1, 2); row 1: uniform thirds. MSE averages over 2 rows x 3 actions.
-        double[] p0 = [Math.Exp(0.5), Math.Exp(-1), Math.Exp(2)];
-        double s = p0.Sum();
-        p0 = p0.Select(v => v / s).ToArray();
-        double expected = (p0[0] * p0[0] + p0[1] * p0[1] + (p0[2] - 1) * (p0[2] - 1) + 2 * (1.0 / 9) + (1.0 / 3 - 1) * (1.0 / 3 - 1)) / 6;
-        Assert.Equal(expected, BcLossHead.Compute(logits, actions, 2, 3, BcLoss.Mse, grad), 5);
-        double ce = (-Math.Log(p0[2]) - Math.Log(1.0 / 3)) / 2;
-        Assert.Equal(ce, BcLossHead.Compute(logits, actions, 2, 3, BcLoss.CrossEntropy, grad), 5);
-        Assert.Equal((p0[0] - 0) / 2, grad[0], 5);
-        Assert.Equal((p0[2] - 1) / 2, grad[2], 5);
-    }
-
-    [Fact]
     public void Labels_never_change_and_states_move_in_both_modes()
     {
         OfflineDataset data = ToyDataset(120, seed: 2);
