@@ -168,9 +168,18 @@ internal sealed class MlpPolicy : IDisposable
         return hostLoss[0];
     }
 
-    /// <summary>Greedy actions (argmax of the logits, lowest index on ties) for <paramref name="n"/> observations.</summary>
-    public void Act(ReadOnlySpan<float> observations, int n, Span<int> actions)
+    /// <summary>
+    /// Actions for <paramref name="n"/> observations: greedy (argmax of the logits, lowest index on ties) when
+    /// <paramref name="temperature"/> is 0, else sampled from <c>softmax(logits / temperature)</c> by inverting its
+    /// cumulative sum at <paramref name="uniforms"/>[i] in [0, 1) (one per row).
+    /// </summary>
+    public void Act(ReadOnlySpan<float> observations, int n, Span<int> actions, float temperature = 0, ReadOnlySpan<float> uniforms = default)
     {
+        if (temperature > 0 && uniforms.Length < n)
+        {
+            throw new EngineException($"MLP policy: sampling {n} actions needs {n} uniforms, got {uniforms.Length}");
+        }
+
         for (int start = 0; start < n; start += MaxBatch)
         {
             int m = Math.Min(MaxBatch, n - start);
@@ -178,18 +187,45 @@ internal sealed class MlpPolicy : IDisposable
             for (int i = 0; i < m; i++)
             {
                 ReadOnlySpan<float> row = z.Slice(i * Actions, Actions);
-                int best = 0;
-                for (int j = 1; j < Actions; j++)
-                {
-                    if (row[j] > row[best])
-                    {
-                        best = j;
-                    }
-                }
-
-                actions[start + i] = best;
+                actions[start + i] = temperature > 0 ? SampleAction(row, temperature, uniforms[start + i]) : Argmax(row);
             }
         }
+    }
+
+    private static int Argmax(ReadOnlySpan<float> row)
+    {
+        int best = 0;
+        for (int j = 1; j < row.Length; j++)
+        {
+            if (row[j] > row[best])
+            {
+                best = j;
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>The action whose cumulative probability under <c>softmax(row / temperature)</c> first exceeds <paramref name="u"/> (in double).</summary>
+    internal static int SampleAction(ReadOnlySpan<float> row, float temperature, float u)
+    {
+        double max = row[Argmax(row)], sum = 0;
+        foreach (float z in row)
+        {
+            sum += Math.Exp((z - max) / temperature);
+        }
+
+        double target = u * sum, cumulative = 0;
+        for (int j = 0; j < row.Length; j++)
+        {
+            cumulative += Math.Exp((row[j] - max) / temperature);
+            if (target < cumulative)
+            {
+                return j;
+            }
+        }
+
+        return row.Length - 1;   // u * sum rounded up to the last partial sum
     }
 
     /// <summary>The parameters as a host array.</summary>

@@ -23,6 +23,12 @@ internal sealed record OfflineDistillSettings
     /// <summary>Largest per-episode noise of the teacher.</summary>
     public double MaxNoise { get; init; } = 0.8;
 
+    /// <summary>
+    /// How every arm is evaluated: greedy or sampled (the sampling seed is each repetition's seed). Default: the
+    /// environment's (<see cref="DefaultEvaluation"/>).
+    /// </summary>
+    public ActionSelection? Evaluation { get; init; }
+
     /// <summary>Hidden width of the MLP.</summary>
     public int Hidden { get; init; } = 128;
 
@@ -44,6 +50,12 @@ internal sealed record OfflineDistillSettings
     /// <summary>Distillation settings.</summary>
     public DistillOptions Distill { get; init; } = new() { OuterSteps = 400, RealBatch = 256, LearningRate = 0.1f, Momentum = 0.5f, Loss = BcLoss.Mse };
 
+    /// <summary>
+    /// The evaluation an environment gets unless told otherwise: sampled at temperature 1 on maze (a greedy policy loops
+    /// where corridors look alike), greedy on bigfish (the fish move, so a greedy policy does not repeat itself).
+    /// </summary>
+    public static ActionSelection DefaultEvaluation(string environment) => environment == "maze" ? OfflineRl.ActionSelection.Create(1f, 0) : OfflineRl.ActionSelection.Greedy;
+
     /// <summary>The reduced CI version: fewer levels, episodes and steps, same arms.</summary>
     public static OfflineDistillSettings Quick() => new()
     {
@@ -62,8 +74,9 @@ internal sealed record OfflineDistillSettings
 /// <summary>
 /// <c>engine experiment offline-distill</c>: per seed, collect the teacher's data on the training levels, then train
 /// five policies (full BC, percentile BC, a random class-balanced real subset of the synthetic set's size, the set
-/// distilled against a frozen full-BC network, and the live student of the live mode) and evaluate each greedily on
-/// the training levels and on unseen levels. Writes summary.json and report.html.
+/// distilled against a frozen full-BC network, and the live student of the live mode) and evaluate each on
+/// the training levels and on unseen levels (greedily or sampled, <see cref="OfflineDistillSettings.Evaluation"/>). Writes
+/// summary.json and report.html.
 /// </summary>
 internal static class OfflineDistillExperiment
 {
@@ -80,6 +93,7 @@ internal static class OfflineDistillExperiment
 
         Directory.CreateDirectory(outDir);
         var clock = Stopwatch.StartNew();
+        ActionSelection evaluation = settings.Evaluation ?? OfflineDistillSettings.DefaultEvaluation(settings.Environment);
         ulong[] trainLevels = OfflineEnvironments.TrainingLevels(settings.TrainLevels);
         ulong[] unseenLevels = OfflineEnvironments.UnseenLevels(settings.UnseenLevels);
         var results = Arms.ToDictionary(a => a, _ => new SortedDictionary<ulong, (double Train, double Unseen)>());
@@ -102,8 +116,8 @@ internal static class OfflineDistillExperiment
 
             void Record(string arm, MlpPolicy policy)
             {
-                double train = Rollouts.MeanReturn(policy, settings.Environment, trainLevels);
-                double unseen = Rollouts.MeanReturn(policy, settings.Environment, unseenLevels);
+                double train = Rollouts.MeanReturn(policy, settings.Environment, trainLevels, evaluation with { Seed = seed });
+                double unseen = Rollouts.MeanReturn(policy, settings.Environment, unseenLevels, evaluation with { Seed = seed });
                 results[arm][seed] = (train, unseen);
                 log?.Invoke($"seed {seed}: {arm,-15} train {train,7:F3}  unseen {unseen,7:F3}  ({clock.Elapsed.TotalSeconds:F0} s)");
             }
@@ -206,6 +220,7 @@ internal static class OfflineDistillExperiment
         var summary = new JsonObject
         {
             ["environment"] = settings.Environment,
+            ["evaluation"] = evaluation.ToString(),
             ["arms"] = arms,
             ["synthetic_size"] = settings.SyntheticSize,
             ["dataset_size"] = (int)Math.Round(datasetSizes.Average()),

@@ -271,6 +271,41 @@ public sealed class OfflineRlTests : IDisposable
         Assert.Equal(summary["dataset_size"]!.ToJsonString(), parsed["dataset_size"]!.ToJsonString());
     }
 
+    [Fact]
+    public void A_sampled_action_inverts_the_tempered_softmax_cdf()
+    {
+        // softmax(0, ln 3) = (1/4, 3/4); at temperature 2 the weights are (1, sqrt 3): p0 = 1 / (1 + sqrt 3) = 0.366.
+        float[] row = [0f, MathF.Log(3f)];
+        Assert.Equal(0, MlpPolicy.SampleAction(row, 1f, 0.2f));
+        Assert.Equal(1, MlpPolicy.SampleAction(row, 1f, 0.3f));
+        Assert.Equal(0, MlpPolicy.SampleAction(row, 2f, 0.35f));
+        Assert.Equal(1, MlpPolicy.SampleAction(row, 2f, 0.38f));
+        Assert.Equal(1, MlpPolicy.SampleAction(row, 1f, 0.999999f));
+    }
+
+    [Fact]
+    public void Sampled_evaluation_is_keyed_by_seed_and_level_not_by_the_batch()
+    {
+        var net = new MlpPolicy(acc, OfflineEnvironments.Create("bigfish").ObservationSize, 8, 5, 16);
+        using (net)
+        {
+            net.Initialize(3);
+            ulong[] levels = OfflineEnvironments.TrainingLevels(6);
+            var sampled = ActionSelection.Create(1f, 7);
+            double together = Rollouts.MeanReturn(net, "bigfish", levels, sampled);
+            double alone = levels.Sum(l => Rollouts.MeanReturn(net, "bigfish", [l], sampled)) / levels.Length;
+            Assert.Equal(together, alone, 12);
+            Assert.Equal(together, Rollouts.MeanReturn(net, "bigfish", levels.Reverse().ToArray(), sampled), 12);
+
+            // Another seed plays other episodes (bigfish returns vary with the actions, so per-level returns differ somewhere), and greedy play is not sampled play.
+            double[] PerLevel(ActionSelection e) => levels.Select(l => Rollouts.MeanReturn(net, "bigfish", [l], e)).ToArray();
+            Assert.NotEqual(PerLevel(sampled), PerLevel(ActionSelection.Create(1f, 8)));
+            Assert.NotEqual(PerLevel(sampled), PerLevel(ActionSelection.Greedy));
+        }
+
+        Assert.Contains("temperature", Assert.Throws<EngineException>(() => ActionSelection.Create(-1f, 1)).Message);
+    }
+
     private MlpPolicy TinyNet(ulong seed)
     {
         var net = new MlpPolicy(acc, 6, 5, 3, 32);
