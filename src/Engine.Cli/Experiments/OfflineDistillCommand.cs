@@ -24,6 +24,8 @@ internal static class OfflineDistillCommand
         {
             Description = "evaluate every arm by sampling from softmax(logits / T), keyed by the seed; 0 = greedy (default: 1 on maze, greedy on bigfish)",
         };
+        var noise = new Option<double?>("--max-noise") { Description = "largest per-episode noise of the teacher, in [0, 1] (default 0.8)" };
+        command.Options.Add(noise);
         command.Options.Add(env);
         command.Options.Add(temperature);
         command.Options.Add(size);
@@ -35,6 +37,11 @@ internal static class OfflineDistillCommand
             ulong[] seeds = args.Seeds(r);
             OfflineDistillSettings settings = (args.Quick(r) ? OfflineDistillSettings.Quick() : new OfflineDistillSettings()) with { Environment = r.GetValue(env)! };
             OfflineEnvironments.Create(settings.Environment);
+            if (r.GetValue(noise) is double maxNoise)
+            {
+                settings = settings with { MaxNoise = maxNoise };
+            }
+
             if (r.GetValue(temperature) is float t)
             {
                 settings = settings with { Evaluation = ActionSelection.Create(t, 0) };

@@ -167,6 +167,39 @@ public sealed class OfflineRlTests : IDisposable
         }
     }
 
+    [Fact]
+    public void Frozen_matching_against_checkpoints_uses_them_in_turn()
+    {
+        OfflineDataset data = ToyDataset(120, seed: 2);
+        var options = new DistillOptions { OuterSteps = 1, RealBatch = 16, LearningRate = 1f };
+        using MlpPolicy a = TinyNet(seed: 5), b = TinyNet(seed: 6);
+        float[] paramsA = a.GetParameters(), paramsB = b.GetParameters();
+
+        // One step against checkpoint B on network A moves the states exactly as one plain step on network B.
+        SyntheticSet viaCheckpoint = SyntheticSet.FromRealStates(data, 7, seed: 9), plain = SyntheticSet.FromRealStates(data, 7, seed: 9);
+        using (var d = new Distiller(data, viaCheckpoint, a, MatchingMode.Frozen, options, [paramsB]))
+        {
+            d.Run();
+        }
+
+        using (var d = new Distiller(data, plain, b, MatchingMode.Frozen, options))
+        {
+            d.Run();
+        }
+
+        Assert.Equal(plain.States, viaCheckpoint.States);
+
+        // Three steps over [A, B] end on A (step t uses checkpoint t mod 2).
+        using (var d = new Distiller(data, SyntheticSet.FromRealStates(data, 7, seed: 9), b, MatchingMode.Frozen, options with { OuterSteps = 3 }, [paramsA, paramsB]))
+        {
+            d.Run();
+        }
+
+        Assert.Equal(paramsA, b.GetParameters());
+        Assert.Throws<EngineException>(() => new Distiller(data, plain, a, MatchingMode.Live, options, [paramsA]));
+        Assert.Throws<EngineException>(() => new Distiller(data, plain, a, MatchingMode.Frozen, options, [new float[3]]));
+    }
+
     [Theory]
     [InlineData(7)]
     [InlineData(9)]
