@@ -12,9 +12,9 @@
 #   3. per shape: `engine bench-generate --save` writes the random model (seed 1) as a HF checkpoint and times
 #      the engine on it (batch 16, then batch 1); hf_to_gguf.py writes the same weights as an F32 GGUF;
 #      llama-batched-bench times llama.cpp on that file (batch 1 and 16, --repeats runs, median),
-#   4. checks on the tiny model that llama.cpp's logits for a prompt match the engine's (--no-check skips),
+#   4. checks that llama.cpp's logits match the engine's on each model for two prompts (--no-check skips),
 #   5. prints one table (also DIR/table.md; raw lines in DIR/engine.jsonl and DIR/llamacpp.jsonl).
-# Settings on both sides: F32 weights and KV cache, --threads threads (default 2), 16-token prompts (a different
+# Settings on both sides: F32 weights and KV cache, --threads threads (default 2; ENGINE_CPU_THREADS for the engine), 16-token prompts (a different
 # prompt per sequence), 64 new tokens. Prefill tokens/s = batch x 16 / prefill time; decode tokens/s = batch x
 # new tokens / decode time. Results: DIR (default benchmarks/results/llamacpp-<UTC time>/, git-ignored).
 set -euo pipefail
@@ -60,7 +60,7 @@ cmake -S "$llama_src" -B "$llama_build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF > "$out/llamacpp-build.log" 2>&1
 cmake --build "$llama_build" --target llama-batched-bench llama-eval-callback -j "$(nproc)" >> "$out/llamacpp-build.log" 2>&1 \
     || { tail -n 20 "$out/llamacpp-build.log" >&2; exit 1; }
-llama_commit="$(git -C "$llama_src" rev-parse --short HEAD 2>/dev/null || echo "unknown (not a git checkout)")"
+llama_commit="$(git -C "$llama_src" rev-parse --short HEAD 2>/dev/null || echo "${LLAMA_CPP_COMMIT:-unknown (not a git checkout; set LLAMA_CPP_COMMIT)}")"
 
 log "building the engine CLI"
 dotnet build "$root/src/Engine.Cli" -c Release --nologo -v quiet > "$out/engine-build.log" 2>&1 || { tail -n 20 "$out/engine-build.log" >&2; exit 1; }
@@ -84,7 +84,7 @@ for shape in "${shape_list[@]}"; do
         save=()
         if [ "$b" = 16 ]; then save=(--save "$model"); fi
         # shellcheck disable=SC2086
-        line=$(DOTNET_gcServer=0 engine bench-generate $flags --batch "$b" --prompt-len $prompt_len --new-tokens $new_tokens \
+        line=$(ENGINE_CPU_THREADS=$threads engine bench-generate $flags --batch "$b" --prompt-len $prompt_len --new-tokens $new_tokens \
             --repeats "$repeats" --device cpu "${save[@]}")
         echo "{\"shape\": \"$shape\", \"batch\": $b, \"engine\": $line}" >> "$out/engine.jsonl"
     done
@@ -99,12 +99,19 @@ for shape in "${shape_list[@]}"; do
     done
 done
 
-if [ "$check" = 1 ] && [[ ",$shapes," == *",tiny,"* ]]; then
-    log "checking llama.cpp's logits against the engine's on the tiny model"
-    "$python" "$here/check_logits.py" --model "$out/models/tiny" --gguf "$out/models/tiny.gguf" \
-        --eval-callback "$llama_build/bin/llama-eval-callback" --engine "$root/src/Engine.Cli/bin/Release/net10.0/Engine.Cli.dll" \
-        --work "$out/check" | tee "$out/check.txt"
+check_failed=0
+if [ "$check" = 1 ]; then
+    : > "$out/check.txt"
+    for shape in "${shape_list[@]}"; do
+        log "$shape: llama.cpp's logits against the engine's"
+        "$python" "$here/check_logits.py" --model "$out/models/$shape" --gguf "$out/models/$shape.gguf" \
+            --eval-callback "$llama_build/bin/llama-eval-callback" --engine "$root/src/Engine.Cli/bin/Release/net10.0/Engine.Cli.dll" \
+            --work "$out/check/$shape" | tee -a "$out/check.txt" >&2 || check_failed=1
+    done
 fi
 
-"$python" "$here/table.py" "$out" | tee "$out/table.md"
+"$python" "$here/table.py" "$out" > "$out/table.md"
+if [ -f "$out/check.txt" ]; then { echo; sed 's/^/- /' "$out/check.txt"; } >> "$out/table.md"; fi
+cat "$out/table.md"
 log "done: $out"
+[ "$check_failed" = 0 ] || { echo "llama.cpp's logits differ from the engine's (see above)" >&2; exit 1; }
