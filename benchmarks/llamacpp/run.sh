@@ -2,7 +2,7 @@
 # The engine beside llama.cpp: prefill and decode of GPT-2-shaped models with random weights, on the CPU.
 #
 #   benchmarks/llamacpp/run.sh LLAMA_CPP_SOURCE_DIR [--build-dir DIR] [--out DIR] [--shapes tiny,small,124m] [--repeats N]
-#                              [--threads N] [--no-check]
+#                              [--threads N] [--llama-timeout SECONDS] [--no-check]
 #
 # LLAMA_CPP_SOURCE_DIR is a checkout of https://github.com/ggerganov/llama.cpp (measured at c392e50, Feb 2025);
 # nothing of it is copied into this repository. The script
@@ -11,7 +11,10 @@
 #   2. builds the engine CLI,
 #   3. per shape: `engine bench-generate --save` writes the random model (seed 1) as a HF checkpoint and times
 #      the engine on it (batch 16, then batch 1); hf_to_gguf.py writes the same weights as an F32 GGUF;
-#      llama-batched-bench times llama.cpp on that file (batch 1 and 16, --repeats runs, median),
+#      llama-batched-bench times llama.cpp on that file (batch 1 and 16, --repeats runs, median; a run that
+#      takes more than --llama-timeout seconds, default 120, is stopped and the shape's llama.cpp figures are
+#      left out: on a quiet machine the 124m run takes seconds, on a loaded one llama.cpp's spinning threads
+#      can take many minutes),
 #   4. checks that llama.cpp's logits match the engine's on each model for two prompts (--no-check skips),
 #   5. prints one table (also DIR/table.md; raw lines in DIR/engine.jsonl and DIR/llamacpp.jsonl).
 # Settings on both sides: F32 weights and KV cache, --threads threads (default 2; ENGINE_CPU_THREADS for the engine), 16-token prompts (a different
@@ -20,12 +23,12 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/benchmarks/llamacpp"
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 llama_src="$(cd "$1" && pwd)" || usage
 shift
-out="" llama_build="$llama_src/build" shapes="tiny,small,124m" repeats=3 threads=2 check=1
+out="" llama_build="$llama_src/build" shapes="tiny,small,124m" repeats=3 threads=2 check=1 llama_timeout=120
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) out="$2"; shift 2 ;;
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
         --shapes) shapes="$2"; shift 2 ;;
         --repeats) repeats="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
+        --llama-timeout) llama_timeout="$2"; shift 2 ;;
         --no-check) check=0; shift ;;
         *) usage ;;
     esac
@@ -72,6 +76,10 @@ engine() { dotnet "$root/src/Engine.Cli/bin/Release/net10.0/Engine.Cli.dll" "$@"
     echo "cpu: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; threads $threads"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$out/run.txt"
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+    log "warning: load average $load on $(nproc) cores: other jobs share the CPU, so these figures are noisy (llama.cpp's most)"
+fi
 : > "$out/engine.jsonl"
 : > "$out/llamacpp.jsonl"
 
@@ -92,10 +100,14 @@ for shape in "${shape_list[@]}"; do
     "$python" "$here/hf_to_gguf.py" "$model" "$out/models/$shape.gguf" --gguf-py "$llama_src/gguf-py"
     for ((i = 0; i < repeats; i++)); do
         log "$shape: llama.cpp, batch 1 and 16, run $((i + 1))/$repeats"
-        "$llama_build/bin/llama-batched-bench" -m "$out/models/$shape.gguf" -c $((16 * (prompt_len + new_tokens))) -b 2048 -ub 512 \
-            -npp $prompt_len -ntg $new_tokens -npl "$(IFS=,; echo "${batches[*]}")" -t "$threads" -ctk f32 -ctv f32 \
-            --output-format jsonl 2> "$out/llamacpp-$shape-$i.log" \
-            | sed -n "s/^{/{\"shape\": \"$shape\", /p" >> "$out/llamacpp.jsonl"
+        if ! timeout "$llama_timeout" "$llama_build/bin/llama-batched-bench" -m "$out/models/$shape.gguf" \
+            -c $((16 * (prompt_len + new_tokens))) -b 2048 -ub 512 -npp $prompt_len -ntg $new_tokens \
+            -npl "$(IFS=,; echo "${batches[*]}")" -t "$threads" -ctk f32 -ctv f32 \
+            --output-format jsonl > "$out/llamacpp-$shape-$i.jsonl" 2> "$out/llamacpp-$shape-$i.log"; then
+            log "$shape: llama-batched-bench failed or took more than ${llama_timeout}s (see $out/llamacpp-$shape-$i.log): llama.cpp figures for $shape come from the runs before this one, if any"
+            break
+        fi
+        sed -n "s/^{/{\"shape\": \"$shape\", /p" "$out/llamacpp-$shape-$i.jsonl" >> "$out/llamacpp.jsonl"
     done
 done
 

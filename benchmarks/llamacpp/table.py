@@ -38,7 +38,7 @@ def main():
         l_tg = statistics.median(r["speed_tg"] for r in runs) if runs else None
         e_pp = batch * PROMPT_LEN / (e["prefill_ms"] / 1000)
         e_tg = e["decode_tokens_per_s"]
-        fmt = lambda v: f"{v:,.0f}" if v else "-"  # noqa: E731
+        fmt = lambda v: "-" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.3g}"  # noqa: E731
         print(f"| {shape} | {batch} | {fmt(e_pp)} | {fmt(l_pp)} | {ratio(e_pp, l_pp)} | {fmt(e_tg)} | {fmt(l_tg)} | {ratio(e_tg, l_tg)} |")
     print()
     print("tokens/s; medians (engine: of its --repeats timed runs after one warm-up; llama.cpp: of --repeats runs of "
