@@ -40,7 +40,9 @@ def main():
         e_tg = e["decode_tokens_per_s"]
         fmt = lambda v: "-" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.3g}"  # noqa: E731
         print(f"| {shape} | {batch} | {fmt(e_pp)} | {fmt(l_pp)} | {ratio(e_pp, l_pp)} | {fmt(e_tg)} | {fmt(l_tg)} | {ratio(e_tg, l_tg)} |")
+    runs = {shape: len(llama.get((shape, 1), [])) for shape, _ in engine}
     print()
+    print("llama.cpp runs counted per shape (a run stopped by --llama-timeout is not): " + ", ".join(f"{shape} {n}" for shape, n in runs.items()))
     print("tokens/s; medians (engine: of its --repeats timed runs after one warm-up; llama.cpp: of --repeats runs of "
           "llama-batched-bench); F32 weights and KV cache; 16-token prompts, 64 new tokens.")
 
