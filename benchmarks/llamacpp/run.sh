@@ -2,7 +2,7 @@
 # The engine beside llama.cpp: prefill and decode of GPT-2-shaped models with random weights, on the CPU.
 #
 #   benchmarks/llamacpp/run.sh LLAMA_CPP_SOURCE_DIR [--build-dir DIR] [--out DIR] [--shapes tiny,small,124m] [--repeats N]
-#                              [--threads N] [--llama-timeout SECONDS] [--no-check]
+#                              [--threads N] [--llama-timeout SECONDS] [--no-check] [--keep-models]
 #
 # LLAMA_CPP_SOURCE_DIR is a checkout of https://github.com/ggerganov/llama.cpp (measured at c392e50, Feb 2025);
 # nothing of it is copied into this repository. The script
@@ -16,19 +16,21 @@
 #      left out: on a quiet machine the 124m run takes seconds, on a loaded one llama.cpp's spinning threads
 #      can take many minutes),
 #   4. checks that llama.cpp's logits match the engine's on each model for two prompts (--no-check skips),
-#   5. prints one table (also DIR/table.md; raw lines in DIR/engine.jsonl and DIR/llamacpp.jsonl).
-# Settings on both sides: F32 weights and KV cache, --threads threads (default 2; ENGINE_CPU_THREADS for the engine), 16-token prompts (a different
-# prompt per sequence), 64 new tokens. Prefill tokens/s = batch x 16 / prefill time; decode tokens/s = batch x
-# new tokens / decode time. Results: DIR (default benchmarks/results/llamacpp-<UTC time>/, git-ignored).
+#   5. prints one table (also DIR/table.md; raw lines in DIR/engine.jsonl and DIR/llamacpp.jsonl), and deletes
+#      the checkpoints and GGUF files (1.2 GB with 124m) unless --keep-models or the check failed.
+# Settings on both sides: F32 weights and KV cache, --threads threads (default 2; ENGINE_CPU_THREADS for the
+# engine), 16-token prompts (a different one per sequence), 64 new tokens. Prefill tokens/s = batch x 16 /
+# prefill time; decode tokens/s = batch x 64 / decode time. Results: DIR (default
+# benchmarks/results/llamacpp-<UTC time>/, git-ignored). Take figures on a quiet machine only.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/benchmarks/llamacpp"
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 llama_src="$(cd "$1" && pwd)" || usage
 shift
-out="" llama_build="$llama_src/build" shapes="tiny,small,124m" repeats=3 threads=2 check=1 llama_timeout=120
+out="" llama_build="$llama_src/build" shapes="tiny,small,124m" repeats=3 threads=2 check=1 llama_timeout=120 keep_models=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) out="$2"; shift 2 ;;
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
         --threads) threads="$2"; shift 2 ;;
         --llama-timeout) llama_timeout="$2"; shift 2 ;;
         --no-check) check=0; shift ;;
+        --keep-models) keep_models=1; shift ;;
         *) usage ;;
     esac
 done
@@ -125,5 +128,6 @@ fi
 "$python" "$here/table.py" "$out" > "$out/table.md"
 if [ -f "$out/check.txt" ]; then { echo; sed 's/^/- /' "$out/check.txt"; } >> "$out/table.md"; fi
 cat "$out/table.md"
+[ "$check_failed" = 0 ] || { echo "llama.cpp's logits differ from the engine's (see above; models kept in $out/models)" >&2; exit 1; }
+if [ "$keep_models" = 0 ]; then rm -rf "$out/models"; fi
 log "done: $out"
-[ "$check_failed" = 0 ] || { echo "llama.cpp's logits differ from the engine's (see above)" >&2; exit 1; }
