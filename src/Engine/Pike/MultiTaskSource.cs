@@ -89,6 +89,29 @@ internal sealed class MultiTaskSource : ISftBatchSource, IDisposable
 
     public Dictionary<string, object>? StepMetrics() => lastMetrics;
 
+    /// <summary>
+    /// The mixture weights of the last SFT metrics line that has them for every task (a resumed run continues from them),
+    /// or null (none logged: start from equal weights).
+    /// </summary>
+    public static double[]? WeightsFrom(IReadOnlyList<System.Text.Json.Nodes.JsonObject> metrics, MixedTask tasks)
+    {
+        for (int i = metrics.Count - 1; i >= 0; i--)
+        {
+            if ((string?)metrics[i]["phase"] != "sft")
+            {
+                continue;
+            }
+
+            double?[] w = [.. tasks.Labels.Select(l => Runs.HtmlReport.Number(metrics[i]["mix_weight_" + l]))];
+            if (w.All(x => x is > 0))
+            {
+                return [.. w.Select(x => x!.Value)];
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>Greedy test accuracy of each task on <paramref name="count"/> held-out examples.</summary>
     public double[] EvaluatePerTask(Generation.Generator generator, TaskCodec codec, int count, ulong seed) =>
         [.. Tasks.Tasks.Select(t => Evaluator.Run(generator, codec, t, t.MaxResponseLength + 1, count, 0, 1f, seed).GreedyAccuracy)];
