@@ -11,7 +11,7 @@ internal static class PikeExperimentCommand
     {
         var command = new Command("pike", "Uniform mixing vs PiKE vs Balanced-PiKE: multi-task SFT from scratch on four tasks (an easy one, a label-noisy one); per-task test accuracy, average and worst task; writes summary.json and report.html.");
         var shared = new ExperimentArgs(command, "runs/experiment-pike");
-        var steps = new Option<int?>("--steps") { Description = "SFT steps per arm (default 400; --quick 12)" };
+        var steps = new Option<int?>("--steps") { Description = "SFT steps per arm (default 1500; --quick 12)" };
         var arms = new Option<string?>("--arms") { Description = "comma-separated arms to run: uniform, pike, balanced_pike (default all)" };
         command.Options.Add(steps);
         command.Options.Add(arms);

@@ -60,8 +60,8 @@ internal sealed partial class MixedTask : ITask
             : throw new EngineException("mix: cannot score an example that did not come from the mixture");
 
     /// <summary>
-    /// The tasks of <paramref name="specs"/>: each <c>[label=]name[:key=value,...]</c> for a built-in task (the extra key
-    /// <c>label_noise=p</c> corrupts that share of the training references) or <c>[label=]path</c> for a dataset
+    /// The tasks of <paramref name="specs"/>: each <c>[label=]name[:key=value,...]</c> for a built-in task (the extra keys:
+    /// <c>label_noise=p</c> corrupts that share of the training references, <c>marker=TEXT</c> prefixes every prompt) or <c>[label=]path</c> for a dataset
     /// file (.jsonl or .parquet). A bad spec, an unknown task or a missing or malformed file is a one-line error naming the task.
     /// </summary>
     public static MixedTask Parse(IReadOnlyList<string> specs, ulong seed)
@@ -144,6 +144,7 @@ internal sealed partial class MixedTask : ITask
         string name = colon < 0 ? spec : spec[..colon].Trim();
         var options = new Dictionary<string, string>(StringComparer.Ordinal);
         double noise = 0;
+        string marker = "";
         foreach (string pair in (colon < 0 ? "" : spec[(colon + 1)..]).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             int eq = pair.IndexOf('=', StringComparison.Ordinal);
@@ -158,6 +159,10 @@ internal sealed partial class MixedTask : ITask
                 noise = double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double p) && p >= 0 && p <= 1
                     ? p : throw new EngineException($"label_noise must be a number in [0, 1], got '{value}'");
             }
+            else if (key.Equals("marker", StringComparison.OrdinalIgnoreCase))
+            {
+                marker = value;
+            }
             else
             {
                 options[key] = value;
@@ -165,7 +170,7 @@ internal sealed partial class MixedTask : ITask
         }
 
         ITask task = BuiltInTasks.Create(name, seed, options);
-        return (label ?? Sanitize(task.Name), noise > 0 ? new NoisyLabelTask(task, noise) : task);
+        return (label ?? Sanitize(task.Name), noise > 0 || marker.Length > 0 ? new NoisyLabelTask(task, noise, marker, seed) : task);
     }
 
     private static string Sanitize(string name) => NotLabelChar().Replace(name, "_");
@@ -179,27 +184,31 @@ internal sealed partial class MixedTask : ITask
 
 /// <summary>
 /// A task whose training references are wrong for a seeded share <see cref="Noise"/> of the examples (replaced by the
-/// reference of another training example, so that they keep the format); the test split stays clean.
+/// reference of another training example, so that they keep the format); the test split stays clean. A non-empty
+/// <see cref="Marker"/> is put before every prompt (so that the noisy source is told apart from a clean one of the same task).
 /// </summary>
-internal sealed class NoisyLabelTask(ITask inner, double noise) : ITask
+internal sealed class NoisyLabelTask(ITask inner, double noise, string marker = "", ulong seed = 0) : ITask
 {
     public double Noise { get; } = noise;
 
+    public string Marker { get; } = marker;
+
     public string Name => inner.Name;
 
-    public string Alphabet => inner.Alphabet;
+    public string Alphabet => new([.. (inner.Alphabet + Marker).Distinct()]);
 
     public int MaxResponseLength => inner.MaxResponseLength;
 
     public TaskExample Example(DataSplit split, long index)
     {
         TaskExample e = inner.Example(split, index);
+        e = Marker.Length == 0 ? e : e with { Prompt = Marker + e.Prompt };
         if (split != DataSplit.Train)
         {
             return e;
         }
 
-        var rng = TaskRandom.ForExample(0x6E6F697365UL, inner.Name, split, index); // "noise"
+        var rng = TaskRandom.ForExample(0x6E6F697365UL ^ seed, inner.Name, split, index); // "noise"
         if (rng.NextDouble() >= Noise)
         {
             return e;
@@ -209,5 +218,6 @@ internal sealed class NoisyLabelTask(ITask inner, double noise) : ITask
         return e with { Reference = inner.Example(split, other).Reference };
     }
 
-    public RewardResult Score(TaskExample example, string response) => inner.Score(example, response);
+    public RewardResult Score(TaskExample example, string response) =>
+        inner.Score(Marker.Length > 0 && example.Prompt.StartsWith(Marker, StringComparison.Ordinal) ? example with { Prompt = example.Prompt[Marker.Length..] } : example, response);
 }

@@ -23,8 +23,8 @@ internal sealed record PikeExperimentOptions : ExperimentRunOptions
 /// <summary>
 /// PiKE's comparison (methods.md §4) in shape: one model shape trained from scratch by multi-task SFT for the same
 /// number of steps under uniform mixing, PiKE and Balanced-PiKE, on four built-in tasks of different difficulty and
-/// noise: one-digit addition (much easier than the rest), three-digit addition (hard), sorting, and two-digit addition
-/// with half its training references wrong (label noise; tested on clean references). Per-task greedy test accuracy,
+/// noise: one-digit addition (much easier than the rest), two-digit addition, sorting, and two-digit addition marked
+/// by a '?' before the prompt with half its training references wrong (label noise; tested on clean references). Per-task greedy test accuracy,
 /// its average and its worst task, per seed (initialisation and data order).
 /// </summary>
 internal static class PikeExperiment
@@ -36,13 +36,13 @@ internal static class PikeExperiment
     public static readonly string[] TaskSpecs =
     [
         "easy=addition:min_digits=1,max_digits=1",
-        "add3=addition:min_digits=3,max_digits=3",
+        "add2=addition:min_digits=2,max_digits=2",
         "sort=sorting:min_length=3,max_length=6",
-        "noisy=addition:min_digits=2,max_digits=2,label_noise=0.5",
+        "noisy=addition:min_digits=2,max_digits=2,label_noise=0.5,marker=?",
     ];
 
     /// <summary>The mixing defaults (chosen by the sweep in docs: see src/Engine/Pike/README.md).</summary>
-    public static MixOptions DefaultMix { get; } = new() { Tasks = string.Join(';', TaskSpecs), Mixer = "pike", Zeta1 = 1f, Zeta2 = 1f, UpdateEvery = 10, Tau = 3f };
+    public static MixOptions DefaultMix { get; } = new() { Tasks = string.Join(';', TaskSpecs), Mixer = "pike", Zeta1 = 1f, Zeta2 = 1f, UpdateEvery = 10, Tau = 3f, StatisticsExamples = 16 };
 
     private sealed record Setup(ModelOptions Model, SftOptions Sft, int EvalExamples);
 
@@ -51,8 +51,8 @@ internal static class PikeExperiment
         var model = new ModelOptions { Family = "gpt2", Layers = 2, Dim = 64, Heads = 4, MaxPositions = 24 };
         var sft = new SftOptions
         {
-            Steps = steps ?? (quick ? 12 : 400), BatchSize = 32, LearningRate = 3e-3f, WarmupSteps = quick ? 2 : 20,
-            EvalEvery = quick ? 6 : 100, EvalExamples = quick ? 16 : 200,
+            Steps = steps ?? (quick ? 12 : 1500), BatchSize = 32, LearningRate = 3e-3f, WarmupSteps = quick ? 2 : 20,
+            EvalEvery = quick ? 6 : 250, EvalExamples = quick ? 16 : 200,
         };
         return new Setup(model, sft, quick ? 16 : 200);
     }
