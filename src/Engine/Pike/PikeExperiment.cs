@@ -80,9 +80,11 @@ internal static class PikeExperiment
         foreach (string arm in arms)
         {
             var perSeed = new JsonObject();
+            var allCosines = new List<double>();
             foreach (ulong seed in options.Seeds)
             {
-                double[] accuracy = RunArm(acc, tokenizer, tasks, setup, mix with { Mixer = arm.Replace('_', '-') }, seed, arm, average, worst);
+                var (accuracy, weights, cosines) = RunArm(acc, tokenizer, tasks, setup, mix with { Mixer = arm.Replace('_', '-') }, seed, arm, average, worst);
+                allCosines.AddRange(cosines);
                 double avg = accuracy.Average(), low = accuracy.Min();
                 average.Final(arm, seed, avg);
                 worst.Final(arm, seed, low);
@@ -92,7 +94,16 @@ internal static class PikeExperiment
                     perTask[tasks.Labels[k]] = Math.Round(accuracy[k], 6);
                 }
 
-                perSeed[seed.ToString(CultureInfo.InvariantCulture)] = new JsonObject { ["avg"] = Math.Round(avg, 6), ["worst"] = Math.Round(low, 6), ["per_task"] = perTask };
+                var finalWeights = new JsonObject();
+                for (int k = 0; k < weights.Length; k++)
+                {
+                    finalWeights[tasks.Labels[k]] = Math.Round(weights[k], 4);
+                }
+
+                perSeed[seed.ToString(CultureInfo.InvariantCulture)] = new JsonObject
+                {
+                    ["avg"] = Math.Round(avg, 6), ["worst"] = Math.Round(low, 6), ["per_task"] = perTask, ["final_weights"] = finalWeights,
+                };
                 log?.Invoke(string.Create(CultureInfo.InvariantCulture,
                     $"seed {seed}: {arm,-14} avg {avg:P1}  worst {low:P1}  ({string.Join(", ", tasks.Labels.Select((l, k) => $"{l} {accuracy[k]:P0}"))})"));
             }
@@ -100,6 +111,7 @@ internal static class PikeExperiment
             summaryArms[arm] = new JsonObject
             {
                 ["per_seed"] = perSeed, ["mean_avg"] = Math.Round(average.Mean(arm), 6), ["mean_worst"] = Math.Round(worst.Mean(arm), 6),
+                ["mean_gradient_cosine"] = allCosines.Count > 0 ? Math.Round(allCosines.Average(), 4) : null,
             };
         }
 
@@ -135,8 +147,8 @@ internal static class PikeExperiment
         return summary;
     }
 
-    /// <summary>One arm for one seed: a new model trained by multi-task SFT; returns each task's final test accuracy.</summary>
-    private static double[] RunArm(Accelerator acc, CharTokenizer tokenizer, MixedTask tasks, Setup setup, MixOptions mix, ulong seed, string arm,
+    /// <summary>One arm for one seed: a new model trained by multi-task SFT; returns each task's final test accuracy, the final weights and the gradient cosines.</summary>
+    private static (double[] Accuracy, double[] Weights, List<double> Cosines) RunArm(Accelerator acc, CharTokenizer tokenizer, MixedTask tasks, Setup setup, MixOptions mix, ulong seed, string arm,
         ExperimentResults average, ExperimentResults worst)
     {
         SftOptions sft = setup.Sft with { Seed = seed, EvalEvery = 0 };
@@ -162,6 +174,7 @@ internal static class PikeExperiment
             return a;
         }
 
+        var cosines = new List<double>();
         while (trainer.StepsDone < sft.Steps)
         {
             int step = trainer.StepsDone;
@@ -176,6 +189,7 @@ internal static class PikeExperiment
                 if (source.LastCosine is double c && double.IsFinite(c))
                 {
                     average.Point("cosine", arm, seed, step, c);
+                    cosines.Add(c);
                 }
             }
 
@@ -185,6 +199,6 @@ internal static class PikeExperiment
             }
         }
 
-        return Evaluate(sft.Steps);
+        return (Evaluate(sft.Steps), [.. source.Mixer.Weights], cosines);
     }
 }
