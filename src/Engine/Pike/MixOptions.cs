@@ -18,11 +18,17 @@ public sealed record MixOptions
     /// <summary>uniform (static equal shares), pike or balanced-pike.</summary>
     public string Mixer { get; init; } = "pike";
 
-    /// <summary>zeta1: the weight of the squared gradient norm in PiKE's exponent (raises a task's share).</summary>
-    public float Zeta1 { get; init; } = 1f;
+    /// <summary>
+    /// zeta1: the weight of the squared gradient norm in PiKE's exponent (raises a task's share). The statistics are in the
+    /// loss's own units, so the best value depends on the model and data; the default comes from the sweep in src/Engine/Pike/README.md.
+    /// </summary>
+    public float Zeta1 { get; init; } = 0.005f;
 
-    /// <summary>zeta2: the weight of the gradient variance <c>sigma_k^2 / (2b)</c> in PiKE's exponent (lowers a task's share).</summary>
-    public float Zeta2 { get; init; } = 1f;
+    /// <summary>
+    /// zeta2: the weight of the gradient variance <c>sigma_k^2 / (2b)</c> in PiKE's exponent (lowers a task's share); 0 by
+    /// default because every value tried above 0 collapsed the mixture onto one task in the sweep (src/Engine/Pike/README.md).
+    /// </summary>
+    public float Zeta2 { get; init; }
 
     /// <summary>T0: update the shares every this many steps (the statistics are measured at those steps only).</summary>
     public int UpdateEvery { get; init; } = 10;
@@ -33,7 +39,10 @@ public sealed record MixOptions
     /// <summary>The fewest examples of each task in every batch (0 lets a task drop out of the batch).</summary>
     public int MinPerTask { get; init; } = 1;
 
-    /// <summary>Examples per task for the statistics (split into two halves); 0: the task's share of the batch (at least 2).</summary>
+    /// <summary>
+    /// Examples per task for the statistics (split into two halves); 0: the task's own share of the batch (at least 2), so
+    /// that an update costs one extra backward per task sub-batch. More examples give less noisy estimates at a higher cost.
+    /// </summary>
     public int StatisticsExamples { get; init; }
 
     /// <summary>The mixer names <see cref="Mixer"/> accepts.</summary>

@@ -13,6 +13,7 @@ namespace Engine.Pike;
 /// </summary>
 internal sealed partial class MixedTask : ITask
 {
+    private const string SourceSeparator = "|";
     private readonly ConditionalWeakTable<TaskExample, ITask> origin = [];
 
     public MixedTask(IReadOnlyList<ITask> tasks, IReadOnlyList<string> labels)
@@ -49,15 +50,25 @@ internal sealed partial class MixedTask : ITask
     public TaskExample Example(int task, DataSplit split, long index)
     {
         TaskExample e = Tasks[task].Example(split, index);
+        e = e with { Source = Labels[task] + SourceSeparator + e.Source }; // survives copies of the example (RL rollouts)
         origin.AddOrUpdate(e, Tasks[task]);
         return e;
     }
 
     public TaskExample Example(DataSplit split, long index) => Example((int)(index % Tasks.Count), split, index / Tasks.Count);
 
-    public RewardResult Score(TaskExample example, string response) =>
-        origin.TryGetValue(example, out ITask? task) ? task.Score(example, response)
-            : throw new EngineException("mix: cannot score an example that did not come from the mixture");
+    public RewardResult Score(TaskExample example, string response)
+    {
+        if (origin.TryGetValue(example, out ITask? task))
+        {
+            return task.Score(example, response);
+        }
+
+        int cut = example.Source.IndexOf(SourceSeparator, StringComparison.Ordinal);
+        int k = cut < 0 ? -1 : Labels.ToList().IndexOf(example.Source[..cut]);
+        return k >= 0 ? Tasks[k].Score(example, response)
+            : throw new EngineException($"mix: cannot score an example that did not come from the mixture (source '{example.Source}')");
+    }
 
     /// <summary>
     /// The tasks of <paramref name="specs"/>: each <c>[label=]name[:key=value,...]</c> for a built-in task (the extra keys:

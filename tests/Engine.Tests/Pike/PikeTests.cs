@@ -277,6 +277,7 @@ public sealed class PikeTests(BackendFixture fx) : IClassFixture<BackendFixture>
             });
             TaskExample fromMix = mix.Example(2, DataSplit.Train, 3);
             Assert.True(mix.Score(fromMix, fromMix.Reference).Correct);
+            Assert.True(mix.Score(fromMix with { Prompt = fromMix.Prompt }, fromMix.Reference).Correct); // a copy (as RL rollouts make) keeps its task
         }
         finally
         {
