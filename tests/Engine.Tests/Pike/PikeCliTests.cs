@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Engine.Pike;
 using Engine.Tests.Cli;
 
 namespace Engine.Tests.Pike;
@@ -43,5 +44,32 @@ public sealed class PikeCliTests
         (code, _, err) = CliRunner.Run("sft", "--mixer", "pike", "--steps", "1", "--out", dir.File("run2"));
         Assert.Equal(1, code);
         Assert.Contains("--task", err, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>The experiment's output shape (a reduced run).</summary>
+public sealed class PikeExperimentTests
+{
+    [Fact]
+    public void The_experiment_writes_the_summary_shape_and_the_report()
+    {
+        using var dir = new TempDir();
+        var summary = PikeExperiment.Run(new PikeExperimentOptions { Seeds = [1, 2], OutDir = dir.Path, Quick = true, Steps = 3 });
+        JsonObject written = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "summary.json")))!.AsObject();
+        Assert.Equal(summary.ToJsonString(), written.ToJsonString());
+        foreach (string arm in new[] { "uniform", "pike", "balanced_pike" })
+        {
+            JsonObject a = written["arms"]![arm]!.AsObject();
+            double avg1 = (double)a["per_seed"]!["1"]!["avg"]!, avg2 = (double)a["per_seed"]!["2"]!["avg"]!;
+            Assert.Equal((avg1 + avg2) / 2, (double)a["mean_avg"]!, 5);
+            JsonObject perTask = a["per_seed"]!["1"]!["per_task"]!.AsObject();
+            Assert.Equal(["easy", "add2", "sort", "noisy"], perTask.Select(kv => kv.Key));
+            Assert.Equal(perTask.Min(kv => (double)kv.Value!), (double)a["per_seed"]!["1"]!["worst"]!, 5);
+            Assert.NotNull(a["mean_worst"]);
+        }
+
+        string html = File.ReadAllText(Path.Combine(dir.Path, "report.html"));
+        Assert.Contains("Task weights w_k: pike", html, StringComparison.Ordinal);
+        Assert.Contains("Worst task test accuracy", html, StringComparison.Ordinal);
     }
 }
