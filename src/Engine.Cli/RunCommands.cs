@@ -25,6 +25,7 @@ internal static class RunCommands
         var flags = SettingFlags.Add<SftOptions>(command);
         var modelFlags = SettingFlags.Add<ModelOptions>(command, "model-");
         var taskFlags = SettingFlags.Add<TaskOptions>(command, "task-");
+        var mix = new MixFlags(command);
         command.SetAction(r => CommandLine.Guard(() =>
         {
             RunOptions o = Engine.DemoDefaults.Options() with { Rl = null };
@@ -33,6 +34,7 @@ internal static class RunCommands
                 Sft = OptionsBinder.Apply(x.Sft ?? new SftOptions(), flags.Collect(r), "command line"),
                 Model = OptionsBinder.Apply(x.Model, modelFlags.Collect(r), "command line"),
                 Task = OptionsBinder.Apply(x.Task, taskFlags.Collect(r), "command line"),
+                Mix = mix.Apply(x.Mix, r),
             });
         }));
         return command;
@@ -264,6 +266,59 @@ internal static class RunCommands
                 ((IProgress<RunProgress>)p).Report(value);
             }
         }
+    }
+}
+
+/// <summary>Multi-task SFT flags: <c>--task</c> (repeated), <c>--mix FILE</c>, <c>--mixer</c> and the <c>--mix-*</c> settings.</summary>
+internal sealed class MixFlags
+{
+    private readonly Option<string[]> tasks = new("--task") { Description = "a task of a multi-task mixture (repeat for each): name[:key=value,...], a .jsonl/.parquet file, optionally label=..." };
+    private readonly Option<string?> file = new("--mix") { Description = "a file listing the tasks of a multi-task mixture, one per line (as --task)" };
+    private readonly Option<string?> mixer = new("--mixer") { Description = "uniform, pike or balanced-pike (multi-task SFT; default pike)" };
+    private readonly SettingFlags settings;
+
+    public MixFlags(Command command)
+    {
+        command.Options.Add(tasks);
+        command.Options.Add(file);
+        command.Options.Add(mixer);
+        settings = SettingFlags.Add<MixOptions>(command, "mix-", exclude: ["tasks", "mixer"]);
+    }
+
+    /// <summary>The mix settings with the flags applied; null when no flag asks for a mixture.</summary>
+    public MixOptions? Apply(MixOptions? current, ParseResult r)
+    {
+        string[] named = r.GetValue(tasks) ?? [];
+        string? path = r.GetValue(file);
+        JsonObject values = settings.Collect(r);
+        if (named.Length > 0 && path is not null)
+        {
+            throw new EngineException("give the mixture's tasks with --task or with --mix FILE, not both");
+        }
+
+        if (named.Length == 0 && path is null && r.GetValue(mixer) is null && values.Count == 0)
+        {
+            return current;
+        }
+
+        IReadOnlyList<string> specs = path is not null ? Engine.Pike.MixedTask.ReadSpecs(path) : named;
+        if (specs.Count > 0)
+        {
+            values["tasks"] = string.Join(';', specs);
+        }
+
+        if (r.GetValue(mixer) is string m)
+        {
+            values["mixer"] = m;
+        }
+
+        MixOptions result = OptionsBinder.Apply(current ?? new MixOptions(), values, "command line");
+        if (result.Tasks.Length == 0)
+        {
+            throw new EngineException("--mixer and --mix-* need the mixture's tasks: --task A --task B ... or --mix FILE");
+        }
+
+        return result;
     }
 }
 

@@ -114,6 +114,9 @@ public sealed record RunOptions
     /// <summary>Device spec (cpu, opencl[:N], cuda[:N], auto); empty uses ENGINE_DEVICE, then the CPU.</summary>
     public string Device { get; init; } = "";
 
+    /// <summary>Multi-task SFT over several tasks with a data mixer (replaces <see cref="Task"/> when set); null: one task.</summary>
+    public MixOptions? Mix { get; init; }
+
     /// <summary>The options as a config-file JSON object.</summary>
     public JsonObject ToJson()
     {
@@ -126,6 +129,11 @@ public sealed record RunOptions
         if (Sft is not null)
         {
             o["sft"] = OptionsBinder.ToJson(Sft);
+        }
+
+        if (Mix is not null)
+        {
+            o["mix"] = OptionsBinder.ToJson(Mix);
         }
 
         if (Rl is not null)
@@ -177,8 +185,9 @@ public sealed record RunOptions
                             : OptionsBinder.Apply(r.Rl?.Guidance ?? new GuideOptions(), Section(section, key, source), $"{source} [guide]"),
                     },
                 },
+                "mix" => r with { Mix = value is null ? null : OptionsBinder.Apply(r.Mix ?? new MixOptions(), Section(section, key, source), $"{source} [mix]") },
                 "device" => r with { Device = value is JsonValue v && v.TryGetValue(out string? s) ? s : throw new EngineException($"{source}: device must be a string") },
-                _ => throw new EngineException($"{source}: unknown section '{key}' (expected task, model, sft, rl, kd, guide, device)"),
+                _ => throw new EngineException($"{source}: unknown section '{key}' (expected task, model, sft, rl, kd, guide, mix, device)"),
             };
         }
 
@@ -189,6 +198,7 @@ public sealed record RunOptions
     public void Validate()
     {
         _ = Task.Create();
+        Mix?.Validate();
         Sft?.Validate();
         Rl?.Validate();
         if (Rl is not null && Model.InitFrom.Length == 0 && Model.MaxPositions < 2)

@@ -55,7 +55,7 @@ public static class TrainingRun
         }
 
         options.Validate();
-        ITask task = options.Task.Create();
+        ITask task = options.Mix is { } mix ? Pike.MixedTask.Parse(mix.TaskSpecs, options.Task.Seed) : options.Task.Create();
         using Accelerator acc = Backends.Registry.Open(options.Device.Length == 0 ? null : options.Device);
         var (model, tokenizer, originalConfig) = CreateModel(acc, options.Model, task);
         using Transformer policy = model;
@@ -90,6 +90,7 @@ public static class TrainingRun
         double? greedyBefore = HtmlReport.Number(state?["greedy_accuracy_before_rl"]);
         double? sftGreedy = HtmlReport.Number(state?["sft_greedy_accuracy"]);
         Evaluation? after = null;
+        double[]? mixAccuracy = null;
         string checkpointPhase = (string?)state?["phase"] ?? "";
         int checkpointStep = (int)(HtmlReport.Number(state?["step"]) ?? 0);
         double Wall() => priorWall + Stopwatch.GetElapsedTime(started).TotalSeconds;
@@ -97,7 +98,10 @@ public static class TrainingRun
 
         if (sft is not null && !(checkpointPhase == "rl" || (checkpointPhase == "sft" && checkpointStep >= sft.Steps)))
         {
-            using var trainer = new SftTrainer(policy, codec, task, sft, generator);
+            // Multi-task SFT: a resumed run's mixture weights are those of the last metrics line kept.
+            using Pike.MultiTaskSource? mixSource = options.Mix is { } mixOptions && task is Pike.MixedTask mixed
+                ? new Pike.MultiTaskSource(mixed, mixOptions, sft.BatchSize, Pike.MultiTaskSource.WeightsFrom(folder.ReadMetrics(), mixed)) : null;
+            using var trainer = new SftTrainer(policy, codec, task, sft, generator) { BatchSource = mixSource };
             if (checkpointPhase == "sft")
             {
                 TrainingCheckpoint.Load(checkpoint!, policy, trainer.Optimizer);
@@ -113,6 +117,7 @@ public static class TrainingRun
 
             progress?.Report(new RunProgress("eval", 0, 1, "evaluating after SFT"));
             sftGreedy = trainer.Evaluate().GreedyAccuracy;
+            mixAccuracy = mixSource?.EvaluatePerTask(generator, codec, sft.EvalExamples, sft.Seed);
             TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"sft-{sft.Steps:D6}"), policy, trainer.Optimizer,
                 State("sft", sft.Steps, Wall(), null, null, sftGreedy), saveTokenizer, originalConfig: originalConfig);
         }
@@ -174,6 +179,8 @@ public static class TrainingRun
             ["greedy_accuracy_before_rl"] = greedyBefore,
             ["greedy_accuracy_after_rl"] = after?.GreedyAccuracy,
             ["eval_examples"] = rl?.EvalExamples ?? sft?.EvalExamples,
+            ["mix_accuracy_after_sft"] = mixAccuracy is null || task is not Pike.MixedTask mt ? null
+                : new JsonObject(mt.Labels.Select((l, k) => KeyValuePair.Create(l, (JsonNode?)Math.Round(mixAccuracy[k], 6)))),
             ["wall_seconds"] = Math.Round(wall, 2),
         };
         folder.WriteSummary(summary);

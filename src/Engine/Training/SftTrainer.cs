@@ -4,6 +4,19 @@ using Engine.Model;
 
 namespace Engine.Training;
 
+/// <summary>Chooses the examples of each SFT step (multi-task mixing); see <see cref="SftTrainer.BatchSource"/>.</summary>
+internal interface ISftBatchSource
+{
+    /// <summary>
+    /// The examples of step <paramref name="step"/> (the trainer's batch size of them). May run forward/backward
+    /// passes through <paramref name="trainer"/> (the trainer zeroes the gradients afterwards).
+    /// </summary>
+    IReadOnlyList<TaskExample> Batch(SftTrainer trainer, int step);
+
+    /// <summary>Metrics of the last <see cref="Batch"/> call for metrics.jsonl (snake_case names), or null.</summary>
+    Dictionary<string, object>? StepMetrics();
+}
+
 /// <summary>
 /// Supervised fine-tuning on a task's (prompt, reference) pairs: next-token cross-entropy on the
 /// response tokens (and EOS) only, AdamW with warm-up and cosine decay. Example order is keyed by
@@ -59,17 +72,51 @@ internal sealed class SftTrainer : IDisposable
         return (float)(o.LearningRate * (o.MinLearningRateFraction + (1 - o.MinLearningRateFraction) * cosine));
     }
 
+    /// <summary>
+    /// Chooses each step's examples instead of the task's own stream (multi-task mixing, Pike/); it may
+    /// run forward/backward passes through <see cref="ForwardBackward"/> before the step. Null: the task's examples.
+    /// </summary>
+    internal ISftBatchSource? BatchSource { get; init; }
+
+    /// <summary>The model being trained (for batch sources that measure gradients).</summary>
+    internal Transformer Model => model;
+
     /// <summary>One optimizer step on the next batch of training examples.</summary>
     public SftStepMetrics Step()
     {
         long start = Stopwatch.GetTimestamp();
         int step = StepsDone;
         int b = Options.BatchSize;
+        IReadOnlyList<TaskExample> examples = BatchSource?.Batch(this, step)
+            ?? [.. Enumerable.Range(0, b).Select(i => task.Example(DataSplit.Train, (long)step * b + i))];
+        model.ZeroGradients();
+        float loss = ForwardBackward(examples, out int t);
+        float lr = LearningRateAt(step);
+        Optimizer.Step(lr, loss); // a non-finite step is skipped (and counted in the metrics); too many in a row throw
+        double gradNorm = Optimizer.LastGradNorm();
+        StepsDone = step + 1;
+        double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        double? accuracy = Options.EvalEvery > 0 && StepsDone % Options.EvalEvery == 0 ? Evaluate().GreedyAccuracy : null;
+        return new SftStepMetrics
+        {
+            Step = StepsDone, Loss = loss, GradNorm = gradNorm, LearningRate = lr, TokensPerSecond = b * t / seconds, TestAccuracy = accuracy,
+            Skipped = Optimizer.LastSkipReason, MethodMetrics = BatchSource?.StepMetrics(),
+        };
+    }
+
+    /// <summary>
+    /// Next-token cross-entropy on the responses of <paramref name="examples"/> (the token-mean over the
+    /// batch): returns the loss and accumulates its gradients into the model's gradient buffer;
+    /// <paramref name="paddedLength"/> is the row length the batch was padded to.
+    /// </summary>
+    internal float ForwardBackward(IReadOnlyList<TaskExample> examples, out int paddedLength)
+    {
+        int b = examples.Count;
         var rows = new (int[] Prompt, int[] Response)[b];
         int longest = 0;
         for (int i = 0; i < b; i++)
         {
-            TaskExample e = task.Example(DataSplit.Train, (long)step * b + i);
+            TaskExample e = examples[i];
             rows[i] = (codec.Prompt(e), codec.Response(e.Reference));
             longest = Math.Max(longest, rows[i].Prompt.Length + rows[i].Response.Length);
         }
@@ -89,19 +136,8 @@ internal sealed class SftTrainer : IDisposable
         }
 
         model.SetTokens(tokens, b, t);
-        model.ZeroGradients();
-        float loss = model.ForwardBackwardNextToken(mask);
-        float lr = LearningRateAt(step);
-        Optimizer.Step(lr, loss); // a non-finite step is skipped (and counted in the metrics); too many in a row throw
-        double gradNorm = Optimizer.LastGradNorm();
-        StepsDone = step + 1;
-        double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        double? accuracy = Options.EvalEvery > 0 && StepsDone % Options.EvalEvery == 0 ? Evaluate().GreedyAccuracy : null;
-        return new SftStepMetrics
-        {
-            Step = StepsDone, Loss = loss, GradNorm = gradNorm, LearningRate = lr, TokensPerSecond = b * t / seconds, TestAccuracy = accuracy,
-            Skipped = Optimizer.LastSkipReason,
-        };
+        paddedLength = t;
+        return model.ForwardBackwardNextToken(mask);
     }
 
     public void Dispose()

@@ -23,6 +23,13 @@ public sealed record SftStepMetrics
 
     /// <summary>Why the optimizer step was skipped (a NaN or Inf in the loss or gradients), or null when it was applied.</summary>
     public string? Skipped { get; init; }
+
+    /// <summary>
+    /// Metrics of the batch composition, by snake_case name (multi-task mixing: mix_weight_TASK, mix_batch_TASK,
+    /// mix_grad_sq_TASK, mix_variance_TASK, mix_cosine_mean); null when the step has none. Written flat into metrics.jsonl.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonExtensionData]
+    public Dictionary<string, object>? MethodMetrics { get; init; }
 }
 
 /// <summary>What one RL step did (one line of metrics.jsonl).</summary>
