@@ -92,6 +92,15 @@ internal sealed class DataParallel
     /// <summary>Every rank's bytes, by rank.</summary>
     public byte[][] AllGather(byte[] mine) => Collectives.AllGather(Communicator, mine);
 
+    /// <summary>A SHA-256 of the settings (JSON) and the model's parameters, to compare ranks at the start.</summary>
+    public static byte[] Fingerprint(System.Text.Json.Nodes.JsonNode settings, Transformer model)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        hash.AppendData(System.Text.Encoding.UTF8.GetBytes(settings.ToJsonString()));
+        hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(model.Acc.ToArray(model.Params.All).AsSpan()));
+        return hash.GetHashAndReset();
+    }
+
     /// <summary>
     /// Refuses to start when any rank's configuration or starting weights differ from rank 0's:
     /// <paramref name="fingerprint"/> is a hash of both; the same exception on every rank.

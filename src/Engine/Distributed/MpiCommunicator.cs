@@ -17,7 +17,6 @@ internal sealed unsafe class MpiCommunicator : ICommunicator
     private static readonly Lock InitLock = new();
     private static bool resolverSet;
     private static bool initialized;
-    private static bool finalized;
 
     private MpiCommunicator(int rank, int size)
     {
@@ -30,18 +29,12 @@ internal sealed unsafe class MpiCommunicator : ICommunicator
     public int Size { get; }
 
     /// <summary>
-    /// Initialises MPI (once per process; MPI cannot be initialised again after it was finalised) and
-    /// returns the world communicator. Throws an <see cref="EngineException"/> when MPICH is not installed.
+    /// Initialises MPI (once per process) and returns the world communicator. Throws an <see cref="EngineException"/> when MPICH is not installed.
     /// </summary>
     public static MpiCommunicator Open()
     {
         lock (InitLock)
         {
-            if (finalized)
-            {
-                throw new EngineException("MPI was already finalised in this process; it can be initialised once per process");
-            }
-
             if (!resolverSet)
             {
                 NativeLibrary.SetDllImportResolver(typeof(MpiNative).Assembly, (name, _, _) =>
@@ -57,6 +50,9 @@ internal sealed unsafe class MpiCommunicator : ICommunicator
                     byte** argv = null;
                     Check(MpiNative.MPI_Init(ref argc, ref argv), "MPI_Init");
                     initialized = true;
+                    // Finalised once, at exit: MPI cannot be initialised again in a process, and an API
+                    // user may run several trainings in one.
+                    AppDomain.CurrentDomain.ProcessExit += (_, _) => MpiNative.MPI_Finalize();
                 }
 
                 Check(MpiNative.MPI_Comm_rank(MpiNative.MPI_COMM_WORLD, out int rank), "MPI_Comm_rank");
@@ -88,17 +84,9 @@ internal sealed unsafe class MpiCommunicator : ICommunicator
         Environment.Exit(1); // MPI_Abort does not return; this is for an implementation that would
     }
 
-    /// <summary>Finalises MPI (every rank must get here, as after a collective).</summary>
+    /// <summary>Nothing: MPI is finalised when the process exits.</summary>
     public void Dispose()
     {
-        lock (InitLock)
-        {
-            if (initialized && !finalized)
-            {
-                MpiNative.MPI_Finalize();
-                finalized = true;
-            }
-        }
     }
 
     private static void Check(int code, string call)

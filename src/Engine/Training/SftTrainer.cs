@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Engine.Distributed;
 using Engine.Generation;
 using Engine.Model;
 
@@ -38,6 +39,12 @@ internal sealed class SftTrainer : IDisposable
 
     public AdamWOptimizer Optimizer { get; }
 
+    /// <summary>
+    /// Data parallelism: this rank trains on its share of each batch's rows, and the gradients are summed
+    /// over ranks before the optimizer step (null: one process).
+    /// </summary>
+    public DataParallel? Parallel { get; set; }
+
     /// <summary>Steps completed.</summary>
     public int StepsDone { get; set; }
 
@@ -63,6 +70,7 @@ internal sealed class SftTrainer : IDisposable
     public SftStepMetrics Step()
     {
         long start = Stopwatch.GetTimestamp();
+        var (reducedBefore, reduceSecondsBefore) = (Parallel?.GradientBytes ?? 0, Parallel?.GradientSeconds ?? 0);
         int step = StepsDone;
         int b = Options.BatchSize;
         var rows = new (int[] Prompt, int[] Response)[b];
@@ -75,11 +83,18 @@ internal sealed class SftTrainer : IDisposable
         }
 
         int t = Math.Max(longest, Math.Min(model.Config.MaxPositions, (longest + LengthBucket - 1) / LengthBucket * LengthBucket));
-        var tokens = new int[b * t];
-        var mask = new float[b * t];
-        for (int i = 0; i < b; i++)
+        if (Parallel is { } p && b < p.Size)
         {
-            var (prompt, response) = rows[i];
+            throw new Core.EngineException($"sft.batch_size = {b} is smaller than the {p.Size} ranks: every rank needs at least one row");
+        }
+
+        var (from, to) = Parallel?.Share(b) ?? (0, b);
+        int localRows = to - from;
+        var tokens = new int[localRows * t];
+        var mask = new float[localRows * t];
+        for (int i = 0; i < localRows; i++)
+        {
+            var (prompt, response) = rows[from + i];
             prompt.CopyTo(tokens, i * t);
             response.CopyTo(tokens, i * t + prompt.Length);
             for (int j = 0; j < response.Length; j++)
@@ -88,9 +103,19 @@ internal sealed class SftTrainer : IDisposable
             }
         }
 
-        model.SetTokens(tokens, b, t);
+        model.SetTokens(tokens, localRows, t);
         model.ZeroGradients();
         float loss = model.ForwardBackwardNextToken(mask);
+        if (Parallel is not null)
+        {
+            // Each rank's loss is the mean over its own response tokens: weighted by its share of all of them,
+            // the summed gradients (and losses) are those of the mean over the whole batch.
+            double ownTargets = rows[from..to].Sum(r => (double)r.Response.Length), allTargets = rows.Sum(r => (double)r.Response.Length);
+            float weight = allTargets > 0 ? (float)(ownTargets / allTargets) : 0f;
+            Parallel.AllReduceGradients(model, weight);
+            loss = (float)Parallel.Sum([weight * (double)loss])[0];
+        }
+
         float lr = LearningRateAt(step);
         Optimizer.Step(lr, loss); // a non-finite step is skipped (and counted in the metrics); too many in a row throw
         double gradNorm = Optimizer.LastGradNorm();
@@ -101,6 +126,8 @@ internal sealed class SftTrainer : IDisposable
         {
             Step = StepsDone, Loss = loss, GradNorm = gradNorm, LearningRate = lr, TokensPerSecond = b * t / seconds, TestAccuracy = accuracy,
             Skipped = Optimizer.LastSkipReason,
+            AllReduceBytes = Parallel is null ? null : Parallel.GradientBytes - reducedBefore,
+            AllReduceSeconds = Parallel is null ? null : Parallel.GradientSeconds - reduceSecondsBefore,
         };
     }
 

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Engine;
 
 /// <summary>What one SFT step did (one line of metrics.jsonl).</summary>
@@ -23,6 +25,14 @@ public sealed record SftStepMetrics
 
     /// <summary>Why the optimizer step was skipped (a NaN or Inf in the loss or gradients), or null when it was applied.</summary>
     public string? Skipped { get; init; }
+
+    /// <summary>Bytes of gradient all-reduced over the ranks in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? AllReduceBytes { get; init; }
+
+    /// <summary>Seconds this rank spent in the gradient all-reduce in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceSeconds { get; init; }
 }
 
 /// <summary>What one RL step did (one line of metrics.jsonl).</summary>
@@ -112,4 +122,12 @@ public sealed record RlStepMetrics
     /// </summary>
     [System.Text.Json.Serialization.JsonExtensionData]
     public Dictionary<string, object>? MethodMetrics { get; init; }
+
+    /// <summary>Bytes of gradient all-reduced over the ranks in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? AllReduceBytes { get; init; }
+
+    /// <summary>Seconds this rank spent in the gradient all-reduce in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceSeconds { get; init; }
 }
