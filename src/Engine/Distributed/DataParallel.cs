@@ -46,8 +46,14 @@ internal sealed class DataParallel
     /// <summary>Bytes of gradient this rank all-reduced so far (the vector length, not the wire traffic).</summary>
     public long GradientBytes { get; private set; }
 
-    /// <summary>Seconds spent in the gradient all-reduce so far (staging copies included).</summary>
+    /// <summary>Seconds spent in the gradient all-reduce so far, once every rank had arrived (staging copies included).</summary>
     public double GradientSeconds { get; private set; }
+
+    /// <summary>
+    /// Seconds spent waiting for the other ranks to reach the gradient all-reduce so far (a one-number
+    /// all-reduce first): their load imbalance, kept apart from the transfer the cost model is about.
+    /// </summary>
+    public double GradientWaitSeconds { get; private set; }
 
     /// <summary>This rank's contiguous share [From, To) of <paramref name="count"/> items.</summary>
     public (int From, int To) Share(int count) => Collectives.Share(count, Size, Rank);
@@ -58,6 +64,10 @@ internal sealed class DataParallel
     /// </summary>
     public void AllReduceGradients(Transformer model, float weight = 1f)
     {
+        long arrived = Stopwatch.GetTimestamp();
+        Span<long> everyone = [1];
+        Collectives.AllReduceSum(Communicator, everyone);
+        GradientWaitSeconds += Stopwatch.GetElapsedTime(arrived).TotalSeconds;
         long start = Stopwatch.GetTimestamp();
         Accelerator acc = model.Acc;
         DeviceBuffer grads = model.Grads!;

@@ -154,7 +154,7 @@ internal sealed class RlTrainer : IDisposable
         RlOptions o = Options;
         int step = StepsDone;
         long samplingStart = Stopwatch.GetTimestamp();
-        var (reducedBefore, reduceSecondsBefore) = (parallel?.GradientBytes ?? 0, parallel?.GradientSeconds ?? 0);
+        var (reducedBefore, reduceSecondsBefore, waitBefore) = (parallel?.GradientBytes ?? 0, parallel?.GradientSeconds ?? 0, parallel?.GradientWaitSeconds ?? 0);
         remote.Clear();
         var kept = new List<List<RolloutSequence>>();
         var reused = new List<List<RolloutSequence>>();
@@ -362,6 +362,7 @@ internal sealed class RlTrainer : IDisposable
             MethodMetrics = methodMetrics.Count > 0 ? methodMetrics : null,
             AllReduceBytes = parallel is null ? null : parallel.GradientBytes - reducedBefore,
             AllReduceSeconds = parallel is null ? null : parallel.GradientSeconds - reduceSecondsBefore,
+            AllReduceWaitSeconds = parallel is null ? null : parallel.GradientWaitSeconds - waitBefore,
         };
     }
 

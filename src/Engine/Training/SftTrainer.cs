@@ -70,7 +70,7 @@ internal sealed class SftTrainer : IDisposable
     public SftStepMetrics Step()
     {
         long start = Stopwatch.GetTimestamp();
-        var (reducedBefore, reduceSecondsBefore) = (Parallel?.GradientBytes ?? 0, Parallel?.GradientSeconds ?? 0);
+        var (reducedBefore, reduceSecondsBefore, waitBefore) = (Parallel?.GradientBytes ?? 0, Parallel?.GradientSeconds ?? 0, Parallel?.GradientWaitSeconds ?? 0);
         int step = StepsDone;
         int b = Options.BatchSize;
         var rows = new (int[] Prompt, int[] Response)[b];
@@ -128,6 +128,7 @@ internal sealed class SftTrainer : IDisposable
             Skipped = Optimizer.LastSkipReason,
             AllReduceBytes = Parallel is null ? null : Parallel.GradientBytes - reducedBefore,
             AllReduceSeconds = Parallel is null ? null : Parallel.GradientSeconds - reduceSecondsBefore,
+            AllReduceWaitSeconds = Parallel is null ? null : Parallel.GradientWaitSeconds - waitBefore,
         };
     }
 

@@ -30,9 +30,13 @@ public sealed record SftStepMetrics
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public long? AllReduceBytes { get; init; }
 
-    /// <summary>Seconds this rank spent in the gradient all-reduce in this step (data-parallel runs only).</summary>
+    /// <summary>Seconds this rank spent in the gradient all-reduce in this step, once every rank had arrived (data-parallel runs only).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public double? AllReduceSeconds { get; init; }
+
+    /// <summary>Seconds this rank waited for the others to reach the all-reduce in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceWaitSeconds { get; init; }
 }
 
 /// <summary>What one RL step did (one line of metrics.jsonl).</summary>
@@ -127,7 +131,11 @@ public sealed record RlStepMetrics
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public long? AllReduceBytes { get; init; }
 
-    /// <summary>Seconds this rank spent in the gradient all-reduce in this step (data-parallel runs only).</summary>
+    /// <summary>Seconds this rank spent in the gradient all-reduce in this step, once every rank had arrived (data-parallel runs only).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public double? AllReduceSeconds { get; init; }
+
+    /// <summary>Seconds this rank waited for the others to reach the all-reduce in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceWaitSeconds { get; init; }
 }

@@ -39,7 +39,7 @@ public sealed partial class MpiRunTests : IDisposable
         """;
 
     // Fields that time the step: they differ between any two runs.
-    private static readonly string[] Timings = ["tokens_per_second", "sampling_seconds", "training_seconds", "all_reduce_seconds"];
+    private static readonly string[] Timings = ["tokens_per_second", "sampling_seconds", "training_seconds", "all_reduce_seconds", "all_reduce_wait_seconds"];
 
     // Fields decided by the sampled completions alone (identical completions give identical values).
     private static readonly string[] Sampled =
