@@ -102,6 +102,17 @@ internal sealed class DataParallel
     /// <summary>Every rank's bytes, by rank.</summary>
     public byte[][] AllGather(byte[] mine) => Collectives.AllGather(Communicator, mine);
 
+    /// <summary>
+    /// The device a rank opens: "cuda" or "opencl" without an index becomes the GPU of the rank's index on its
+    /// machine (MPICH's MPI_LOCALRANKID), so one GPU per rank needs no per-rank settings; anything else is kept.
+    /// </summary>
+    public static string? DeviceOfRank(string? device, DataParallel? parallel) =>
+        parallel is not null && device is "cuda" or "opencl"
+            && int.TryParse(Environment.GetEnvironmentVariable("MPI_LOCALRANKID"), System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture, out int local)
+            ? $"{device}:{local}"
+            : device;
+
     /// <summary>A SHA-256 of the settings (JSON) and the model's parameters, to compare ranks at the start.</summary>
     public static byte[] Fingerprint(System.Text.Json.Nodes.JsonNode settings, Transformer model)
     {

@@ -69,7 +69,7 @@ public static class TrainingRun
 
         options.Validate();
         ITask task = options.Task.Create();
-        using Accelerator acc = Backends.Registry.Open(options.Device.Length == 0 ? null : options.Device);
+        using Accelerator acc = Backends.Registry.Open(DataParallel.DeviceOfRank(options.Device.Length == 0 ? null : options.Device, parallel));
         var (model, tokenizer, originalConfig) = CreateModel(acc, options.Model, task);
         using Transformer policy = model;
         parallel?.RequireSameRun(DataParallel.Fingerprint(options.ToJson(), policy), "settings or starting weights");
