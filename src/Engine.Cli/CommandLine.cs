@@ -18,6 +18,7 @@ internal static class CommandLine
             GenerateCommand.Create(),
             BenchGenerateCommand.Create(),
             BenchSamplingCommand.Create(),
+            BenchAllReduceCommand.Create(),
             Experiments.ExperimentCommand.Create(),
             OfflineCommand.Create(),
         };

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using Engine.Config;
 using Engine.Core;
+using Engine.Distributed;
 using Spectre.Console;
 
 namespace Engine.Cli;
@@ -119,6 +120,12 @@ internal static class RunCommands
         private readonly Option<string?> config = new("--config") { Description = "JSON config file with sections task, model, sft, rl and the key device" };
         private readonly Option<string?> device = new("--device") { Description = "cpu, opencl[:N], cuda[:N] or auto" };
         private readonly Option<bool> resume = new("--resume") { Description = "continue the run in --out from its last checkpoint" };
+        private readonly Option<string> distributed = new("--distributed")
+        {
+            Description = "none, or mpi: this process is one rank of a data-parallel run started by mpiexec (every rank gets the same arguments; rank 0 writes the run folder)",
+            DefaultValueFactory = _ => "none",
+        };
+
         private readonly Option<string[]> set = new("--set") { Description = "override any setting: section.key=value (e.g. rl.eps_high=0.28)", AllowMultipleArgumentsPerToken = true };
 
         public CommonRunOptions(Command command, string defaultOut)
@@ -129,6 +136,7 @@ internal static class RunCommands
             command.Options.Add(device);
             command.Options.Add(resume);
             command.Options.Add(set);
+            command.Options.Add(distributed);
         }
 
         public int Run(ParseResult r, RunOptions defaults, Func<RunOptions, RunOptions>? flags = null)
@@ -152,7 +160,18 @@ internal static class RunCommands
 
             options.Validate();
             string outDir = r.GetValue(output)!;
-            RunResult result = RunWithProgress(options, outDir, r.GetValue(resume));
+            DistributedMode mode = r.GetValue(distributed) switch
+            {
+                "none" => DistributedMode.None,
+                "mpi" => DistributedMode.Mpi,
+                var other => throw new EngineException($"--distributed must be none or mpi, got '{other}'"),
+            };
+            RunResult result = RunWithProgress(options, outDir, r.GetValue(resume), mode);
+            if (result.Rank != 0)
+            {
+                return 0; // rank 0 reports
+            }
+
             if (result.AccuracyBeforeRl is double before && result.AccuracyAfterRl is double after)
             {
                 string metric = options.Rl is { EvalSamples: > 0 } rl ? $"avg@{rl.EvalSamples}, temperature {rl.Temperature:G3}" : "greedy";
@@ -211,9 +230,9 @@ internal static class RunCommands
             return patch.Count == 0 ? options : options.WithJson(patch, "--set");
         }
 
-        private static RunResult RunWithProgress(RunOptions options, string outDir, bool resume)
+        private static RunResult RunWithProgress(RunOptions options, string outDir, bool resume, DistributedMode mode)
         {
-            if (Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+            if (mode != DistributedMode.None || Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
             {
                 var plain = new Progress<RunProgress>(p =>
                 {
@@ -222,7 +241,7 @@ internal static class RunCommands
                         Console.Error.WriteLine($"[{p.Phase} {p.Step}/{p.TotalSteps}] {p.Status}");
                     }
                 });
-                return TrainingRun.Execute(options, outDir, resume, new SynchronousProgress(plain));
+                return TrainingRun.Execute(options, outDir, resume, new SynchronousProgress(plain), mode);
             }
 
             RunResult? result = null;

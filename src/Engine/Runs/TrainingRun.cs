@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Engine.Core;
+using Engine.Distributed;
 using Engine.Generation;
 using Engine.Model;
 using Engine.Rl;
@@ -32,6 +33,9 @@ public sealed record RunResult(string RunDirectory, double? AccuracyBeforeRl, do
 
     /// <summary>Greedy test accuracy after RL, if RL ran.</summary>
     public double? GreedyAccuracyAfterRl { get; init; }
+
+    /// <summary>This process's rank in a data-parallel run (0 otherwise); rank 0 wrote the run folder.</summary>
+    public int Rank { get; init; }
 }
 
 /// <summary>
@@ -43,12 +47,21 @@ public static class TrainingRun
 {
     /// <summary>
     /// Runs (or, with <paramref name="resume"/>, continues) a run in <paramref name="runDirectory"/>.
-    /// When resuming, the options are read from the folder's config.json.
+    /// When resuming, the options are read from the folder's config.json. With <paramref name="distributed"/> =
+    /// <see cref="DistributedMode.Mpi"/> this process is one rank of a data-parallel job started by <c>mpiexec</c>:
+    /// every rank must be given the same arguments; rank 0 alone writes the run folder and reports progress.
     /// </summary>
-    public static RunResult Execute(RunOptions options, string runDirectory, bool resume = false, IProgress<RunProgress>? progress = null)
+    public static RunResult Execute(RunOptions options, string runDirectory, bool resume = false, IProgress<RunProgress>? progress = null,
+        DistributedMode distributed = DistributedMode.None) =>
+        distributed == DistributedMode.None
+            ? Execute(options, runDirectory, resume, progress, parallel: null)
+            : DistributedRun.Execute(distributed, parallel => Execute(options, runDirectory, resume, parallel.Rank == 0 ? progress : null, parallel));
+
+    private static RunResult Execute(RunOptions options, string runDirectory, bool resume, IProgress<RunProgress>? progress, DataParallel? parallel)
     {
         long started = Stopwatch.GetTimestamp();
-        using var folder = new RunFolder(runDirectory);
+        bool writes = parallel is not { Rank: > 0 };
+        using var folder = new RunFolder(runDirectory) { ReadOnly = !writes };
         if (resume)
         {
             options = RunOptions.FromFile(folder.ConfigPath);
@@ -56,9 +69,10 @@ public static class TrainingRun
 
         options.Validate();
         ITask task = options.Mix is { } mix ? Pike.MixedTask.Parse(mix.TaskSpecs, options.Task.Seed) : options.Task.Create();
-        using Accelerator acc = Backends.Registry.Open(options.Device.Length == 0 ? null : options.Device);
+        using Accelerator acc = Backends.Registry.Open(DataParallel.DeviceOfRank(options.Device.Length == 0 ? null : options.Device, parallel));
         var (model, tokenizer, originalConfig) = CreateModel(acc, options.Model, task);
         using Transformer policy = model;
+        parallel?.RequireSameRun(DataParallel.Fingerprint(options.ToJson(), policy), "settings or starting weights");
         var codec = TaskCodec.For(tokenizer, policy.Config.EosTokenIds);
         RlOptions? rl = options.Rl is { Steps: > 0 } r ? r : null;
         SftOptions? sft = options.Sft is { Steps: > 0 } s ? s : null;
@@ -98,10 +112,11 @@ public static class TrainingRun
 
         if (sft is not null && !(checkpointPhase == "rl" || (checkpointPhase == "sft" && checkpointStep >= sft.Steps)))
         {
-            // Multi-task SFT: a resumed run's mixture weights are those of the last metrics line kept.
+            // Multi-task SFT: a resumed run's mixture weights are those of the last metrics line kept. Under data
+            // parallelism every rank composes the same batch (and measures the same mixture statistics) and trains on its share.
             using Pike.MultiTaskSource? mixSource = options.Mix is { } mixOptions && task is Pike.MixedTask mixed
                 ? new Pike.MultiTaskSource(mixed, mixOptions, sft.BatchSize, Pike.MultiTaskSource.WeightsFrom(folder.ReadMetrics(), mixed)) : null;
-            using var trainer = new SftTrainer(policy, codec, task, sft, generator) { BatchSource = mixSource };
+            using var trainer = new SftTrainer(policy, codec, task, sft, generator) { BatchSource = mixSource, Parallel = parallel };
             if (checkpointPhase == "sft")
             {
                 TrainingCheckpoint.Load(checkpoint!, policy, trainer.Optimizer);
@@ -118,13 +133,16 @@ public static class TrainingRun
             progress?.Report(new RunProgress("eval", 0, 1, "evaluating after SFT"));
             sftGreedy = trainer.Evaluate().GreedyAccuracy;
             mixAccuracy = mixSource?.EvaluatePerTask(generator, codec, sft.EvalExamples, sft.Seed);
-            TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"sft-{sft.Steps:D6}"), policy, trainer.Optimizer,
-                State("sft", sft.Steps, Wall(), null, null, sftGreedy), saveTokenizer, originalConfig: originalConfig);
+            if (writes)
+            {
+                TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"sft-{sft.Steps:D6}"), policy, trainer.Optimizer,
+                    State("sft", sft.Steps, Wall(), null, null, sftGreedy), saveTokenizer, originalConfig: originalConfig);
+            }
         }
 
         if (rl is not null)
         {
-            using var trainer = new RlTrainer(policy, codec, task, rl, generator);
+            using var trainer = new RlTrainer(policy, codec, task, rl, generator) { Parallel = parallel };
             if (checkpointPhase == "rl")
             {
                 TrainingCheckpoint.Load(checkpoint!, policy, trainer.Optimizer, trainer.Reference);
@@ -149,7 +167,7 @@ public static class TrainingRun
                 folder.Log("rl", m);
                 progress?.Report(new RunProgress("rl", m.Step, rl.Steps,
                     $"reward {m.RewardMean:F3}, rollout accuracy {m.Accuracy:P1}" + (m.TestAccuracy is double a ? $", test {a:P1}" : "")));
-                if (rl.CheckpointEvery > 0 && m.Step % rl.CheckpointEvery == 0 && m.Step < rl.Steps)
+                if (writes && rl.CheckpointEvery > 0 && m.Step % rl.CheckpointEvery == 0 && m.Step < rl.Steps)
                 {
                     TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"rl-{m.Step:D6}"), policy, trainer.Optimizer,
                         State("rl", m.Step, Wall(), accuracyBefore, greedyBefore, sftGreedy), saveTokenizer, trainer.Reference, originalConfig);
@@ -158,8 +176,11 @@ public static class TrainingRun
 
             progress?.Report(new RunProgress("eval", 0, 1, "evaluating after RL"));
             after = trainer.Evaluate();
-            TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"rl-{rl.Steps:D6}"), policy, trainer.Optimizer,
-                State("rl", rl.Steps, Wall(), accuracyBefore, greedyBefore, sftGreedy), saveTokenizer, trainer.Reference, originalConfig);
+            if (writes)
+            {
+                TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, $"rl-{rl.Steps:D6}"), policy, trainer.Optimizer,
+                    State("rl", rl.Steps, Wall(), accuracyBefore, greedyBefore, sftGreedy), saveTokenizer, trainer.Reference, originalConfig);
+            }
         }
 
         double wall = Wall();
@@ -184,11 +205,16 @@ public static class TrainingRun
             ["wall_seconds"] = Math.Round(wall, 2),
         };
         folder.WriteSummary(summary);
-        HtmlReport.Write(folder.ReportPath, $"Engine run: {task.Name}", folder.ReadMetrics(), summary, options.ToJson());
+        if (writes)
+        {
+            HtmlReport.Write(folder.ReportPath, $"Engine run: {task.Name}", folder.ReadMetrics(), summary, options.ToJson());
+        }
+
         return new RunResult(folder.Path, accuracyBefore, after?.Accuracy, wall, folder.ReportPath, folder.SummaryPath)
         {
             GreedyAccuracyBeforeRl = greedyBefore,
             GreedyAccuracyAfterRl = after?.GreedyAccuracy,
+            Rank = parallel?.Rank ?? 0,
         };
     }
 

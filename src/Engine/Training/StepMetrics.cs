@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Engine;
 
 /// <summary>What one SFT step did (one line of metrics.jsonl).</summary>
@@ -30,6 +32,17 @@ public sealed record SftStepMetrics
     /// </summary>
     [System.Text.Json.Serialization.JsonExtensionData]
     public Dictionary<string, object>? MethodMetrics { get; init; }
+    /// <summary>Bytes of gradient all-reduced over the ranks in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? AllReduceBytes { get; init; }
+
+    /// <summary>Seconds this rank spent in the gradient all-reduce in this step, once every rank had arrived (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceSeconds { get; init; }
+
+    /// <summary>Seconds this rank waited for the others to reach the all-reduce in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceWaitSeconds { get; init; }
 }
 
 /// <summary>What one RL step did (one line of metrics.jsonl).</summary>
@@ -119,4 +132,16 @@ public sealed record RlStepMetrics
     /// </summary>
     [System.Text.Json.Serialization.JsonExtensionData]
     public Dictionary<string, object>? MethodMetrics { get; init; }
+
+    /// <summary>Bytes of gradient all-reduced over the ranks in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? AllReduceBytes { get; init; }
+
+    /// <summary>Seconds this rank spent in the gradient all-reduce in this step, once every rank had arrived (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceSeconds { get; init; }
+
+    /// <summary>Seconds this rank waited for the others to reach the all-reduce in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceWaitSeconds { get; init; }
 }
