@@ -122,7 +122,8 @@ internal sealed class RlTrainer : IDisposable
 
     /// <summary>Test accuracy of the current policy: greedy, and avg@k at the rollout temperature.</summary>
     public Evaluation Evaluate(int? count = null) =>
-        Evaluator.Run(Generator, codec, task, Options.MaxNewTokens, count ?? Options.EvalExamples, Options.EvalSamples, Options.Temperature,
+        Evaluator.Run(Generator, codec, task, Options.EvalMaxNewTokens > 0 ? Options.EvalMaxNewTokens : Options.MaxNewTokens, count ?? Options.EvalExamples,
+            Options.EvalSamples, Options.Temperature,
             Options.Seed);
 
     /// <summary>Runs one RL step and returns its metrics.</summary>
