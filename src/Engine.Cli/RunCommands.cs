@@ -62,10 +62,9 @@ internal static class RunCommands
             // `rl --algo X` from the demo's SFT checkpoint is the demo's RL phase with X's techniques.
             string algorithm = r.GetValue(algo)!;
             bool data = user.HasData(r);
-            if (!data && (taskFlags.NameOption is not { } nameFlag || r.GetValue(nameFlag) is null) && !common.HasConfigOrResume(r))
-            {
-                Console.Error.WriteLine("rl: no --data or --task-name given: training on the demo's task (addition) with the demo's RL budget");
-            }
+            string? note = !data && (taskFlags.NameOption is not { } nameFlag || r.GetValue(nameFlag) is null) && !common.HasConfigOrResume(r)
+                ? "rl: no --data or --task-name given: training on the demo's task (addition) with the demo's RL budget"
+                : null;
 
             RlOptions preset;
             try
@@ -73,7 +72,7 @@ internal static class RunCommands
                 // Your own data starts from the general defaults; the built-in tasks from the demo's budget.
                 preset = (data ? new RlOptions() : Engine.DemoDefaults.Options().Rl!).WithPresetOf(algorithm);
             }
-            catch (EngineException)
+            catch (EngineException e) when (e.Message.StartsWith("algorithm must be", StringComparison.Ordinal))
             {
                 throw new EngineException($"--algo must be {RlOptions.PresetNames}, got '{algorithm}'");
             }
@@ -85,7 +84,7 @@ internal static class RunCommands
                     guideFlags.Collect(r), r.GetValue(guide)),
                 Model = OptionsBinder.Apply(x.Model, modelFlags.Collect(r), "command line"),
                 Task = OptionsBinder.Apply(x.Task, taskFlags.Collect(r), "command line"),
-            }));
+            }), note);
         }));
         return command;
     }
@@ -134,7 +133,8 @@ internal static class RunCommands
         /// <summary>True when --config or --resume is given (the task then comes from a file).</summary>
         public bool HasConfigOrResume(ParseResult r) => r.GetValue(config) is not null || r.GetValue(resume);
 
-        public int Run(ParseResult r, RunOptions defaults, Func<RunOptions, RunOptions>? flags = null)
+        /// <summary>Runs with the defaults, the config file, the flags and --set applied; <paramref name="note"/> is printed once the settings are valid.</summary>
+        public int Run(ParseResult r, RunOptions defaults, Func<RunOptions, RunOptions>? flags = null, string? note = null)
         {
             RunOptions options = defaults;
             if (r.GetValue(config) is string file)
@@ -160,6 +160,11 @@ internal static class RunCommands
             }
 
             options.Validate();
+            if (note is not null)
+            {
+                Console.WriteLine(note);
+            }
+
             string outDir = r.GetValue(output)!;
             RunResult result = RunWithProgress(options, outDir, r.GetValue(resume));
             if (result.AccuracyBeforeRl is double before && result.AccuracyAfterRl is double after)

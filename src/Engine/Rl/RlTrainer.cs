@@ -143,7 +143,7 @@ internal sealed class RlTrainer : IDisposable
         while (kept.Count < o.PromptsPerStep && batches < o.MaxGenerationBatches)
         {
             long cursor = ((long)step * o.MaxGenerationBatches + batches) * o.PromptsPerStep;
-            var examples = Enumerable.Range(0, o.PromptsPerStep).Select(i => task.Example(DataSplit.Train, cursor + i)).ToArray();
+            var examples = Enumerable.Range(0, o.PromptsPerStep).Select(i => task.Example(DataSplit.Train, OptionChecks.DataOffset(o.Seed) + cursor + i)).ToArray();
             var groups = source.Sample(examples, cursor * o.SamplesPerPrompt);
             GenerationStats sampling = Generator.Stats;
             peakKv = Math.Max(peakKv, sampling.PeakKvBytes);
@@ -363,9 +363,13 @@ internal sealed class RlTrainer : IDisposable
     private void Score(List<RolloutSequence> group, TaskExample example)
     {
         RlOptions o = Options;
-        foreach (RolloutSequence s in group)
+        string[] responses = group.Select(s => codec.Decode(s.Response)).ToArray();
+        // A dataset's reward (your code, maybe slow) scores the group's responses in parallel.
+        RewardResult[] verdicts = task is DatasetTask dataset ? dataset.ScoreAll(example, responses) : responses.Select(r => task.Score(example, r)).ToArray();
+        for (int i = 0; i < group.Count; i++)
         {
-            RewardResult verdict = task.Score(example, codec.Decode(s.Response));
+            RolloutSequence s = group[i];
+            RewardResult verdict = verdicts[i];
             double reward = verdict.Reward;
             if (o.SoftOverlongPunishment)
             {

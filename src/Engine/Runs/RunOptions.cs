@@ -122,9 +122,15 @@ public sealed record ModelOptions
     public float InitStd { get; init; } = 0.02f;
 
     /// <summary>
+    /// A tokenizer for a new model: a tokenizer.json file, or a directory holding one (with its tokenizer_config.json
+    /// and chat template); empty: a character tokenizer over the task's alphabet. Copied into every checkpoint.
+    /// </summary>
+    public string Tokenizer { get; init; } = "";
+
+    /// <summary>
     /// How prompts become text: "auto" (the checkpoint's template from tokenizer_config.json; plain when it has
-    /// none), chatml, llama3, plain, none (the prompt as it is), or a template file. Empty: auto for a checkpoint,
-    /// none for a new model (its character tokenizer has no special tokens).
+    /// none), chatml, llama3, plain, none (the prompt as it is), or a template file. Empty: auto for a checkpoint
+    /// or a <see cref="Tokenizer"/> directory, none otherwise (a character tokenizer has no special tokens).
     /// </summary>
     public string ChatTemplate { get; init; } = "";
 

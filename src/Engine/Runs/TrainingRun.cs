@@ -107,10 +107,13 @@ public static class TrainingRun
 
         ITask task = userTask ?? options.Task.Create();
         using Accelerator acc = Backends.Registry.Open(options.Device.Length == 0 ? null : options.Device);
-        var (model, tokenizer, originalConfig) = CreateModel(acc, options.Model, task);
+        // Where the tokenizer (and the chat template) come from: the checkpoint, a tokenizer file or folder, or none (characters).
+        string tokenizerSource = options.Model.InitFrom.Length > 0 ? options.Model.InitFrom : options.Model.Tokenizer;
+        string? templateDirectory = Directory.Exists(tokenizerSource) ? tokenizerSource : null;
+        string templateChoice = options.Model.ChatTemplate.Length > 0 ? options.Model.ChatTemplate : templateDirectory is not null ? "auto" : "none";
+        ChatTemplate? template = ChatTemplate.Load(templateChoice, templateDirectory);
+        var (model, tokenizer, originalConfig) = CreateModel(acc, options.Model, task, template);
         using Transformer policy = model;
-        string templateChoice = options.Model.ChatTemplate.Length > 0 ? options.Model.ChatTemplate : options.Model.InitFrom.Length > 0 ? "auto" : "none";
-        ChatTemplate? template = ChatTemplate.Load(templateChoice, options.Model.InitFrom.Length > 0 ? options.Model.InitFrom : null);
         var codec = TaskCodec.For(tokenizer, policy.Config.EosTokenIds, template);
         SafeTensorsDType saveType = ModelFiles.ParseSaveType(options.Checkpoint.SaveDtype);
 
@@ -150,7 +153,7 @@ public static class TrainingRun
         string checkpointPhase = (string?)state?["phase"] ?? "";
         int checkpointStep = (int)(HtmlReport.Number(state?["step"]) ?? 0);
         double Wall() => priorWall + Stopwatch.GetElapsedTime(started).TotalSeconds;
-        Action<string> saveTokenizer = path => SaveTokenizer(tokenizer, options.Model.InitFrom, templateChoice, path);
+        Action<string> saveTokenizer = path => SaveTokenizer(tokenizer, tokenizerSource, templateChoice, template, path);
         void Save(string name, AdamWOptimizer optimizer, JsonObject state, Transformer? reference = null)
         {
             TrainingCheckpoint.Save(Path.Combine(folder.CheckpointsPath, name), policy, optimizer, state, saveTokenizer, reference, originalConfig, saveType);
@@ -277,7 +280,8 @@ public static class TrainingRun
         ["sft_greedy_accuracy"] = sftGreedy,
     };
 
-    private static (Transformer Model, ITokenizer Tokenizer, JsonObject? ConfigJson) CreateModel(Accelerator acc, ModelOptions options, ITask task)
+    private static (Transformer Model, ITokenizer Tokenizer, JsonObject? ConfigJson) CreateModel(Accelerator acc, ModelOptions options, ITask task,
+        ChatTemplate? template)
     {
         if (options.InitFrom.Length > 0)
         {
@@ -286,8 +290,10 @@ public static class TrainingRun
             return (loaded.Model, TokenizerLoader.Load(options.InitFrom), loaded.ConfigJson);
         }
 
-        var tokenizer = new CharTokenizer(task.Alphabet);
-        var model = new Transformer(acc, options.Build(tokenizer.VocabSize) with { EosTokenIds = [tokenizer.EosTokenId!.Value] });
+        ITokenizer tokenizer = options.Tokenizer.Length > 0 ? TokenizerLoader.Load(options.Tokenizer) : new CharTokenizer(task.Alphabet);
+        // A new model stops where the codec stops (the template's end of turn and the tokenizer's EOS), so a reloaded checkpoint does too.
+        IReadOnlyList<int> eos = TaskCodec.For(tokenizer, [], template).StopIds;
+        var model = new Transformer(acc, options.Build(tokenizer.VocabSize) with { EosTokenIds = [.. eos] });
         ModelInit.Initialize(model, options.InitSeed, options.InitStd);
         return (model, tokenizer, null);
     }
@@ -296,21 +302,31 @@ public static class TrainingRun
     /// Writes the tokenizer beside a checkpoint's weights: a character tokenizer's file, or the starting model's
     /// tokenizer files and chat template; a Jinja template file the run was given goes in as chat_template.jinja.
     /// </summary>
-    private static void SaveTokenizer(ITokenizer tokenizer, string initFrom, string templateChoice, string path)
+    private static void SaveTokenizer(ITokenizer tokenizer, string source, string templateChoice, ChatTemplate? template, string path)
     {
         string directory = Path.GetDirectoryName(path)!;
         if (tokenizer is CharTokenizer chars)
         {
             chars.Save(path);
         }
-        else if (initFrom.Length > 0)
+        else if (Directory.Exists(source))
         {
-            ModelFiles.CopyTokenizerFiles(initFrom, directory);
+            ModelFiles.CopyTokenizerFiles(source, directory);
+        }
+        else if (File.Exists(source))
+        {
+            File.Copy(source, path, overwrite: true);
         }
 
+        // The template the run trained with goes into the checkpoint, so a reloaded model prompts the same way.
+        string jinja = Path.Combine(directory, "chat_template.jinja");
         if (File.Exists(templateChoice) && !Path.GetExtension(templateChoice).Equals(".json", StringComparison.OrdinalIgnoreCase))
         {
-            File.Copy(templateChoice, Path.Combine(directory, "chat_template.jinja"), overwrite: true);
+            File.Copy(templateChoice, jinja, overwrite: true);
+        }
+        else if (template is not null && templateChoice != "auto" && ChatTemplate.JinjaText(template.Name) is string text)
+        {
+            File.WriteAllText(jinja, text);
         }
     }
 }

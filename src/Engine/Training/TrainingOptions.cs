@@ -35,7 +35,10 @@ public sealed record SftOptions
     /// <summary>AdamW beta2.</summary>
     public float Beta2 { get; init; } = 0.99f;
 
-    /// <summary>Seed of the data order.</summary>
+    /// <summary>
+    /// Seed of the data order: 1 trains on the task's training examples from the start of its stream, another
+    /// seed from another point of it (for a dataset file, another shuffle). The task's own seed (task.seed) keys the stream.
+    /// </summary>
     public ulong Seed { get; init; } = 1;
 
     /// <summary>Evaluate test accuracy every this many steps (0: only at the end).</summary>
@@ -194,7 +197,7 @@ public sealed record RlOptions
     /// <summary>Factor of the soft overlong punishment.</summary>
     public float OverlongPenaltyFactor { get; init; } = 1f;
 
-    /// <summary>Seed of prompt order and sampling.</summary>
+    /// <summary>Seed of the prompt order (as <see cref="SftOptions.Seed"/>: 1 starts at the start of the task's stream) and of sampling.</summary>
     public ulong Seed { get; init; } = 1;
 
     /// <summary>Evaluate test accuracy every this many steps (0: only at the end).</summary>
@@ -237,8 +240,7 @@ public sealed record RlOptions
         "kd" => KdOnly(),
         "dapo-mixed" => DapoMixed(),
         string name when name.StartsWith("ladder-", StringComparison.Ordinal)
-            && int.TryParse(name.AsSpan(7), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rung)
-            && rung is >= 0 and <= 5 => Ladder(rung),
+            && int.TryParse(name.AsSpan(7), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rung) => Ladder(rung),
         var other => throw new EngineException($"algorithm must be {PresetNames}, got '{other}'"),
     };
 
@@ -387,6 +389,9 @@ public sealed record RlOptions
 /// <summary>Range checks shared by the option records.</summary>
 internal static class OptionChecks
 {
+    /// <summary>Where a phase starts in its task's stream of training examples: seed 1 at 0, other seeds far apart.</summary>
+    public static long DataOffset(ulong seed) => (long)((seed - 1) % (1UL << 30)) << 24;
+
     public static void AtLeast(long value, long min, string name)
     {
         if (value < min)
