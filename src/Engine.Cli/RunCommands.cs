@@ -30,12 +30,12 @@ internal static class RunCommands
         {
             // Your own data starts from the general defaults, not the demo's budget and model shape.
             RunOptions o = user.HasData(r) ? new RunOptions { Rl = null } : Engine.DemoDefaults.Options() with { Rl = null };
-            return common.Run(r, o, x => user.Apply(r, x with
+            return common.Run(r, o, x => user.Checked(r, modelFlags, user.Apply(r, x with
             {
                 Sft = OptionsBinder.Apply(x.Sft ?? new SftOptions(), flags.Collect(r), "command line"),
                 Model = OptionsBinder.Apply(x.Model, modelFlags.Collect(r), "command line"),
                 Task = OptionsBinder.Apply(x.Task, taskFlags.Collect(r), "command line"),
-            }));
+            })));
         }));
         return command;
     }
@@ -78,13 +78,13 @@ internal static class RunCommands
             }
 
             RunOptions o = data ? new RunOptions { Sft = null, Rl = preset } : Engine.DemoDefaults.Options() with { Sft = null, Rl = preset };
-            return common.Run(r, o, x => user.Apply(r, x with
+            return common.Run(r, o, x => user.Checked(r, modelFlags, user.Apply(r, x with
             {
                 Rl = WithGuidance(WithDistillation(OptionsBinder.Apply(x.Rl!, flags.Collect(r), "command line"), kdFlags.Collect(r), r.GetValue(teacher)),
                     guideFlags.Collect(r), r.GetValue(guide)),
                 Model = OptionsBinder.Apply(x.Model, modelFlags.Collect(r), "command line"),
                 Task = OptionsBinder.Apply(x.Task, taskFlags.Collect(r), "command line"),
-            }), note);
+            })), note);
         }));
         return command;
     }

@@ -59,6 +59,13 @@ internal sealed class UserDataFlags
         return options with { Task = task, Model = m, Checkpoint = c };
     }
 
+    /// <summary>The options, refused when --model-X shape flags come with a checkpoint to start from.</summary>
+    public RunOptions Checked(ParseResult r, SettingFlags modelFlags, RunOptions options)
+    {
+        ModelOptions.RefuseShapeWithCheckpoint(options.Model, modelFlags.Collect(r), "command line");
+        return options;
+    }
+
     private static double Number(string text, string flag) =>
         double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) && double.IsFinite(value)
             ? value

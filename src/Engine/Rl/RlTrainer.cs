@@ -143,7 +143,7 @@ internal sealed class RlTrainer : IDisposable
         while (kept.Count < o.PromptsPerStep && batches < o.MaxGenerationBatches)
         {
             long cursor = ((long)step * o.MaxGenerationBatches + batches) * o.PromptsPerStep;
-            var examples = Enumerable.Range(0, o.PromptsPerStep).Select(i => task.Example(DataSplit.Train, OptionChecks.DataOffset(o.Seed) + cursor + i)).ToArray();
+            var examples = Enumerable.Range(0, o.PromptsPerStep).Select(i => task.Example(DataSplit.Train, cursor + i)).ToArray();
             var groups = source.Sample(examples, cursor * o.SamplesPerPrompt);
             GenerationStats sampling = Generator.Stats;
             peakKv = Math.Max(peakKv, sampling.PeakKvBytes);

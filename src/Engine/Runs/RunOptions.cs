@@ -134,6 +134,22 @@ public sealed record ModelOptions
     /// </summary>
     public string ChatTemplate { get; init; } = "";
 
+    /// <summary>The settings that shape and initialise a new model; a checkpoint (init_from) brings its own.</summary>
+    internal static readonly string[] NewModelSettings = ["family", "layers", "dim", "heads", "kv_heads", "ffn", "max_positions", "init_seed", "init_std"];
+
+    /// <summary>
+    /// Refuses new-model settings given (as flags) together with a checkpoint to start from, where they would silently
+    /// not apply. (A config file, such as a run's config.json, lists every setting, so it is not checked.)
+    /// </summary>
+    internal static void RefuseShapeWithCheckpoint(ModelOptions model, JsonObject given, string source)
+    {
+        if (model.InitFrom.Length > 0 && NewModelSettings.FirstOrDefault(given.ContainsKey) is string key)
+        {
+            throw new EngineException($"{source}: model.{key} shapes a new model, but the run starts from the checkpoint {model.InitFrom}, "
+                                      + "which brings its own shape; drop the setting or init_from");
+        }
+    }
+
     internal ModelConfig Build(int vocab)
     {
         if (Heads <= 0 || Dim <= 0 || Dim % Heads != 0)

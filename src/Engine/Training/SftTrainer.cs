@@ -69,7 +69,7 @@ internal sealed class SftTrainer : IDisposable
         int longest = 0;
         for (int i = 0; i < b; i++)
         {
-            TaskExample e = task.Example(DataSplit.Train, OptionChecks.DataOffset(Options.Seed) + (long)step * b + i);
+            TaskExample e = task.Example(DataSplit.Train, (long)step * b + i);
             rows[i] = (codec.Prompt(e), codec.Response(e.Reference));
             longest = Math.Max(longest, rows[i].Prompt.Length + rows[i].Response.Length);
         }

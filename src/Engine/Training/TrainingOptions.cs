@@ -36,8 +36,9 @@ public sealed record SftOptions
     public float Beta2 { get; init; } = 0.99f;
 
     /// <summary>
-    /// Seed of the data order: 1 trains on the task's training examples from the start of its stream, another
-    /// seed from another point of it (for a dataset file, another shuffle). The task's own seed (task.seed) keys the stream.
+    /// Seed of SFT's own random numbers: none today (its evaluation is greedy), so it changes nothing. The order of
+    /// the training examples is the task's: task.seed (a built-in task's generator, a dataset's shuffle and split)
+    /// sets it, so that phases and experiment arms with different seeds see the same data.
     /// </summary>
     public ulong Seed { get; init; } = 1;
 
@@ -197,7 +198,7 @@ public sealed record RlOptions
     /// <summary>Factor of the soft overlong punishment.</summary>
     public float OverlongPenaltyFactor { get; init; } = 1f;
 
-    /// <summary>Seed of the prompt order (as <see cref="SftOptions.Seed"/>: 1 starts at the start of the task's stream) and of sampling.</summary>
+    /// <summary>Seed of sampling (rollouts, evaluation, mini-batch shuffles). The prompt order is the task's: task.seed sets it.</summary>
     public ulong Seed { get; init; } = 1;
 
     /// <summary>Evaluate test accuracy every this many steps (0: only at the end).</summary>
@@ -389,8 +390,6 @@ public sealed record RlOptions
 /// <summary>Range checks shared by the option records.</summary>
 internal static class OptionChecks
 {
-    /// <summary>Where a phase starts in its task's stream of training examples: seed 1 at 0, other seeds far apart.</summary>
-    public static long DataOffset(ulong seed) => (long)((seed - 1) % (1UL << 30)) << 24;
 
     public static void AtLeast(long value, long min, string name)
     {
