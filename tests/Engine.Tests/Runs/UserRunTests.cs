@@ -202,6 +202,26 @@ public sealed class UserRunTests
         Assert.False(Directory.Exists(temp.File("c")));
     }
 
+    [Fact]
+    public void Sessions_through_the_api_prompt_with_the_checkpoints_chat_template()
+    {
+        using var temp = new TempDir();
+        string model = WriteTinyChatModel(Directory.CreateDirectory(temp.File("model")).FullName);
+        string data = WriteProblems(temp.File("problems.jsonl"), 10);
+        DatasetTask task = DatasetTask.Load(new DatasetOptions { TrainPath = data, EvalFraction = 0.2 });
+        using (LanguageModel lm = LanguageModel.Load(model))
+        using (SftSession sft = lm.StartSft(task, new SftOptions { Steps = 1, BatchSize = 2, EvalExamples = 2 }))
+        {
+            Assert.True(sft.Step().Loss > 0);
+        }
+
+        // A template the engine does not know is an error, never silent plain text.
+        File.WriteAllText(Path.Combine(model, "tokenizer_config.json"), """{"chat_template": "{% for m in messages %}### {{ m.role }}: {{ m.content }}{% endfor %}"}""");
+        using LanguageModel unknown = LanguageModel.Load(model);
+        var e = Assert.Throws<EngineException>(() => unknown.StartSft(task, new SftOptions { Steps = 1, BatchSize = 2 }));
+        Assert.Contains("does not know this chat template", e.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>A task of your own: answer with the digit 7.</summary>
     private sealed class SevenTask(string name = "seven") : ITask
     {
