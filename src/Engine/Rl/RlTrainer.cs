@@ -145,7 +145,8 @@ internal sealed class RlTrainer : IDisposable
 
     /// <summary>Test accuracy of the current policy: greedy, and avg@k at the rollout temperature.</summary>
     public Evaluation Evaluate(int? count = null) =>
-        Evaluator.Run(Generator, codec, task, Options.MaxNewTokens, count ?? Options.EvalExamples, Options.EvalSamples, Options.Temperature,
+        Evaluator.Run(Generator, codec, task, Options.EvalMaxNewTokens > 0 ? Options.EvalMaxNewTokens : Options.MaxNewTokens, count ?? Options.EvalExamples,
+            Options.EvalSamples, Options.Temperature,
             Options.Seed);
 
     /// <summary>Runs one RL step and returns its metrics.</summary>
@@ -400,9 +401,13 @@ internal sealed class RlTrainer : IDisposable
     private void Score(List<RolloutSequence> group, TaskExample example)
     {
         RlOptions o = Options;
-        foreach (RolloutSequence s in group)
+        string[] responses = group.Select(s => codec.Decode(s.Response)).ToArray();
+        // A dataset's reward (your code, maybe slow) scores the group's responses in parallel.
+        RewardResult[] verdicts = task is DatasetTask dataset ? dataset.ScoreAll(example, responses) : responses.Select(r => task.Score(example, r)).ToArray();
+        for (int i = 0; i < group.Count; i++)
         {
-            RewardResult verdict = task.Score(example, codec.Decode(s.Response));
+            RolloutSequence s = group[i];
+            RewardResult verdict = verdicts[i];
             double reward = verdict.Reward;
             if (o.SoftOverlongPunishment)
             {

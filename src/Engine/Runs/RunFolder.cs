@@ -11,6 +11,9 @@ namespace Engine.Runs;
 /// </summary>
 internal sealed class RunFolder : IDisposable
 {
+    /// <summary>The resolved configuration's file name.</summary>
+    public const string ConfigFile = "config.json";
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
@@ -43,7 +46,7 @@ internal sealed class RunFolder : IDisposable
 
     public string SummaryPath => System.IO.Path.Combine(Path, "summary.json");
 
-    public string ConfigPath => System.IO.Path.Combine(Path, "config.json");
+    public string ConfigPath => System.IO.Path.Combine(Path, ConfigFile);
 
     /// <summary>Writes the resolved configuration.</summary>
     public void WriteConfig(JsonNode config)
