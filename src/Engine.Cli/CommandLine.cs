@@ -20,6 +20,8 @@ internal static class CommandLine
             BenchSamplingCommand.Create(),
             Experiments.ExperimentCommand.Create(),
             OfflineCommand.Create(),
+            CheckBackendsCommand.Create(),
+            BenchGemmCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }
