@@ -10,7 +10,13 @@
 #                                                   gpu-check-results). SPEC defaults to cuda; cpu or opencl run the
 #                                                   same steps here (the CPU against itself, PoCL), --quick shrinks
 #                                                   the benchmarks so that a dry run takes a few minutes on 2 cores.
+#   scripts/gpu-check.sh prepare --ilgpu            also publish the ILGPU comparison (benchmarks/Engine.Benchmarks
+#                                                   ilgpu-gemm, ~45 MB) into DIR-ilgpu (artifacts/gpu-check-ilgpu); the
+#                                                   device part runs it when that folder lies beside the bundle
 #   scripts/gpu-check.sh [--device SPEC] [--out DIR] both, on a machine that has .NET and the GPU.
+#
+# With the device tool's `run`: carry artifacts/gpu-check (41 MB; the carry limit is 64 MiB, so the ILGPU folder goes
+# in a second call) and run `bash artifacts/gpu-check/gpu-check.sh device --out $OUT/gpu-check`.
 #
 # Device steps (each one's output is kept in OUT; the summary gives each step's verdict and the figures):
 #   1. parity       `engine check-backends`: every op, train steps and generation on the device against the CPU
@@ -21,7 +27,8 @@
 #   4. transformers real transformers models (GPT-2, Llama, Qwen2, Qwen3), random weights saved as HF checkpoints,
 #                   the engine's forward, loss and gradients against transformers' (float64, on the GPU);
 #   5. benchmarks   train step, decode (batch 16 and 1) and GEMM, the engine beside PyTorch on the same device
-#                   (fp32; GEMM also TF32 on CUDA).
+#                   (fp32; GEMM also TF32 on CUDA);
+#   6. ilgpu        (when prepared) the engine's GEMM as an ILGPU kernel beside the engine's CUDA C GEMM.
 # Budget on an H100: ~4-6 minutes (each step is bounded by `timeout`; a step that times out is reported, the rest run).
 set -uo pipefail
 
@@ -30,12 +37,13 @@ here="$(cd "$(dirname "$0")" && pwd)"
 usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 prepare() {
-    local root bundle rid
+    local root bundle rid ilgpu=0
     root="$(cd "$here/.." && pwd)"
     bundle="$root/artifacts/gpu-check"
     while [ $# -gt 0 ]; do
         case "$1" in
             --bundle) bundle="$2"; shift 2 ;;
+            --ilgpu) ilgpu=1; shift ;;
             *) usage ;;
         esac
     done
@@ -53,6 +61,13 @@ prepare() {
     done
     echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet 2>/dev/null || echo ' (with local changes)'), built $(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$bundle/VERSION"
     echo "bundle: $bundle ($(du -sh "$bundle" | cut -f1)); on the GPU machine run: $bundle/gpu-check.sh device"
+    if [ "$ilgpu" = 1 ]; then
+        rm -rf "$bundle-ilgpu"
+        dotnet publish "$root/benchmarks/Engine.Benchmarks" -c Release -r "$rid" --self-contained -p:PublishSingleFile=true \
+            -p:EnableCompressionInSingleFile=true -p:IncludeNativeLibrariesForSelfExtract=true -o "$bundle-ilgpu" --nologo -v quiet || exit 1
+        find "$bundle-ilgpu" -type f ! -name Engine.Benchmarks -delete
+        echo "ILGPU comparison: $bundle-ilgpu ($(du -sh "$bundle-ilgpu" | cut -f1))"
+    fi
 }
 
 # step NAME SECONDS COMMAND...: runs a step with a time limit, its output in OUT/NAME.txt, its verdict in OUT/steps.tsv.
@@ -156,6 +171,12 @@ device() {
     if [ "$cuda" = 1 ]; then
         bench "gemm tf32" 120 env ENGINE_CUDA_PRECISION=tf32 "$engine" bench-gemm --sizes $sizes --min-time 0.3 --device "$dev"
         [ "$torch_dev" = cuda ] && bench "gemm tf32" 120 "$python" "$pyt/bench_gemm.py" --sizes $sizes --min-time 0.3 --json --tf32 --device cuda
+    fi
+
+    local ilgpu_bench="${ILGPU_BENCH:-$here/../gpu-check-ilgpu/Engine.Benchmarks}"
+    if [ -x "$ilgpu_bench" ]; then
+        # shellcheck disable=SC2086
+        step ilgpu 240 "$ilgpu_bench" ilgpu-gemm --sizes $sizes --min-time 0.3
     fi
 
     "$python" "$helpers/summarize.py" "$out" > "$out/summary.md"

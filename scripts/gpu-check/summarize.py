@@ -115,6 +115,17 @@ def main() -> int:
         doc += ["", "## Benchmarks, engine beside PyTorch on the same device", "",
                 "(train: ms per step, ratio = PyTorch ms / engine ms; decode: generated tokens/s; GEMM: GFLOPS, fp32 unless tf32)", "",
                 *bench_table(benches)]
+    ilgpu = [r for r in (json.loads(l) for l in lines(out / "ilgpu.txt") if l.startswith("{")) if "impl" in r]
+    if ilgpu:
+        doc += ["", "## ILGPU: the engine's GEMM as an ILGPU kernel beside the engine's own kernel (GFLOPS, fp32)", "",
+                "| device | n | variant | ILGPU | engine | engine / ILGPU |", "|---|---|---|---|---|---|"]
+        pairs = {}
+        for r in ilgpu:
+            pairs.setdefault((r["device"].replace("ilgpu-", ""), r["n"], r["variant"]), {})[r["impl"]] = r["gflops"]
+        for (device, n, variant), v in pairs.items():
+            i, e = v.get("ilgpu"), v.get("engine")
+            ratio = f"{e / i:.2f}x" if i and e else ""
+            doc.append(f"| {device} | {n} | {variant} | {i if i is not None else '-'} | {e if e is not None else '-'} | {ratio} |")
     print("\n".join(doc))
     return 0
 
