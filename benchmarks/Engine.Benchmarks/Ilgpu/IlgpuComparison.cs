@@ -16,6 +16,8 @@ internal static class IlgpuComparison
 {
     public static int Run(string[] args)
     {
+        // Published as a single file for the GPU check, this program has no backend assemblies beside it to probe.
+        global::Engine.Backends.Register(new global::Engine.Kernels.Cuda.CudaProvider(), new global::Engine.Kernels.OpenCL.ClProvider());
         int[]? sizes = null;
         double minTime = 0.5;
         for (int i = 0; i < args.Length; i++)

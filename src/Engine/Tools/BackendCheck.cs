@@ -294,7 +294,8 @@ internal static class BackendCheck
         return [.. Enumerable.Range(0, n).Select(_ => rng.NextInt(bound))];
     }
 
-    private static (float[] Cos, float[] Sin) RopeTables(int positions, int half)
+    /// <summary>RoPE tables (theta 10000): <paramref name="positions"/> rows of <paramref name="half"/> angles, cos and sin.</summary>
+    internal static (float[] Cos, float[] Sin) RopeTables(int positions, int half)
     {
         var cos = new float[positions * half];
         var sin = new float[positions * half];
