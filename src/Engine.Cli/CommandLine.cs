@@ -21,6 +21,8 @@ internal static class CommandLine
             BenchAllReduceCommand.Create(),
             Experiments.ExperimentCommand.Create(),
             OfflineCommand.Create(),
+            CheckBackendsCommand.Create(),
+            BenchGemmCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }
