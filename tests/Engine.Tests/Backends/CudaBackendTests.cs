@@ -84,7 +84,7 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
     {
         IReadOnlyList<string> files = CudaSources.Files;
         Assert.Equal(
-            ["Activation.cu", "Attention.cu", "CrossEntropy.cu", "Embedding.cu", "Gemm.cu", "KvCache.cu", "Norm.cu", "Optimizer.cu", "PolicyLoss.cu", "Rope.cu", "Sampling.cu"],
+            ["Activation.cu", "Attention.cu", "BcLoss.cu", "CrossEntropy.cu", "Embedding.cu", "Gemm.cu", "KvCache.cu", "Norm.cu", "Optimizer.cu", "PolicyLoss.cu", "Rope.cu", "Sampling.cu"],
             files);
         foreach (GpuKernel id in GpuKernels.In(".cu"))
         {
