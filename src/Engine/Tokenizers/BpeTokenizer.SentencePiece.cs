@@ -185,9 +185,14 @@ internal sealed partial class BpeTokenizer
                 return;
             case "Strip":
                 string content = j.String(j.Required(dec, "content", path), path + ".content");
-                int stop = TokenizerJson.Optional(dec, "stop") is { ValueKind: JsonValueKind.Number } s ? s.GetInt32() : 0;
-                int start = TokenizerJson.Optional(dec, "start") is { ValueKind: JsonValueKind.Number } a ? a.GetInt32() : 0;
-                if (content != " " || stop != 0 || start < 0)
+                int Count(string key) => TokenizerJson.Optional(dec, key) switch
+                {
+                    null => 0,
+                    { ValueKind: JsonValueKind.Number } v when v.TryGetInt32(out int n) && n >= 0 => n,
+                    _ => throw j.Error($"{path}.{key} must be a whole number >= 0"),
+                };
+                int start = Count("start"), stop = Count("stop");
+                if (content != " " || stop != 0)
                 {
                     throw j.Error($"{path}: only a Strip of leading spaces (content \" \", stop 0) is supported");
                 }
