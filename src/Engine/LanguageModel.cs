@@ -90,7 +90,9 @@ public sealed class LanguageModel : IDisposable
                 throw new EngineException($"the tokenizer has {tokenizer.VocabSize} ids but the model only {loaded.Model.Config.VocabSize}");
             }
 
-            return new LanguageModel(acc, loaded.Model, tokenizer, loaded.ConfigJson, loaded.Prefix) { SourceDirectory = directory };
+            var model = new LanguageModel(acc, loaded.Model, tokenizer, loaded.ConfigJson, loaded.Prefix) { SourceDirectory = directory };
+            Log.ModelLoaded(EngineTelemetry.Logger, directory, acc.Info.Name, model.ParameterCount);
+            return model;
         }
         catch
         {
@@ -251,6 +253,8 @@ public sealed class LanguageModel : IDisposable
         {
             chars.Save(Path.Combine(directory, TokenizerLoader.FileName));
         }
+
+        Log.ModelSaved(EngineTelemetry.Logger, directory, dtype);
     }
 
     /// <inheritdoc />

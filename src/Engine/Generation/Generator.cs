@@ -199,6 +199,8 @@ internal sealed class Generator : IDisposable
         Action<int, int, int>? onToken = null, CancellationToken cancellationToken = default)
     {
         Validate(prompts, g, sampling);
+        using Activity? activity = EngineTelemetry.Source.StartActivity("engine.sampling")?
+            .SetTag("engine.prompts", prompts.Count).SetTag("engine.samples_per_prompt", g);
         var stats = new GenerationStats();
         Stats = stats;
         cache.ResetPeak();
@@ -246,6 +248,7 @@ internal sealed class Generator : IDisposable
 
         stats.PeakKvBytes = cache.PeakBytes;
         stats.CopiesOnWrite = cache.CopiesOnWrite;
+        activity?.SetTag("engine.tokens_generated", stats.GeneratedTokens).SetTag("engine.kv_cache.peak_bytes", stats.PeakKvBytes);
         return run.Prompts.Select(p => new GenerationGroup(p.Index, p.Tokens, p.Results.Select(r => r!).ToArray())).ToArray();
     }
 

@@ -128,6 +128,7 @@ internal sealed class RlTrainer : IDisposable
     /// <summary>Runs one RL step and returns its metrics.</summary>
     public RlStepMetrics Step()
     {
+        using Activity? activity = EngineTelemetry.Source.StartActivity("engine.rl.step")?.SetTag("engine.step", StepsDone + 1);
         RlOptions o = Options;
         int step = StepsDone;
         long samplingStart = Stopwatch.GetTimestamp();
@@ -296,7 +297,7 @@ internal sealed class RlTrainer : IDisposable
         double[]? refKl = terms.FindIndex(t => t is ReferenceKlTerm) is int r and >= 0 ? totals[r] : null;
         double[]? entropy = totals[terms.FindIndex(t => t is EntropyBonusTerm)];
         Evaluation? test = o.EvalEvery > 0 && StepsDone % o.EvalEvery == 0 ? Evaluate() : null;
-        return new RlStepMetrics
+        return EngineTelemetry.Publish(new RlStepMetrics
         {
             Step = StepsDone,
             RewardMean = rewardSum / Math.Max(responses, 1),
@@ -325,7 +326,7 @@ internal sealed class RlTrainer : IDisposable
             TestGreedyAccuracy = test?.GreedyAccuracy,
             Skipped = skipped,
             MethodMetrics = methodMetrics.Count > 0 ? methodMetrics : null,
-        };
+        });
     }
 
     public void Dispose()
@@ -361,6 +362,7 @@ internal sealed class RlTrainer : IDisposable
     /// <summary>Task reward plus shaping of one group's responses.</summary>
     private void Score(List<RolloutSequence> group, TaskExample example)
     {
+        using Activity? activity = EngineTelemetry.Source.StartActivity("engine.rl.scoring");
         RlOptions o = Options;
         foreach (RolloutSequence s in group)
         {
@@ -403,6 +405,7 @@ internal sealed class RlTrainer : IDisposable
     /// <summary>PPO epochs over mini-batches; returns the last grad norm and learning rate and the tokens trained.</summary>
     private (double GradNorm, double LearningRate, long Tokens) Train(int step, double[]?[] totals, out string? skipped)
     {
+        using Activity? activity = EngineTelemetry.Source.StartActivity("engine.rl.update");
         skipped = null;
         RlOptions o = Options;
         int normLength = o.LossNormLength > 0 ? o.LossNormLength : o.MaxNewTokens;

@@ -97,11 +97,11 @@ internal sealed class SftTrainer : IDisposable
         StepsDone = step + 1;
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
         double? accuracy = Options.EvalEvery > 0 && StepsDone % Options.EvalEvery == 0 ? Evaluate().GreedyAccuracy : null;
-        return new SftStepMetrics
+        return EngineTelemetry.Publish(new SftStepMetrics
         {
             Step = StepsDone, Loss = loss, GradNorm = gradNorm, LearningRate = lr, TokensPerSecond = b * t / seconds, TestAccuracy = accuracy,
             Skipped = Optimizer.LastSkipReason,
-        };
+        });
     }
 
     public void Dispose()
