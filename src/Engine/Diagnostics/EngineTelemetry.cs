@@ -72,28 +72,14 @@ public static class EngineTelemetry
     /// <summary>Records an SFT step's metrics; returns them.</summary>
     internal static SftStepMetrics Publish(SftStepMetrics m)
     {
-        var phase = new KeyValuePair<string, object?>(Phase, "sft");
-        Loss.Record(m.Loss, phase);
-        GradNorm.Record(m.GradNorm, phase);
-        LearningRate.Record(m.LearningRate, phase);
-        TokensPerSecond.Record(m.TokensPerSecond, phase);
-        if (m.TestAccuracy is double test)
-        {
-            TestAccuracy.Record(test, phase);
-        }
-
-        Counted(m.Step, m.Skipped, phase);
+        Common("sft", m.Step, m.Loss, m.GradNorm, m.LearningRate, m.TokensPerSecond, m.TestAccuracy, m.Skipped);
         return m;
     }
 
     /// <summary>Records an RL step's metrics; returns them.</summary>
     internal static RlStepMetrics Publish(RlStepMetrics m)
     {
-        var phase = new KeyValuePair<string, object?>(Phase, "rl");
-        Loss.Record(m.Loss, phase);
-        GradNorm.Record(m.GradNorm, phase);
-        LearningRate.Record(m.LearningRate, phase);
-        TokensPerSecond.Record(m.TokensPerSecond, phase);
+        var phase = Common("rl", m.Step, m.Loss, m.GradNorm, m.LearningRate, m.TokensPerSecond, m.TestAccuracy, m.Skipped);
         Reward.Record(m.RewardMean, phase);
         Accuracy.Record(m.Accuracy, phase);
         ResponseLength.Record(m.ResponseLength, phase);
@@ -105,23 +91,31 @@ public static class EngineTelemetry
         PeakKvBytes.Record(m.PeakKvBytes, phase);
         TokensGenerated.Add(m.TokensGenerated, phase);
         TokensTrained.Add(m.TokensTrained, phase);
-        if (m.TestAccuracy is double test)
+        return m;
+    }
+
+    /// <summary>What every step records; returns the phase tag.</summary>
+    private static KeyValuePair<string, object?> Common(string phaseName, int step, double loss, double gradNorm, double learningRate,
+        double tokensPerSecond, double? testAccuracy, string? skipped)
+    {
+        var phase = new KeyValuePair<string, object?>(Phase, phaseName);
+        Loss.Record(loss, phase);
+        GradNorm.Record(gradNorm, phase);
+        LearningRate.Record(learningRate, phase);
+        TokensPerSecond.Record(tokensPerSecond, phase);
+        if (testAccuracy is double test)
         {
             TestAccuracy.Record(test, phase);
         }
 
-        Counted(m.Step, m.Skipped, phase);
-        return m;
-    }
-
-    private static void Counted(int step, string? skipped, KeyValuePair<string, object?> phase)
-    {
         Steps.Add(1, phase);
         if (skipped is not null)
         {
             SkippedSteps.Add(1, phase);
-            Log.StepSkipped(logger, (string)phase.Value!, step, skipped);
+            Log.StepSkipped(logger, phaseName, step, skipped);
         }
+
+        return phase;
     }
 }
 
