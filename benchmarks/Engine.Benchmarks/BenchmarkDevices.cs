@@ -18,7 +18,7 @@ public static class BenchmarkDevices
         get
         {
             return BenchmarkEnvironment.List(EnvironmentVariable)
-                ?? ["cpu", .. Devices.List().Where(d => d.Kind != DeviceKind.Cpu).Select(d => d.Spec)];
+                ?? ["cpu", .. Devices.List().Where(d => d.Provider != Engine.Kernels.Cpu.CpuProvider.ProviderName).Select(d => d.Spec)];
         }
     }
 

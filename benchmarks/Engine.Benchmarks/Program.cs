@@ -25,6 +25,11 @@ internal static class Program
             return PyTorchReferences.Run(rest);
         }
 
+        if (args is ["ilgpu-gemm", .. var ilgpuArgs])
+        {
+            return Ilgpu.IlgpuComparison.Run(ilgpuArgs);
+        }
+
         string[] withInProcess = args.Contains("--inProcess", StringComparer.OrdinalIgnoreCase) ? args : [.. args, "--inProcess"];
         Summary[] summaries = [.. BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(withInProcess)];
         // BenchmarkDotNet prints NA for a benchmark that threw and still exits 0; CI must see it fail.

@@ -70,7 +70,7 @@ def forward(model, idx, start, caches):
     t = idx.shape[1]
     causal = t > 1
     if model.a.family == "gpt2":
-        x = model.wte(idx) + model.wpe(torch.arange(start, start + t))
+        x = model.wte(idx) + model.wpe(torch.arange(start, start + t, device=idx.device))
     else:
         x = model.wte(idx)
         cos, sin = model.cos[start:start + t], model.sin[start:start + t]
@@ -94,12 +94,20 @@ def generate(model, prompts, new_tokens, greedy, gen):
     caches = [None] * len(model.blocks)
     start = time.perf_counter()
     token = pick(forward(model, prompts, 0, caches), greedy, gen)
+    sync(token)
     prefill = time.perf_counter() - start
     pos = prompts.shape[1]
     for _ in range(new_tokens - 1):
         token = pick(forward(model, token, pos, caches), greedy, gen)
         pos += 1
+    sync(token)
     return time.perf_counter() - start, prefill
+
+
+def sync(t):
+    """Waits for a GPU's queued work, so that the timer reads finished work."""
+    if t.is_cuda:
+        torch.cuda.synchronize()
 
 
 def main():
@@ -111,13 +119,15 @@ def main():
     p.add_argument("--greedy", action="store_true", help="argmax instead of sampling at temperature 1")
     p.add_argument("--repeat", type=int, default=3, help="timed calls (after one warm-up call)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--device", default="cpu", help="torch device (cuda on a GPU machine; TF32 off)")
     a = p.parse_args()
     a.seq = a.prompt_len + a.new_tokens
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    model = Model(a).eval()
-    prompts = torch.randint(0, a.vocab, (a.batch, a.prompt_len))
-    gen = torch.Generator().manual_seed(3)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model = Model(a).eval().to(a.device)
+    prompts = torch.randint(0, a.vocab, (a.batch, a.prompt_len)).to(a.device)
+    gen = torch.Generator(device=a.device).manual_seed(3)
     generate(model, prompts, a.new_tokens, a.greedy, gen)
     calls = [generate(model, prompts, a.new_tokens, a.greedy, gen) for _ in range(a.repeat)]
     total = statistics.median(c[0] for c in calls)

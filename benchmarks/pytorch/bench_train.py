@@ -119,7 +119,7 @@ class Model(nn.Module):
     def forward(self, idx):
         t = idx.shape[1]
         if self.a.family == "gpt2":
-            x = self.wte(idx) + self.wpe(torch.arange(t))
+            x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))
             for blk in self.blocks:
                 x = blk(x, self.mask)
         else:
@@ -149,12 +149,14 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="torch device (cuda on a GPU machine: timed with synchronisation; TF32 off)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    model = Model(a)
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 GEMMs, as the engine's default CUDA precision
+    model = Model(a).to(a.device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    idx = torch.randint(0, a.vocab, (a.batch, a.seq))
+    idx = torch.randint(0, a.vocab, (a.batch, a.seq)).to(a.device)
     times = []
     for i in range(a.warmup + a.steps):
         start = time.perf_counter()
@@ -164,12 +166,15 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if idx.is_cuda:
+            torch.cuda.synchronize()
         if i >= a.warmup:
             times.append((time.perf_counter() - start) * 1000)
     ms = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu = {"peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)} if idx.is_cuda else {}
     print(json.dumps({"ms_per_step": round(ms, 2), "tokens_per_s": round(a.batch * a.seq / ms * 1000, 1),
-                      "peak_rss_mb": round(rss, 1)}))
+                      "peak_rss_mb": round(rss, 1), **gpu}))
 
 
 if __name__ == "__main__":

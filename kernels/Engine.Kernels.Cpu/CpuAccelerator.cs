@@ -68,7 +68,13 @@ internal sealed unsafe partial class CpuAccelerator : Accelerator
 /// <summary>Provides the single CPU device.</summary>
 internal sealed class CpuProvider : IAcceleratorProvider
 {
-    public DeviceKind Kind => DeviceKind.Cpu;
+    /// <summary>The name in device specs: <c>cpu</c>, the only device of its provider.</summary>
+    public const string ProviderName = "cpu";
+
+    public string Name => ProviderName;
+
+    /// <summary>The reference backend: first in device lists and the default device.</summary>
+    public int Precedence => 0;
 
     /// <summary>Describes this machine's CPU as a device.</summary>
     public static DeviceInfo Describe()
@@ -77,8 +83,8 @@ internal sealed class CpuProvider : IAcceleratorProvider
             : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256" : "scalar";
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         string name = RuntimeInformation.ProcessArchitecture + " CPU";
-        return new DeviceInfo(DeviceKind.Cpu, 0, name, memory, Environment.ProcessorCount,
-            $"{isa}, {CpuThreadPool.DefaultThreadCount} threads") { IsHostCpu = true };
+        return new DeviceInfo(ProviderName, 0, name, memory, Environment.ProcessorCount,
+            $"{isa}, {CpuThreadPool.DefaultThreadCount} threads") { IsHostCpu = true, Spec = ProviderName };
     }
 
     public IReadOnlyList<DeviceInfo> Probe() => [Describe()];

@@ -2,6 +2,8 @@ using System.Globalization;
 using Engine.Core;
 using Engine.Kernels.Cuda.Interop;
 
+[assembly: AcceleratorProvider(typeof(Engine.Kernels.Cuda.CudaProvider))]
+
 namespace Engine.Kernels.Cuda;
 
 /// <summary>
@@ -15,7 +17,13 @@ internal sealed class CudaProvider : IAcceleratorProvider
 {
     private static readonly Lazy<IReadOnlyList<CudaDeviceHandle>> Devices = new(ProbeAll, LazyThreadSafetyMode.ExecutionAndPublication);
 
-    public DeviceKind Kind => DeviceKind.Cuda;
+    /// <summary>The name in device specs (<c>cuda:0</c>).</summary>
+    public const string ProviderName = "cuda";
+
+    public string Name => ProviderName;
+
+    /// <summary>Before OpenCL, which lists an NVIDIA GPU too: <c>auto</c> takes CUDA's.</summary>
+    public int Precedence => 10;
 
     /// <summary>Why the last probe found nothing, when it failed (for diagnostics; null otherwise).</summary>
     public static string? ProbeError { get; private set; }
@@ -28,7 +36,7 @@ internal sealed class CudaProvider : IAcceleratorProvider
     public Accelerator Create(DeviceInfo device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        CudaDeviceHandle handle = Devices.Value.FirstOrDefault(d => d.Info.Index == device.Index && d.Info.Kind == device.Kind)
+        CudaDeviceHandle handle = Devices.Value.FirstOrDefault(d => d.Info.Index == device.Index && d.Info.Provider == device.Provider)
             ?? throw new EngineException($"CUDA device {device.Spec} does not exist on this machine");
         return new CudaAccelerator(handle);
     }
@@ -100,7 +108,7 @@ internal sealed class CudaProvider : IAcceleratorProvider
         int maxThreads = CuNative.Attribute(device, CuNative.AttributeMaxThreadsPerBlock);
         string details = string.Create(CultureInfo.InvariantCulture,
             $"sm_{major}{minor}; {sms} SMs; driver {driver / 1000}.{driver % 1000 / 10}; NVRTC {nvrtc}");
-        var info = new DeviceInfo(DeviceKind.Cuda, index, name, (long)Math.Min((ulong)memory, long.MaxValue), sms, details);
+        var info = new DeviceInfo(ProviderName, index, name, (long)Math.Min((ulong)memory, long.MaxValue), sms, details);
         return new CudaDeviceHandle(info, device, ordinal, name, major, minor, driver, sharedBytes, maxThreads);
     }
 }

@@ -331,6 +331,7 @@ internal enum GpuKernel
     EntropyBonus,
     OffPolicyLoss,
     KlPenalty,
+    BcLoss,
     Count,
 }
 
@@ -392,6 +393,7 @@ internal static class GpuKernels
         t[(int)GpuKernel.EntropyBonus] = ("PolicyLoss", "entropy_bonus", null);
         t[(int)GpuKernel.OffPolicyLoss] = ("PolicyLoss", "off_policy_loss", null);
         t[(int)GpuKernel.KlPenalty] = ("PolicyLoss", "kl_penalty", null);
+        t[(int)GpuKernel.BcLoss] = ("BcLoss", "bc_loss", null);
         return t;
     }
 }

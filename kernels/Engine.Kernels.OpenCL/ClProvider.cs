@@ -2,6 +2,8 @@ using System.Globalization;
 using Engine.Core;
 using Engine.Kernels.OpenCL.Interop;
 
+[assembly: AcceleratorProvider(typeof(Engine.Kernels.OpenCL.ClProvider))]
+
 namespace Engine.Kernels.OpenCL;
 
 /// <summary>
@@ -17,7 +19,15 @@ internal sealed class ClProvider : IAcceleratorProvider
 {
     private static readonly Lazy<IReadOnlyList<ClDeviceHandle>> Devices = new(ProbeAll, LazyThreadSafetyMode.ExecutionAndPublication);
 
-    public DeviceKind Kind => DeviceKind.OpenCL;
+    /// <summary>The name in device specs (<c>opencl:0</c>).</summary>
+    public const string ProviderName = "opencl";
+
+    public string Name => ProviderName;
+
+    public IReadOnlyList<string> Aliases => ["cl"];
+
+    /// <summary>After CUDA, which drives an NVIDIA GPU that OpenCL lists too.</summary>
+    public int Precedence => 20;
 
     /// <summary>Why the last probe found nothing, when it failed (for diagnostics; null otherwise).</summary>
     public static string? ProbeError { get; private set; }
@@ -30,7 +40,7 @@ internal sealed class ClProvider : IAcceleratorProvider
     public Accelerator Create(DeviceInfo device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        ClDeviceHandle handle = Devices.Value.FirstOrDefault(d => d.Info.Index == device.Index && d.Info.Kind == device.Kind)
+        ClDeviceHandle handle = Devices.Value.FirstOrDefault(d => d.Info.Index == device.Index && d.Info.Provider == device.Provider)
             ?? throw new EngineException($"OpenCL device {device.Spec} does not exist on this machine");
         return new ClAccelerator(handle);
     }
@@ -128,7 +138,7 @@ internal sealed class ClProvider : IAcceleratorProvider
                 : (type & ClNative.DeviceTypeAccelerator) != 0 ? "accelerator" : "other";
             string details = string.Create(CultureInfo.InvariantCulture,
                 $"platform {platformName}; {typeName}; {version}; driver {driver}; {cVersion}{(fp64 ? "; fp64" : "")}");
-            var info = new DeviceInfo(DeviceKind.OpenCL, result.Count, name, (long)Math.Min(memory, long.MaxValue), (int)units, details)
+            var info = new DeviceInfo(ProviderName, result.Count, name, (long)Math.Min(memory, long.MaxValue), (int)units, details)
             {
                 IsHostCpu = (type & ClNative.DeviceTypeCpu) != 0,
             };

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Engine.Core;
 using Engine.Generation;
+using Engine.Model;
 using Engine.Util;
 
 namespace Engine.Cli;
@@ -19,6 +20,7 @@ internal static class BenchGenerateCommand
         var noSharing = new Option<bool>("--no-prefix-sharing") { Description = "prefill each response's own copy of its prompt instead of sharing the prompt's cache blocks" };
         var profile = new Option<bool>("--profile") { Description = "after timing, run once more with per-op timing and print the table to stderr" };
         var repeats = new Option<int>("--repeats") { Description = "timed runs (the median is printed)", DefaultValueFactory = _ => 3 };
+        var save = new Option<string?>("--save") { Description = "before timing, write the random model as a HF checkpoint (config.json + model.safetensors) to this directory, e.g. for the llama.cpp comparison" };
         var command = new Command("bench-generate", "Time prefill and decode on random weights and prompts; prints one JSON line.");
         shape.AddTo(command);
         command.Options.Add(batch);
@@ -28,6 +30,7 @@ internal static class BenchGenerateCommand
         command.Options.Add(noSharing);
         command.Options.Add(repeats);
         command.Options.Add(profile);
+        command.Options.Add(save);
         command.SetAction(r => CommandLine.Guard(() =>
         {
             int b = r.GetValue(batch), p = r.GetValue(promptLength), n = r.GetValue(newTokens), runs = r.GetValue(repeats);
@@ -39,6 +42,11 @@ internal static class BenchGenerateCommand
             var config = shape.Build(r, p + n + 1);
             using Accelerator acc = Backends.Registry.Open(r.GetValue(shape.Device));
             using var bench = new DecodeBenchmark(acc, config, b, p, n, samplesPerPrompt: r.GetValue(samples), sharePrompts: !r.GetValue(noSharing));
+            if (r.GetValue(save) is { } directory)
+            {
+                HfCheckpoint.Save(bench.Model, directory);
+            }
+
             bench.Run(seed: 1);
             var results = Enumerable.Range(0, runs).Select(i => bench.Run(seed: (ulong)(i + 2))).ToArray();
             GenerationStats median = results.OrderBy(s => s.GeneratedTokens / s.DecodeMs).ElementAt(runs / 2);

@@ -18,8 +18,11 @@ internal static class CommandLine
             GenerateCommand.Create(),
             BenchGenerateCommand.Create(),
             BenchSamplingCommand.Create(),
+            BenchAllReduceCommand.Create(),
             Experiments.ExperimentCommand.Create(),
             OfflineCommand.Create(),
+            CheckBackendsCommand.Create(),
+            BenchGemmCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

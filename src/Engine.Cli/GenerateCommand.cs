@@ -21,9 +21,10 @@ internal static class GenerateCommand
         var json = new Option<bool>("--json") { Description = "print one JSON object per response (ids, text, log-probs, finish reason)" };
         var sampler = new Option<string>("--sampler") { Description = "full, micro, continuous or infinite (the same responses; memory and speed differ)", DefaultValueFactory = _ => "continuous" };
         var budget = new Option<double?>("--kv-budget-mb") { Description = "KV cache budget in MiB (default 512)" };
+        var chatTemplate = new Option<string?>("--chat-template") { Description = "render --prompt as a user message: auto (the model's template), chatml, llama3, plain or a template file; generation stops at the end of the turn (default: the prompt as it is)" };
         var command = new Command("generate", "Sample responses to a prompt.")
         {
-            model, tokenizer, prompt, samples, maxNew, temperature, topP, topK, seed, device, json, sampler, budget,
+            model, tokenizer, prompt, samples, maxNew, temperature, topP, topK, seed, device, json, sampler, budget, chatTemplate,
         };
         command.SetAction(r => CommandLine.Guard(() =>
         {
@@ -40,7 +41,23 @@ internal static class GenerateCommand
                 MaxNewTokens = r.GetValue(maxNew), Temperature = r.GetValue(temperature), TopP = r.GetValue(topP), TopK = r.GetValue(topK),
                 Seed = r.GetValue(seed),
             };
-            var groups = lm.Generate([r.GetValue(prompt)!], r.GetValue(samples), options);
+            IReadOnlyList<GenerationGroup> groups;
+            if (r.GetValue(chatTemplate) is string choice)
+            {
+                // The prompt is encoded as training encodes it, and the text decoded without the stop token.
+                var codec = Training.TaskCodec.For(lm.Tokenizer ?? throw new Core.EngineException("the model has no tokenizer (give --tokenizer)"),
+                    lm.Model.Config.EosTokenIds, Tokenizers.ChatTemplate.Load(choice, r.GetValue(model)));
+                groups = lm.Generate([codec.Prompt(r.GetValue(prompt)!)], r.GetValue(samples), options with { EosTokenIds = codec.StopIds });
+                foreach (GeneratedSequence s in groups[0].Samples)
+                {
+                    s.Text = codec.Decode(s.TokenIds);
+                }
+            }
+            else
+            {
+                groups = lm.Generate([r.GetValue(prompt)!], r.GetValue(samples), options);
+            }
+
             foreach (GeneratedSequence s in groups[0].Samples)
             {
                 if (r.GetValue(json))

@@ -152,8 +152,10 @@ internal static class OfflineCommand
         var env = new Option<string?>("--env") { Description = "environment (default: the policy's)" };
         var levels = Levels();
         var unseen = new Option<bool>("--unseen") { Description = "evaluate on unseen levels instead of the training levels" };
+        var temperature = new Option<float>("--temperature") { Description = "0: greedy actions (default); T > 0: actions sampled from softmax(logits / T)", DefaultValueFactory = _ => 0f };
+        var seed = Seed();
         var device = Device();
-        var command = new Command("eval", "Mean greedy return of a policy, one episode per level.") { policyFile, env, levels, unseen, device };
+        var command = new Command("eval", "Mean return of a policy, one episode per level (greedy or sampled).") { policyFile, env, levels, unseen, temperature, seed, device };
         command.SetAction(r => CommandLine.Guard(() =>
         {
             using Accelerator acc = Backends.Registry.Open(r.GetValue(device));
@@ -163,8 +165,9 @@ internal static class OfflineCommand
                 string name = r.GetValue(env) ?? (policyEnv.Length > 0 ? policyEnv : throw new EngineException("the policy names no environment: pass --env"));
                 int n = r.GetValue(levels);
                 ulong[] set = r.GetValue(unseen) ? OfflineEnvironments.UnseenLevels(n) : OfflineEnvironments.TrainingLevels(n);
-                double mean = Rollouts.MeanReturn(policy, name, set);
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{{\"environment\": \"{name}\", \"levels\": {n}, \"unseen\": {(r.GetValue(unseen) ? "true" : "false")}, \"mean_return\": {mean:F4}}}"));
+                ActionSelection evaluation = ActionSelection.Create(r.GetValue(temperature), r.GetValue(seed));
+                double mean = Rollouts.MeanReturn(policy, name, set, evaluation);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{{\"environment\": \"{name}\", \"levels\": {n}, \"unseen\": {(r.GetValue(unseen) ? "true" : "false")}, \"evaluation\": \"{evaluation}\", \"mean_return\": {mean:F4}}}"));
             }
 
             return 0;

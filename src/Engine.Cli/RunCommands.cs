@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using Engine.Config;
 using Engine.Core;
+using Engine.Distributed;
 using Spectre.Console;
 
 namespace Engine.Cli;
@@ -20,28 +21,33 @@ internal static class RunCommands
 
     public static Command Sft()
     {
-        var command = new Command("sft", "Supervised fine-tuning on a built-in task (warm-starts a policy or trains a teacher).");
+        var command = new Command("sft", "Supervised fine-tuning on a built-in task or your dataset (--data FILE, --model DIR): warm-starts a policy or trains a teacher.");
         var common = new CommonRunOptions(command, "runs/sft");
+        var user = new UserDataFlags(command);
         var flags = SettingFlags.Add<SftOptions>(command);
         var modelFlags = SettingFlags.Add<ModelOptions>(command, "model-");
         var taskFlags = SettingFlags.Add<TaskOptions>(command, "task-");
+        var mix = new MixFlags(command);
         command.SetAction(r => CommandLine.Guard(() =>
         {
-            RunOptions o = Engine.DemoDefaults.Options() with { Rl = null };
-            return common.Run(r, o, x => x with
+            // Your own data starts from the general defaults, not the demo's budget and model shape.
+            RunOptions o = user.HasData(r) ? new RunOptions { Rl = null } : Engine.DemoDefaults.Options() with { Rl = null };
+            return common.Run(r, o, x => user.Checked(r, modelFlags, user.Apply(r, x with
             {
                 Sft = OptionsBinder.Apply(x.Sft ?? new SftOptions(), flags.Collect(r), "command line"),
                 Model = OptionsBinder.Apply(x.Model, modelFlags.Collect(r), "command line"),
                 Task = OptionsBinder.Apply(x.Task, taskFlags.Collect(r), "command line"),
-            });
+                Mix = mix.Apply(x.Mix, r),
+            })));
         }));
         return command;
     }
 
     public static Command Rl()
     {
-        var command = new Command("rl", "Reinforcement learning (GRPO, DAPO or KDRL) on a built-in task from a checkpoint or a new model.");
+        var command = new Command("rl", "Reinforcement learning (GRPO, DAPO or KDRL) on a built-in task or your dataset (--data FILE --reward R) from a checkpoint (--model DIR) or a new model.");
         var common = new CommonRunOptions(command, "runs/rl");
+        var user = new UserDataFlags(command);
         var algo = new Option<string>("--algo") { Description = "grpo, dapo, ladder-0 .. ladder-5 (the DAPO paper's ablation ladder: 0 = grpo, 5 = dapo), kdrl (GRPO + distillation to --teacher), kd (distillation only, reward ignored) or dapo-mixed (DAPO with the samples of the guiding policy --guide): the preset the other settings start from", DefaultValueFactory = _ => "dapo" };
         var teacher = new Option<string?>("--teacher") { Description = "the teacher checkpoint of kdrl / kd (same as --kd-teacher)" };
         var guide = new Option<string?>("--guide") { Description = "the guiding policy's checkpoint of dapo-mixed" };
@@ -55,35 +61,33 @@ internal static class RunCommands
         var taskFlags = SettingFlags.Add<TaskOptions>(command, "task-");
         command.SetAction(r => CommandLine.Guard(() =>
         {
-            RlOptions preset = r.GetValue(algo) switch
-            {
-                "grpo" => RlOptions.Grpo(),
-                "dapo" => RlOptions.Dapo(),
-                "kdrl" => RlOptions.Kdrl(),
-                "kd" => RlOptions.KdOnly(),
-                "dapo-mixed" => RlOptions.DapoMixed(),
-                string name when name.StartsWith("ladder-", StringComparison.Ordinal)
-                    && int.TryParse(name.AsSpan(7), NumberStyles.None, CultureInfo.InvariantCulture, out int rung) => RlOptions.Ladder(rung),
-                var other => throw new EngineException($"--algo must be grpo, dapo, ladder-0 .. ladder-5, kdrl, kd or dapo-mixed, got '{other}'"),
-            };
             // The preset decides the techniques; the budget and evaluation are the demo's, so that
             // `rl --algo X` from the demo's SFT checkpoint is the demo's RL phase with X's techniques.
-            RlOptions demoRl = Engine.DemoDefaults.Options().Rl!;
-            preset = preset with
+            string algorithm = r.GetValue(algo)!;
+            bool data = user.HasData(r);
+            string? note = !data && (taskFlags.NameOption is not { } nameFlag || r.GetValue(nameFlag) is null) && !common.HasConfigOrResume(r)
+                ? "rl: no --data or --task-name given: training on the demo's task (addition) with the demo's RL budget"
+                : null;
+
+            RlOptions preset;
+            try
             {
-                Steps = demoRl.Steps, LearningRate = demoRl.LearningRate, WarmupSteps = demoRl.WarmupSteps, MaxNewTokens = demoRl.MaxNewTokens,
-                OverlongBuffer = demoRl.OverlongBuffer, PromptsPerStep = demoRl.PromptsPerStep, SamplesPerPrompt = demoRl.SamplesPerPrompt,
-                WeightDecay = demoRl.WeightDecay, MiniBatches = demoRl.MiniBatches, EvalEvery = demoRl.EvalEvery, EvalExamples = demoRl.EvalExamples,
-                EvalSamples = demoRl.EvalSamples,
-            };
-            RunOptions o = Engine.DemoDefaults.Options() with { Sft = null, Rl = preset };
-            return common.Run(r, o, x => x with
+                // Your own data starts from the general defaults; the built-in tasks from the demo's budget.
+                preset = (data ? new RlOptions() : Engine.DemoDefaults.Options().Rl!).WithPresetOf(algorithm);
+            }
+            catch (EngineException e) when (e.Message.StartsWith("algorithm must be", StringComparison.Ordinal))
+            {
+                throw new EngineException($"--algo must be {RlOptions.PresetNames}, got '{algorithm}'");
+            }
+
+            RunOptions o = data ? new RunOptions { Sft = null, Rl = preset } : Engine.DemoDefaults.Options() with { Sft = null, Rl = preset };
+            return common.Run(r, o, x => user.Checked(r, modelFlags, user.Apply(r, x with
             {
                 Rl = WithGuidance(WithDistillation(OptionsBinder.Apply(x.Rl!, flags.Collect(r), "command line"), kdFlags.Collect(r), r.GetValue(teacher)),
                     guideFlags.Collect(r), r.GetValue(guide)),
                 Model = OptionsBinder.Apply(x.Model, modelFlags.Collect(r), "command line"),
                 Task = OptionsBinder.Apply(x.Task, taskFlags.Collect(r), "command line"),
-            });
+            })), note);
         }));
         return command;
     }
@@ -117,6 +121,12 @@ internal static class RunCommands
         private readonly Option<string?> config = new("--config") { Description = "JSON config file with sections task, model, sft, rl and the key device" };
         private readonly Option<string?> device = new("--device") { Description = "cpu, opencl[:N], cuda[:N] or auto" };
         private readonly Option<bool> resume = new("--resume") { Description = "continue the run in --out from its last checkpoint" };
+        private readonly Option<string> distributed = new("--distributed")
+        {
+            Description = "none, or mpi: this process is one rank of a data-parallel run started by mpiexec (every rank gets the same arguments; rank 0 writes the run folder)",
+            DefaultValueFactory = _ => "none",
+        };
+
         private readonly Option<string[]> set = new("--set") { Description = "override any setting: section.key=value (e.g. rl.eps_high=0.28)", AllowMultipleArgumentsPerToken = true };
 
         public CommonRunOptions(Command command, string defaultOut)
@@ -127,9 +137,14 @@ internal static class RunCommands
             command.Options.Add(device);
             command.Options.Add(resume);
             command.Options.Add(set);
+            command.Options.Add(distributed);
         }
 
-        public int Run(ParseResult r, RunOptions defaults, Func<RunOptions, RunOptions>? flags = null)
+        /// <summary>True when --config or --resume is given (the task then comes from a file).</summary>
+        public bool HasConfigOrResume(ParseResult r) => r.GetValue(config) is not null || r.GetValue(resume);
+
+        /// <summary>Runs with the defaults, the config file, the flags and --set applied; <paramref name="note"/> is printed once the settings are valid.</summary>
+        public int Run(ParseResult r, RunOptions defaults, Func<RunOptions, RunOptions>? flags = null, string? note = null)
         {
             RunOptions options = defaults;
             if (r.GetValue(config) is string file)
@@ -143,20 +158,46 @@ internal static class RunCommands
             }
 
             options = ApplySets(options, r.GetValue(set) ?? []);
+            if (r.GetValue(resume) && (r.GetValue(config) is not null || options.ToJsonString() != defaults.ToJsonString()))
+            {
+                // A resumed run continues with its saved config.json; other settings would silently not apply.
+                throw new EngineException("--resume continues the run with its saved config.json: drop the other settings (--device may change), or start a new run with another --out");
+            }
+
             if (r.GetValue(device) is string d)
             {
                 options = options with { Device = d };
             }
 
             options.Validate();
+            if (note is not null)
+            {
+                Console.WriteLine(note);
+            }
+
             string outDir = r.GetValue(output)!;
-            RunResult result = RunWithProgress(options, outDir, r.GetValue(resume));
+            DistributedMode mode = r.GetValue(distributed) switch
+            {
+                "none" => DistributedMode.None,
+                "mpi" => DistributedMode.Mpi,
+                var other => throw new EngineException($"--distributed must be none or mpi, got '{other}'"),
+            };
+            RunResult result = RunWithProgress(options, outDir, r.GetValue(resume), mode);
+            if (result.Rank != 0)
+            {
+                return 0; // rank 0 reports
+            }
+
             if (result.AccuracyBeforeRl is double before && result.AccuracyAfterRl is double after)
             {
                 string metric = options.Rl is { EvalSamples: > 0 } rl ? $"avg@{rl.EvalSamples}, temperature {rl.Temperature:G3}" : "greedy";
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy before RL: {before:P1} ({metric}); greedy {result.GreedyAccuracyBeforeRl:P1}"));
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy after RL:  {after:P1} ({metric}); greedy {result.GreedyAccuracyAfterRl:P1}"));
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"gain: {100 * (after - before):+0.0;-0.0} points"));
+                if (result.PassAtKBeforeRl is double passBefore && result.PassAtKAfterRl is double passAfter)
+                {
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"pass@{options.Rl!.EvalSamples}: {passBefore:P1} before RL, {passAfter:P1} after"));
+                }
             }
 
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wall time: {result.WallSeconds:F1} s"));
@@ -209,9 +250,9 @@ internal static class RunCommands
             return patch.Count == 0 ? options : options.WithJson(patch, "--set");
         }
 
-        private static RunResult RunWithProgress(RunOptions options, string outDir, bool resume)
+        private static RunResult RunWithProgress(RunOptions options, string outDir, bool resume, DistributedMode mode)
         {
-            if (Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+            if (mode != DistributedMode.None || Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
             {
                 var plain = new Progress<RunProgress>(p =>
                 {
@@ -220,7 +261,7 @@ internal static class RunCommands
                         Console.Error.WriteLine($"[{p.Phase} {p.Step}/{p.TotalSteps}] {p.Status}");
                     }
                 });
-                return TrainingRun.Execute(options, outDir, resume, new SynchronousProgress(plain));
+                return TrainingRun.Execute(options, outDir, resume, new SynchronousProgress(plain), mode);
             }
 
             RunResult? result = null;
@@ -267,6 +308,59 @@ internal static class RunCommands
     }
 }
 
+/// <summary>Multi-task SFT flags: <c>--task</c> (repeated), <c>--mix FILE</c>, <c>--mixer</c> and the <c>--mix-*</c> settings.</summary>
+internal sealed class MixFlags
+{
+    private readonly Option<string[]> tasks = new("--task") { Description = "a task of a multi-task mixture (repeat for each): name[:key=value,...], a .jsonl/.parquet file, optionally label=..." };
+    private readonly Option<string?> file = new("--mix") { Description = "a file listing the tasks of a multi-task mixture, one per line (as --task)" };
+    private readonly Option<string?> mixer = new("--mixer") { Description = "uniform, pike or balanced-pike (multi-task SFT; default pike)" };
+    private readonly SettingFlags settings;
+
+    public MixFlags(Command command)
+    {
+        command.Options.Add(tasks);
+        command.Options.Add(file);
+        command.Options.Add(mixer);
+        settings = SettingFlags.Add<MixOptions>(command, "mix-", exclude: ["tasks", "mixer"]);
+    }
+
+    /// <summary>The mix settings with the flags applied; null when no flag asks for a mixture.</summary>
+    public MixOptions? Apply(MixOptions? current, ParseResult r)
+    {
+        string[] named = r.GetValue(tasks) ?? [];
+        string? path = r.GetValue(file);
+        JsonObject values = settings.Collect(r);
+        if (named.Length > 0 && path is not null)
+        {
+            throw new EngineException("give the mixture's tasks with --task or with --mix FILE, not both");
+        }
+
+        if (named.Length == 0 && path is null && r.GetValue(mixer) is null && values.Count == 0)
+        {
+            return current;
+        }
+
+        IReadOnlyList<string> specs = path is not null ? Engine.Pike.MixedTask.ReadSpecs(path) : named;
+        if (specs.Count > 0)
+        {
+            values["tasks"] = string.Join(';', specs);
+        }
+
+        if (r.GetValue(mixer) is string m)
+        {
+            values["mixer"] = m;
+        }
+
+        MixOptions result = OptionsBinder.Apply(current ?? new MixOptions(), values, "command line");
+        if (result.Tasks.Length == 0)
+        {
+            throw new EngineException("--mixer and --mix-* need the mixture's tasks: --task A --task B ... or --mix FILE");
+        }
+
+        return result;
+    }
+}
+
 /// <summary>One command-line flag per setting of an options record.</summary>
 internal sealed class SettingFlags
 {
@@ -289,6 +383,9 @@ internal sealed class SettingFlags
 
         return result;
     }
+
+    /// <summary>The flag of the setting "name", if the record has one.</summary>
+    public Option<string?>? NameOption => flags.Find(f => f.Name == "name").Option;
 
     public JsonObject Collect(ParseResult r)
     {

@@ -282,7 +282,13 @@ public sealed class LanguageModel : IDisposable
         return generator;
     }
 
-    private TaskCodec Codec() => TaskCodec.For(RequireTokenizer(), Model.Config.EosTokenIds);
+    /// <summary>
+    /// The codec of sessions and evaluations: prompts through the chat template of the checkpoint the model was loaded
+    /// from (its tokenizer_config.json / chat_template.jinja; plain text when it has none, an error when the engine does not
+    /// know it), as `engine sft` / `engine rl` do; a model made here prompts with the text as it is.
+    /// </summary>
+    private TaskCodec Codec() => TaskCodec.For(RequireTokenizer(), Model.Config.EosTokenIds,
+        SourceDirectory is not null && Tokenizer is not CharTokenizer ? ChatTemplate.FromModelDirectory(SourceDirectory) : null);
 
     private ITokenizer RequireTokenizer() =>
         Tokenizer ?? throw new EngineException("this model has no tokenizer: pass one when loading or give token ids");

@@ -26,5 +26,6 @@ internal static class ExperimentCommand
         yield return KdrlExperimentCommand.Create();
         yield return MixedPolicyExperimentCommand.Create();
         yield return OfflineDistillCommand.Create();
+        yield return PikeExperimentCommand.Create();
     }
 }

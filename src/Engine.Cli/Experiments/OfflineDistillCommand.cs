@@ -20,7 +20,14 @@ internal static class OfflineDistillCommand
         var steps = new Option<int?>("--distill-steps") { Description = "outer distillation steps (default 400; 10 with --quick)" };
         var lr = new Option<float?>("--distill-lr") { Description = "SGD step size on the states (default 0.1)" };
         var loss = new Option<string?>("--loss") { Description = "BC loss of every arm and of the matching: mse (default), mae or ce" };
+        var temperature = new Option<float?>("--temperature")
+        {
+            Description = "evaluate every arm by sampling from softmax(logits / T), keyed by the seed; 0 = greedy (default: 1 on maze, greedy on bigfish)",
+        };
+        var noise = new Option<double?>("--max-noise") { Description = "largest per-episode noise of the teacher, in [0, 1] (default 0.8)" };
+        command.Options.Add(noise);
         command.Options.Add(env);
+        command.Options.Add(temperature);
         command.Options.Add(size);
         command.Options.Add(steps);
         command.Options.Add(lr);
@@ -30,6 +37,16 @@ internal static class OfflineDistillCommand
             ulong[] seeds = args.Seeds(r);
             OfflineDistillSettings settings = (args.Quick(r) ? OfflineDistillSettings.Quick() : new OfflineDistillSettings()) with { Environment = r.GetValue(env)! };
             OfflineEnvironments.Create(settings.Environment);
+            if (r.GetValue(noise) is double maxNoise)
+            {
+                settings = settings with { MaxNoise = maxNoise };
+            }
+
+            if (r.GetValue(temperature) is float t)
+            {
+                settings = settings with { Evaluation = ActionSelection.Create(t, 0) };
+            }
+
             if (r.GetValue(size) is int n)
             {
                 settings = settings with { SyntheticSize = n };

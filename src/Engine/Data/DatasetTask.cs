@@ -140,6 +140,10 @@ public sealed class DatasetTask : ITask
     /// <inheritdoc/>
     public RewardResult Score(TaskExample example, string response) => Rewards.Score(_reward, example, response);
 
+    /// <summary>Scores several responses to one example in parallel (results in response order).</summary>
+    internal RewardResult[] ScoreAll(TaskExample example, IReadOnlyList<string> responses) =>
+        Rewards.ScoreAll(_reward, Enumerable.Repeat(example, responses.Count).ToArray(), responses);
+
     /// <summary>True when <paramref name="path"/> names a dataset file (.jsonl or .parquet) rather than a built-in task.</summary>
     public static bool IsDatasetPath(string path) => DatasetFile.IsDatasetPath(path);
 

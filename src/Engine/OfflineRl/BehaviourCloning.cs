@@ -64,8 +64,11 @@ internal static class BehaviourCloning
     /// <summary>
     /// Trains <paramref name="policy"/> on the rows <paramref name="rows"/> of <paramref name="observations"/> [*, D] /
     /// <paramref name="actions"/>: minibatches drawn without replacement, reshuffled every pass. Returns the last loss.
+    /// <paramref name="afterStep"/>, when given, is called with the number of updates done after each one (e.g. to keep
+    /// checkpoints along the way).
     /// </summary>
-    public static float Train(MlpPolicy policy, ReadOnlySpan<float> observations, ReadOnlySpan<int> actions, int[] rows, BcOptions options)
+    public static float Train(MlpPolicy policy, ReadOnlySpan<float> observations, ReadOnlySpan<int> actions, int[] rows, BcOptions options,
+        Action<int>? afterStep = null)
     {
         if (rows.Length == 0)
         {
@@ -103,6 +106,7 @@ internal static class BehaviourCloning
 
             loss = policy.LossAndGradients(batchObs, batchActions, batch, options.Loss);
             adam.Step(options.LearningRate);
+            afterStep?.Invoke(s + 1);
         }
 
         return loss;

@@ -261,6 +261,7 @@ internal sealed class Distiller : IDisposable
     private readonly float[] velocity, gradient, realBatch;
     private readonly int[] realLabels;
     private readonly float lowest, highest;   // the real observations' range
+    private readonly IReadOnlyList<float[]>? checkpoints;
     private SplitMix64 random;
 
     /// <param name="data">The real data.</param>
@@ -268,7 +269,13 @@ internal sealed class Distiller : IDisposable
     /// <param name="net">The matching network: frozen, or the live student (trained here).</param>
     /// <param name="mode">Frozen or live.</param>
     /// <param name="options">Settings.</param>
-    public Distiller(OfflineDataset data, SyntheticSet set, MlpPolicy net, MatchingMode mode, DistillOptions options)
+    /// <param name="checkpoints">
+    /// Frozen mode only: several parameter vectors of <paramref name="net"/>'s shape (e.g. checkpoints along a BC run from a
+    /// random initialisation to convergence); outer step t matches the gradients of checkpoint <c>t mod K</c>, so the set is
+    /// matched where a fresh student's training passes, not only at the end of it. Null: <paramref name="net"/>'s own parameters.
+    /// </param>
+    public Distiller(OfflineDataset data, SyntheticSet set, MlpPolicy net, MatchingMode mode, DistillOptions options,
+        IReadOnlyList<float[]>? checkpoints = null)
     {
         if (options.OuterSteps < 0 || options.RealBatch <= 0 || !(options.LearningRate > 0) || options.Momentum is < 0 or >= 1 || options.StudentSteps < 0)
         {
@@ -286,6 +293,12 @@ internal sealed class Distiller : IDisposable
             throw new EngineException($"distillation: the network's batch ({net.MaxBatch}) must hold the synthetic set ({set.Count}) and a real batch ({options.RealBatch})");
         }
 
+        if (checkpoints is not null && (mode != MatchingMode.Frozen || checkpoints.Count == 0 || checkpoints.Any(c => c.Length != net.ParameterCount)))
+        {
+            throw new EngineException($"distillation: checkpoints are for frozen mode, at least one, each of {net.ParameterCount} parameters");
+        }
+
+        this.checkpoints = checkpoints;
         this.data = data;
         this.set = set;
         this.net = net;
@@ -314,6 +327,11 @@ internal sealed class Distiller : IDisposable
         {
             net.Initialize(random.NextUInt64());
             studentAdam!.Reset();
+        }
+
+        if (checkpoints is not null)
+        {
+            net.SetParameters(checkpoints[StepsDone % checkpoints.Count]);
         }
 
         double total = 0;

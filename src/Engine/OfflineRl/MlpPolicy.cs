@@ -14,7 +14,9 @@ namespace Engine.OfflineRl;
 internal sealed class MlpPolicy : IDisposable
 {
     private readonly DeviceBuffer input, z1, a1, z2, a2, logits, dLogits, dA, dX;   // activations, [maxBatch, width]
-    private readonly float[] hostLogits, hostDLogits;
+    private readonly DeviceBuffer actionIds, lossValue;                             // [maxBatch] I32, [1]
+    private readonly float[] hostLogits;
+    private readonly float[] hostLoss = new float[1];
 
     public MlpPolicy(Accelerator acc, int inputSize, int hidden, int actions, int maxBatch)
     {
@@ -40,8 +42,9 @@ internal sealed class MlpPolicy : IDisposable
         dLogits = acc.Allocate((long)maxBatch * actions);
         dA = acc.Allocate((long)maxBatch * hidden);
         dX = acc.Allocate((long)maxBatch * inputSize);
+        actionIds = acc.Allocate(maxBatch, DType.I32);
+        lossValue = acc.Allocate(1);
         hostLogits = new float[maxBatch * actions];
-        hostDLogits = new float[maxBatch * actions];
     }
 
     public Accelerator Acc { get; }
@@ -59,7 +62,7 @@ internal sealed class MlpPolicy : IDisposable
     /// <summary>[ParameterCount] parameters.</summary>
     public DeviceBuffer Params { get; }
 
-    /// <summary>[ParameterCount] gradients (accumulated by <see cref="Backward"/>).</summary>
+    /// <summary>[ParameterCount] gradients (accumulated by <see cref="LossAndGradients"/>).</summary>
     public DeviceBuffer Grads { get; }
 
     private long W1 => 0;
@@ -98,6 +101,15 @@ internal sealed class MlpPolicy : IDisposable
     /// </summary>
     public ReadOnlySpan<float> Forward(ReadOnlySpan<float> observations, int n)
     {
+        ForwardOnDevice(observations, n);
+        Span<float> result = hostLogits.AsSpan(0, n * Actions);
+        Acc.Download(logits.Slice(0, (long)n * Actions), result);
+        return result;
+    }
+
+    /// <summary>The forward pass; the logits [n, A] stay on the device.</summary>
+    private void ForwardOnDevice(ReadOnlySpan<float> observations, int n)
+    {
         CheckBatch(observations, n);
         Acc.Upload(input.Slice(0, (long)n * InputSize), observations[..(n * InputSize)]);
         int d = InputSize, h = Hidden, a = Actions;
@@ -106,19 +118,15 @@ internal sealed class MlpPolicy : IDisposable
         Acc.Gemm(z2.All, a1.All, Params.Slice(W2, (long)h * h), n, h, h, transA: false, transB: true, bias: Params.Slice(B2, h));
         Acc.GeluForward(a2.All, z2.All, (long)n * h);
         Acc.Gemm(logits.All, a2.All, Params.Slice(W3, (long)a * h), n, a, h, transA: false, transB: true, bias: Params.Slice(B3, a));
-        Span<float> result = hostLogits.AsSpan(0, n * a);
-        Acc.Download(logits.Slice(0, (long)n * a), result);
-        return result;
     }
 
     /// <summary>
-    /// Backward of the last <see cref="Forward"/> given <c>dL/dlogits</c> [n, A]: accumulates into <see cref="Grads"/>
-    /// and, when <paramref name="inputGradient"/> is not empty, writes <c>dL/dobservations</c> [n, D] into it.
+    /// Backward of the last forward from the <c>dL/dlogits</c> [n, A] in the device buffer: accumulates into
+    /// <see cref="Grads"/> and, when <paramref name="inputGradient"/> is not empty, writes <c>dL/dobservations</c> [n, D] into it.
     /// </summary>
-    public void Backward(ReadOnlySpan<float> logitGradient, int n, Span<float> inputGradient = default)
+    private void BackwardOnDevice(int n, Span<float> inputGradient)
     {
         int d = InputSize, h = Hidden, a = Actions;
-        Acc.Upload(dLogits.Slice(0, (long)n * a), logitGradient[..(n * a)]);
         // Layer 3: logits = a2 W3^T + b3.
         Acc.Gemm(Grads.Slice(W3, (long)a * h), dLogits.All, a2.All, a, h, n, transA: true, transB: false, beta: 1f);
         Acc.BiasBackward(Grads.Slice(B3, a), dLogits.All, n, a);
@@ -140,8 +148,9 @@ internal sealed class MlpPolicy : IDisposable
     }
 
     /// <summary>
-    /// One BC loss evaluation: forward, loss head on the host, backward. Zeroes the gradients first when asked;
-    /// returns the loss. <paramref name="inputGradient"/> as in <see cref="Backward"/>.
+    /// One BC loss evaluation, all on the device: forward, the loss head (<see cref="Accelerator.BehaviourCloningLoss"/>),
+    /// backward; only the loss (and the input gradient, when asked) comes back. Zeroes the gradients first when asked;
+    /// returns the loss. <paramref name="inputGradient"/>, when not empty, receives <c>dL/dobservations</c> [n, D].
     /// </summary>
     public float LossAndGradients(ReadOnlySpan<float> observations, ReadOnlySpan<int> actions, int n, BcLoss loss, bool zeroGradients = true,
         Span<float> inputGradient = default)
@@ -151,15 +160,26 @@ internal sealed class MlpPolicy : IDisposable
             Acc.Zero(Grads.All);
         }
 
-        ReadOnlySpan<float> z = Forward(observations, n);
-        float value = BcLossHead.Compute(z, actions, n, Actions, loss, hostDLogits);
-        Backward(hostDLogits, n, inputGradient);
-        return value;
+        ForwardOnDevice(observations, n);
+        Acc.Upload(actionIds.Slice(0, n), actions[..n]);
+        Acc.BehaviourCloningLoss(dLogits.All, lossValue.All, logits.All, actionIds.All, loss, n, Actions);
+        BackwardOnDevice(n, inputGradient);
+        Acc.Download(lossValue.All, hostLoss);
+        return hostLoss[0];
     }
 
-    /// <summary>Greedy actions (argmax of the logits, lowest index on ties) for <paramref name="n"/> observations.</summary>
-    public void Act(ReadOnlySpan<float> observations, int n, Span<int> actions)
+    /// <summary>
+    /// Actions for <paramref name="n"/> observations: greedy (argmax of the logits, lowest index on ties) when
+    /// <paramref name="temperature"/> is 0, else sampled from <c>softmax(logits / temperature)</c> by inverting its
+    /// cumulative sum at <paramref name="uniforms"/>[i] in [0, 1) (one per row).
+    /// </summary>
+    public void Act(ReadOnlySpan<float> observations, int n, Span<int> actions, float temperature = 0, ReadOnlySpan<float> uniforms = default)
     {
+        if (temperature > 0 && uniforms.Length < n)
+        {
+            throw new EngineException($"MLP policy: sampling {n} actions needs {n} uniforms, got {uniforms.Length}");
+        }
+
         for (int start = 0; start < n; start += MaxBatch)
         {
             int m = Math.Min(MaxBatch, n - start);
@@ -167,18 +187,45 @@ internal sealed class MlpPolicy : IDisposable
             for (int i = 0; i < m; i++)
             {
                 ReadOnlySpan<float> row = z.Slice(i * Actions, Actions);
-                int best = 0;
-                for (int j = 1; j < Actions; j++)
-                {
-                    if (row[j] > row[best])
-                    {
-                        best = j;
-                    }
-                }
-
-                actions[start + i] = best;
+                actions[start + i] = temperature > 0 ? SampleAction(row, temperature, uniforms[start + i]) : Argmax(row);
             }
         }
+    }
+
+    private static int Argmax(ReadOnlySpan<float> row)
+    {
+        int best = 0;
+        for (int j = 1; j < row.Length; j++)
+        {
+            if (row[j] > row[best])
+            {
+                best = j;
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>The action whose cumulative probability under <c>softmax(row / temperature)</c> first exceeds <paramref name="u"/> (in double).</summary>
+    internal static int SampleAction(ReadOnlySpan<float> row, float temperature, float u)
+    {
+        double max = row[Argmax(row)], sum = 0;
+        foreach (float z in row)
+        {
+            sum += Math.Exp((z - max) / temperature);
+        }
+
+        double target = u * sum, cumulative = 0;
+        for (int j = 0; j < row.Length; j++)
+        {
+            cumulative += Math.Exp((row[j] - max) / temperature);
+            if (target < cumulative)
+            {
+                return j;
+            }
+        }
+
+        return row.Length - 1;   // u * sum rounded up to the last partial sum
     }
 
     /// <summary>The parameters as a host array.</summary>
@@ -247,7 +294,7 @@ internal sealed class MlpPolicy : IDisposable
 
     public void Dispose()
     {
-        foreach (DeviceBuffer b in (DeviceBuffer[])[Params, Grads, input, z1, a1, z2, a2, logits, dLogits, dA, dX])
+        foreach (DeviceBuffer b in (DeviceBuffer[])[Params, Grads, input, z1, a1, z2, a2, logits, dLogits, dA, dX, actionIds, lossValue])
         {
             b.Dispose();
         }

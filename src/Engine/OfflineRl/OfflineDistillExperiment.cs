@@ -23,6 +23,12 @@ internal sealed record OfflineDistillSettings
     /// <summary>Largest per-episode noise of the teacher.</summary>
     public double MaxNoise { get; init; } = 0.8;
 
+    /// <summary>
+    /// How every arm is evaluated: greedy or sampled (the sampling seed is each repetition's seed). Default: the
+    /// environment's (<see cref="DefaultEvaluation"/>).
+    /// </summary>
+    public ActionSelection? Evaluation { get; init; }
+
     /// <summary>Hidden width of the MLP.</summary>
     public int Hidden { get; init; } = 128;
 
@@ -41,8 +47,20 @@ internal sealed record OfflineDistillSettings
     /// <summary>The extra arm: the live student re-initialised every this many outer steps.</summary>
     public int ReinitializeEvery { get; init; } = 10;
 
+    /// <summary>
+    /// The trajectory arm: frozen matching against these checkpoints (BC updates done) of a BC run on the full data from
+    /// another random initialisation than the evaluated student's; its last entry is the run's length.
+    /// </summary>
+    public int[] TrajectoryCheckpoints { get; init; } = [0, 10, 25, 50, 100, 200, 400, 800];
+
     /// <summary>Distillation settings.</summary>
     public DistillOptions Distill { get; init; } = new() { OuterSteps = 400, RealBatch = 256, LearningRate = 0.1f, Momentum = 0.5f, Loss = BcLoss.Mse };
+
+    /// <summary>
+    /// The evaluation an environment gets unless told otherwise: sampled at temperature 1 on maze (a greedy policy loops
+    /// where corridors look alike), greedy on bigfish (the fish move, so a greedy policy does not repeat itself).
+    /// </summary>
+    public static ActionSelection DefaultEvaluation(string environment) => environment == "maze" ? OfflineRl.ActionSelection.Create(1f, 0) : OfflineRl.ActionSelection.Greedy;
 
     /// <summary>The reduced CI version: fewer levels, episodes and steps, same arms.</summary>
     public static OfflineDistillSettings Quick() => new()
@@ -52,6 +70,7 @@ internal sealed record OfflineDistillSettings
         Episodes = 20,
         Hidden = 32,
         ReinitializeEvery = 5,
+        TrajectoryCheckpoints = [0, 10, 30],
         Bc = new BcOptions { Steps = 60, BatchSize = 128, LearningRate = 3e-3f, Loss = BcLoss.Mse },
         SmallSetBc = new BcOptions { Steps = 40, BatchSize = 4096, LearningRate = 5e-3f, Loss = BcLoss.Mse },
         SyntheticSize = 20,
@@ -62,13 +81,15 @@ internal sealed record OfflineDistillSettings
 /// <summary>
 /// <c>engine experiment offline-distill</c>: per seed, collect the teacher's data on the training levels, then train
 /// five policies (full BC, percentile BC, a random class-balanced real subset of the synthetic set's size, the set
-/// distilled against a frozen full-BC network, and the live student of the live mode) and evaluate each greedily on
-/// the training levels and on unseen levels. Writes summary.json and report.html.
+/// distilled against a frozen full-BC network, and the live student of the live mode) and evaluate each on
+/// the training levels and on unseen levels (greedily or sampled, <see cref="OfflineDistillSettings.Evaluation"/>). Writes
+/// summary.json and report.html.
 /// </summary>
 internal static class OfflineDistillExperiment
 {
     /// <summary>The arms, in report order.</summary>
-    public static readonly string[] Arms = ["full_bc", "percentile_bc", "random_subset", "distilled", "distilled_live", "distilled_reinit", "random_subset_noise"];
+    public static readonly string[] Arms =
+        ["full_bc", "percentile_bc", "random_subset", "distilled", "distilled_live", "distilled_reinit", "distilled_trajectory", "random_subset_noise"];
 
     /// <summary>Runs every seed and writes DIR/summary.json and DIR/report.html; returns the summary.</summary>
     public static JsonObject Run(Accelerator acc, OfflineDistillSettings settings, IReadOnlyList<ulong> seeds, string outDir, Action<string>? log = null)
@@ -80,11 +101,13 @@ internal static class OfflineDistillExperiment
 
         Directory.CreateDirectory(outDir);
         var clock = Stopwatch.StartNew();
+        ActionSelection evaluation = settings.Evaluation ?? OfflineDistillSettings.DefaultEvaluation(settings.Environment);
         ulong[] trainLevels = OfflineEnvironments.TrainingLevels(settings.TrainLevels);
         ulong[] unseenLevels = OfflineEnvironments.UnseenLevels(settings.UnseenLevels);
         var results = Arms.ToDictionary(a => a, _ => new SortedDictionary<ulong, (double Train, double Unseen)>());
         var datasetSizes = new List<int>();
         var dataReturns = new List<double>();
+        var agreement = new List<(double Before, double After)>();
         (float[] Real, float[] Distilled, int[] Labels, int[] Shape)? pictures = null;
         foreach (ulong seed in seeds)
         {
@@ -102,8 +125,8 @@ internal static class OfflineDistillExperiment
 
             void Record(string arm, MlpPolicy policy)
             {
-                double train = Rollouts.MeanReturn(policy, settings.Environment, trainLevels);
-                double unseen = Rollouts.MeanReturn(policy, settings.Environment, unseenLevels);
+                double train = Rollouts.MeanReturn(policy, settings.Environment, trainLevels, evaluation with { Seed = seed });
+                double unseen = Rollouts.MeanReturn(policy, settings.Environment, unseenLevels, evaluation with { Seed = seed });
                 results[arm][seed] = (train, unseen);
                 log?.Invoke($"seed {seed}: {arm,-15} train {train,7:F3}  unseen {unseen,7:F3}  ({clock.Elapsed.TotalSeconds:F0} s)");
             }
@@ -135,6 +158,12 @@ internal static class OfflineDistillExperiment
                 double[] d = distiller.Run();
                 log?.Invoke($"seed {seed}: frozen-mode distance {Window(d, 0):G3} -> {Window(d, d.Length - 1):G3}, states moved {Moved(subset, frozenSet):G3} of their norm");
             }
+
+            // Diagnostic: how often the full-BC network's greedy action equals the fixed label, on the states before and after
+            // frozen-mode distillation (matching a converged network's gradients on noisy labels reproduces its residual errors).
+            double agreeBefore = Agreement(full, subset), agreeAfter = Agreement(full, frozenSet);
+            agreement.Add((agreeBefore, agreeAfter));
+            log?.Invoke($"seed {seed}: full-BC network agrees with the labels on {agreeBefore:P1} of the subset, {agreeAfter:P1} of the distilled set");
 
             using (MlpPolicy student = NewPolicy(initSeed))
             {
@@ -180,6 +209,32 @@ internal static class OfflineDistillExperiment
                 Record("distilled_reinit", student);
             }
 
+            // Beyond the paper's two modes: frozen matching at several points of a BC run on the full data (from another
+            // initialisation than the student's), from random weights to convergence, cycled over the outer steps: the
+            // gradients a fresh student meets early in training are matched too, not only those of a converged network.
+            SyntheticSet trajectorySet = SyntheticSet.FromRealStates(data, settings.SyntheticSize, seed * 1000 + 2);
+            using (MlpPolicy path = NewPolicy(initSeed + 7))
+            {
+                int[] keep = settings.TrajectoryCheckpoints;
+                var checkpoints = new List<float[]>();
+                if (keep.Contains(0))
+                {
+                    checkpoints.Add(path.GetParameters());
+                }
+
+                BehaviourCloning.Train(path, data.Observations, data.Actions, allRows, settings.Bc with { Seed = seed + 7, Steps = keep.Max() },
+                    done => { if (keep.Contains(done)) { checkpoints.Add(path.GetParameters()); } });
+                using var distiller = new Distiller(data, trajectorySet, path, MatchingMode.Frozen, settings.Distill with { Seed = seed }, checkpoints);
+                double[] d = distiller.Run();
+                log?.Invoke($"seed {seed}: trajectory-mode distance {Window(d, 0):G3} -> {Window(d, d.Length - 1):G3}, states moved {Moved(subset, trajectorySet):G3} of their norm");
+            }
+
+            using (MlpPolicy student = NewPolicy(initSeed))
+            {
+                BehaviourCloning.Train(student, trajectorySet.States, trajectorySet.Labels.ToArray(), smallRows, settings.SmallSetBc with { Seed = seed });
+                Record("distilled_trajectory", student);
+            }
+
             pictures ??= (subset.States, frozenSet.States, subset.Labels.ToArray(), data.ObservationShape);
         }
 
@@ -206,6 +261,7 @@ internal static class OfflineDistillExperiment
         var summary = new JsonObject
         {
             ["environment"] = settings.Environment,
+            ["evaluation"] = evaluation.ToString(),
             ["arms"] = arms,
             ["synthetic_size"] = settings.SyntheticSize,
             ["dataset_size"] = (int)Math.Round(datasetSizes.Average()),
@@ -214,6 +270,9 @@ internal static class OfflineDistillExperiment
             ["planner_mean_return_train"] = Round(Rollouts.PlannerMeanReturn(settings.Environment, trainLevels)),
             ["train_levels"] = settings.TrainLevels,
             ["unseen_levels"] = settings.UnseenLevels,
+            ["full_bc_label_agreement_subset"] = Round(agreement.Average(a => a.Before)),
+            ["full_bc_label_agreement_distilled"] = Round(agreement.Average(a => a.After)),
+            ["teacher_max_noise"] = settings.MaxNoise,
             ["claim_within_15pct_of_full_bc"] = distilledTrain >= 0.85 * fullTrain,
             ["claim_beats_random_subset"] = distilledTrain > subsetTrain,
             ["wall_seconds"] = Round(clock.Elapsed.TotalSeconds),
@@ -224,6 +283,20 @@ internal static class OfflineDistillExperiment
     }
 
     private static double Round(double v) => Math.Round(v, 4);
+
+    /// <summary>Fraction of the set's states on which <paramref name="policy"/>'s greedy action is the state's label.</summary>
+    private static double Agreement(MlpPolicy policy, SyntheticSet set)
+    {
+        var actions = new int[set.Count];
+        policy.Act(set.States, set.Count, actions);
+        int same = 0;
+        for (int i = 0; i < set.Count; i++)
+        {
+            same += actions[i] == set.Labels[i] ? 1 : 0;
+        }
+
+        return (double)same / set.Count;
+    }
 
     /// <summary>Mean of the distances in the tenth of the run around step <paramref name="at"/> (one step's distance is one noisy real batch).</summary>
     private static double Window(double[] distances, int at)

@@ -1,7 +1,33 @@
+using System.Globalization;
 using Engine.Core;
 using Engine.Util;
 
 namespace Engine.OfflineRl;
+
+/// <summary>
+/// How a policy picks its actions when evaluated: greedily (argmax of the logits, temperature 0) or sampled from
+/// <c>softmax(logits / T)</c> with randomness keyed by (seed, level seed, step), so an episode's actions do not depend
+/// on which other levels run beside it. A greedy BC policy on a partially observed grid repeats itself wherever two
+/// places look alike (maze: it loops until the step limit); sampling is how a stochastic policy is meant to act.
+/// </summary>
+/// <param name="Temperature">0 for greedy, else the softmax temperature.</param>
+/// <param name="Seed">The sampling seed.</param>
+internal readonly record struct ActionSelection(float Temperature, ulong Seed)
+{
+    /// <summary>Argmax actions.</summary>
+    public static ActionSelection Greedy => new(0, 0);
+
+    /// <summary>True when actions are sampled.</summary>
+    public bool Sampled => Temperature > 0;
+
+    /// <summary>Checks the temperature (0 or a positive finite number).</summary>
+    public static ActionSelection Create(float temperature, ulong seed) => temperature >= 0 && float.IsFinite(temperature)
+        ? new ActionSelection(temperature, seed)
+        : throw new EngineException($"the evaluation temperature must be 0 (greedy) or positive, got {temperature.ToString(CultureInfo.InvariantCulture)}");
+
+    /// <summary>"greedy" or "sampled (T = t)".</summary>
+    public override string ToString() => Sampled ? string.Create(CultureInfo.InvariantCulture, $"sampled (T = {Temperature})") : "greedy";
+}
 
 /// <summary>Collecting the teacher's offline data, and evaluating a policy on a set of levels.</summary>
 internal static class Rollouts
@@ -55,11 +81,14 @@ internal static class Rollouts
             [.. rewards], [.. episodeIds], returns);
     }
 
+    /// <summary>Philox stream of evaluation draws (the generator's sampling uses 1).</summary>
+    private const uint EvaluationStream = 0x0FF1;
+
     /// <summary>
-    /// Mean return of the greedy policy over one episode per level; all levels run side by side so each step is one
-    /// batched forward.
+    /// Mean return of the policy over one episode per level, acting as <paramref name="evaluation"/> says (greedy when
+    /// not given); all levels run side by side so each step is one batched forward.
     /// </summary>
-    public static double MeanReturn(MlpPolicy policy, string environment, ulong[] levels)
+    public static double MeanReturn(MlpPolicy policy, string environment, ulong[] levels, ActionSelection evaluation = default)
     {
         var envs = new GridEnvironment[levels.Length];
         var returns = new double[levels.Length];
@@ -78,8 +107,9 @@ internal static class Rollouts
 
         var batch = new float[levels.Length * size];
         var actions = new int[levels.Length];
+        var uniforms = evaluation.Sampled ? new float[levels.Length] : null;
         var active = new List<int>(levels.Length);
-        while (true)
+        for (uint step = 0; ; step++)
         {
             active.Clear();
             for (int i = 0; i < envs.Length; i++)
@@ -96,7 +126,15 @@ internal static class Rollouts
                 break;
             }
 
-            policy.Act(batch, active.Count, actions);
+            if (uniforms is not null)
+            {
+                for (int k = 0; k < active.Count; k++)
+                {
+                    uniforms[k] = Philox.Uniform(evaluation.Seed, EvaluationStream, levels[active[k]], step);
+                }
+            }
+
+            policy.Act(batch, active.Count, actions, evaluation.Temperature, uniforms);
             for (int k = 0; k < active.Count; k++)
             {
                 returns[active[k]] += envs[active[k]].Step(actions[k]);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Engine.Core;
+using Engine.Distributed;
 using Engine.Generation;
 using Engine.Kdrl;
 using Engine.MixedPolicy;
@@ -31,6 +32,8 @@ internal sealed class RlTrainer : IDisposable
     private readonly List<LossTerm> terms = [];
     private readonly RolloutBatch batch;
     private readonly PolicyUpdate update;
+    private readonly HashSet<RolloutSequence> remote = [];   // other ranks' sequences (rewards and masks only), in this step
+    private DataParallel? parallel;
 
     /// <summary>
     /// Builds the step for <paramref name="options"/>. A <paramref name="teacher"/> or <paramref name="guide"/> given here (on the
@@ -115,6 +118,26 @@ internal sealed class RlTrainer : IDisposable
     /// <summary>The frozen reference policy, when a KL term is on.</summary>
     public Transformer? Reference => reference?.Model;
 
+    /// <summary>
+    /// Data parallelism (null: one process): each rank samples whole groups for its share of every generation
+    /// batch's prompts; the groups' rewards and masks are gathered so every rank takes the same keep decisions
+    /// and mini-batch weights; each rank trains on its own kept sequences and the gradients are summed over ranks
+    /// before every optimizer step.
+    /// </summary>
+    public DataParallel? Parallel
+    {
+        get => parallel;
+        set
+        {
+            if (value is { Size: > 1 } && (guidance is not null || teacher is not null))
+            {
+                throw new EngineException("distributed RL does not support distillation (kd, kdrl) or a guiding policy (dapo-mixed) yet: run it in one process");
+            }
+
+            parallel = value;
+        }
+    }
+
     /// <summary>RL steps completed.</summary>
     public int StepsDone { get; set; }
 
@@ -122,7 +145,8 @@ internal sealed class RlTrainer : IDisposable
 
     /// <summary>Test accuracy of the current policy: greedy, and avg@k at the rollout temperature.</summary>
     public Evaluation Evaluate(int? count = null) =>
-        Evaluator.Run(Generator, codec, task, Options.MaxNewTokens, count ?? Options.EvalExamples, Options.EvalSamples, Options.Temperature,
+        Evaluator.Run(Generator, codec, task, Options.EvalMaxNewTokens > 0 ? Options.EvalMaxNewTokens : Options.MaxNewTokens, count ?? Options.EvalExamples,
+            Options.EvalSamples, Options.Temperature,
             Options.Seed);
 
     /// <summary>Runs one RL step and returns its metrics.</summary>
@@ -132,6 +156,8 @@ internal sealed class RlTrainer : IDisposable
         RlOptions o = Options;
         int step = StepsDone;
         long samplingStart = Stopwatch.GetTimestamp();
+        var (reducedBefore, reduceSecondsBefore, waitBefore) = (parallel?.GradientBytes ?? 0, parallel?.GradientSeconds ?? 0, parallel?.GradientWaitSeconds ?? 0);
+        remote.Clear();
         var kept = new List<List<RolloutSequence>>();
         var reused = new List<List<RolloutSequence>>();
         int generated = 0, batches = 0, dropped = 0, decodeSteps = 0;
@@ -144,7 +170,18 @@ internal sealed class RlTrainer : IDisposable
         {
             long cursor = ((long)step * o.MaxGenerationBatches + batches) * o.PromptsPerStep;
             var examples = Enumerable.Range(0, o.PromptsPerStep).Select(i => task.Example(DataSplit.Train, cursor + i)).ToArray();
-            var groups = source.Sample(examples, cursor * o.SamplesPerPrompt);
+            var (from, to) = parallel?.Share(examples.Length) ?? (0, examples.Length);
+            var groups = source.Sample(examples[from..to], (cursor + from) * o.SamplesPerPrompt);
+            for (int g = 0; g < groups.Count; g++)
+            {
+                Score(groups[g], examples[from + g]);
+            }
+
+            if (parallel is not null)
+            {
+                groups = ExchangeGroups(groups);
+            }
+
             GenerationStats sampling = Generator.Stats;
             peakKv = Math.Max(peakKv, sampling.PeakKvBytes);
             decodeSteps += sampling.DecodeSteps;
@@ -154,7 +191,6 @@ internal sealed class RlTrainer : IDisposable
             for (int g = 0; g < groups.Count; g++)
             {
                 List<RolloutSequence> group = groups[g];
-                Score(group, examples[g]);
                 generated++;
                 foreach (RolloutSequence s in group)
                 {
@@ -228,7 +264,7 @@ internal sealed class RlTrainer : IDisposable
         string? skipped = null;
         if (kept.Count > 0)
         {
-            batch.Reset(kept.SelectMany(g => g));
+            batch.Reset(kept.SelectMany(g => g).Where(s => !remote.Contains(s)));
             reference?.Score(batch, RolloutColumn.RefLogp, o.MicroBatchSequences);
             teacher?.Score(batch, RolloutColumn.TeacherLogp, o.MicroBatchSequences);
             if (o.KlInReward && reference is not null)
@@ -253,7 +289,7 @@ internal sealed class RlTrainer : IDisposable
                 term.BeginStep(batch, step);
             }
 
-            (gradNorm, lr, tokensTrained) = Train(step, totals, out skipped);
+            (gradNorm, lr, tokensTrained) = Train(step, kept, totals, out skipped);
             for (int k = 0; k < terms.Count; k++)
             {
                 terms[k].Report(totals[k]!, methodMetrics);
@@ -326,6 +362,9 @@ internal sealed class RlTrainer : IDisposable
             TestGreedyAccuracy = test?.GreedyAccuracy,
             Skipped = skipped,
             MethodMetrics = methodMetrics.Count > 0 ? methodMetrics : null,
+            AllReduceBytes = parallel is null ? null : parallel.GradientBytes - reducedBefore,
+            AllReduceSeconds = parallel is null ? null : parallel.GradientSeconds - reduceSecondsBefore,
+            AllReduceWaitSeconds = parallel is null ? null : parallel.GradientWaitSeconds - waitBefore,
         });
     }
 
@@ -364,9 +403,13 @@ internal sealed class RlTrainer : IDisposable
     {
         using Activity? activity = EngineTelemetry.Source.StartActivity("engine.rl.scoring");
         RlOptions o = Options;
-        foreach (RolloutSequence s in group)
+        string[] responses = group.Select(s => codec.Decode(s.Response)).ToArray();
+        // A dataset's reward (your code, maybe slow) scores the group's responses in parallel.
+        RewardResult[] verdicts = task is DatasetTask dataset ? dataset.ScoreAll(example, responses) : responses.Select(r => task.Score(example, r)).ToArray();
+        for (int i = 0; i < group.Count; i++)
         {
-            RewardResult verdict = task.Score(example, codec.Decode(s.Response));
+            RolloutSequence s = group[i];
+            RewardResult verdict = verdicts[i];
             double reward = verdict.Reward;
             if (o.SoftOverlongPunishment)
             {
@@ -403,7 +446,7 @@ internal sealed class RlTrainer : IDisposable
     }
 
     /// <summary>PPO epochs over mini-batches; returns the last grad norm and learning rate and the tokens trained.</summary>
-    private (double GradNorm, double LearningRate, long Tokens) Train(int step, double[]?[] totals, out string? skipped)
+    private (double GradNorm, double LearningRate, long Tokens) Train(int step, List<List<RolloutSequence>> kept, double[]?[] totals, out string? skipped)
     {
         using Activity? activity = EngineTelemetry.Source.StartActivity("engine.rl.update");
         skipped = null;
@@ -411,7 +454,14 @@ internal sealed class RlTrainer : IDisposable
         int normLength = o.LossNormLength > 0 ? o.LossNormLength : o.MaxNewTokens;
         double gradNorm = 0, lr = 0;
         long tokens = 0;
-        IReadOnlyList<RolloutSequence> sequences = batch.Sequences;
+        // Every rank's kept sequences in the one-process order; the batch holds this rank's (all of them in one process).
+        IReadOnlyList<RolloutSequence> sequences = kept.SelectMany(g => g).ToList();
+        int[] local = new int[sequences.Count];
+        for (int i = 0, next = 0; i < sequences.Count; i++)
+        {
+            local[i] = remote.Contains(sequences[i]) ? -1 : next++;
+        }
+
         for (int epoch = 0; epoch < o.Epochs; epoch++)
         {
             int[] order = Shuffle(sequences.Count, step, epoch);
@@ -419,19 +469,22 @@ internal sealed class RlTrainer : IDisposable
             {
                 int from = (int)((long)mb * order.Length / o.MiniBatches), to = (int)((long)(mb + 1) * order.Length / o.MiniBatches);
                 int[] miniBatch = order[from..to];
-                UploadWeights(miniBatch, normLength);
+                UploadWeights(miniBatch, sequences, local, normLength);
+                int[] localMiniBatch = miniBatch.Select(i => local[i]).Where(i => i >= 0).ToArray();
 
                 foreach (LossTerm term in terms)
                 {
-                    term.BeginMiniBatch(batch, miniBatch);
+                    term.BeginMiniBatch(batch, localMiniBatch);
                 }
 
                 policy.ZeroGradients();
-                update.Accumulate(batch, miniBatch, terms, o.MicroBatchSequences);
+                update.Accumulate(batch, localMiniBatch, terms, o.MicroBatchSequences);
+                parallel?.AllReduceGradients(policy); // the weights are normalised over the whole mini-batch: a plain sum
                 double loss = 0;
                 for (int k = 0; k < terms.Count; k++)
                 {
                     double[] stats = terms[k].TakeStats();
+                    stats = parallel?.Sum(stats) ?? stats;
                     loss += terms[k].Loss(stats);
                     totals[k] ??= new double[stats.Length];
                     for (int i = 0; i < stats.Length; i++)
@@ -460,9 +513,8 @@ internal sealed class RlTrainer : IDisposable
     /// aggregation mode over that part's sequences, times each sequence's loss scale; on-policy tokens into
     /// <see cref="RolloutColumn.Weight"/>, off-policy ones into <see cref="RolloutColumn.OffPolicyWeight"/>.
     /// </summary>
-    private void UploadWeights(int[] miniBatch, int normLength)
+    private void UploadWeights(int[] miniBatch, IReadOnlyList<RolloutSequence> sequences, int[] local, int normLength)
     {
-        IReadOnlyList<RolloutSequence> sequences = batch.Sequences;
         foreach (var part in miniBatch.GroupBy(i => sequences[i].Normaliser))
         {
             int[] members = part.ToArray();
@@ -470,15 +522,92 @@ internal sealed class RlTrainer : IDisposable
             for (int k = 0; k < members.Length; k++)
             {
                 RolloutSequence s = sequences[members[k]];
+                if (local[members[k]] < 0)
+                {
+                    continue; // another rank's sequence: only its mask counted in the normaliser
+                }
+
                 float[] w = weights[k];
                 if (s.LossScale != 1f)
                 {
                     w = w.Select(x => x * s.LossScale).ToArray();
                 }
 
-                batch.Upload(s.Source == RolloutSource.Policy ? RolloutColumn.Weight : RolloutColumn.OffPolicyWeight, members[k], w);
+                batch.Upload(s.Source == RolloutSource.Policy ? RolloutColumn.Weight : RolloutColumn.OffPolicyWeight, local[members[k]], w);
             }
         }
+    }
+
+    /// <summary>
+    /// Every rank's scored groups of one generation batch, in prompt order (the one-process order): this rank's
+    /// own, and stand-ins for the other ranks' that carry what the keep decisions, the metrics and the loss
+    /// weights read (reward, correctness, lengths, mask); the stand-ins are remembered in <see cref="remote"/>.
+    /// </summary>
+    private List<List<RolloutSequence>> ExchangeGroups(IReadOnlyList<List<RolloutSequence>> own)
+    {
+        var buffer = new MemoryStream();
+        using (var writer = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            writer.Write(own.Count);
+            foreach (List<RolloutSequence> group in own)
+            {
+                writer.Write(group.Count);
+                foreach (RolloutSequence s in group)
+                {
+                    writer.Write(s.Reward);
+                    writer.Write(s.Correct);
+                    writer.Write(s.Truncated);
+                    writer.Write(s.Prompt.Length);
+                    writer.Write(s.Response.Length);
+                    foreach (float m in s.Mask)
+                    {
+                        writer.Write(m);
+                    }
+                }
+            }
+        }
+
+        byte[][] all = parallel!.AllGather(buffer.ToArray());
+        var groups = new List<List<RolloutSequence>>();
+        for (int rank = 0; rank < all.Length; rank++)
+        {
+            if (rank == parallel.Rank)
+            {
+                groups.AddRange(own);
+                continue;
+            }
+
+            using var reader = new BinaryReader(new MemoryStream(all[rank]));
+            int count = reader.ReadInt32();
+            for (int g = 0; g < count; g++)
+            {
+                var group = new List<RolloutSequence>();
+                int size = reader.ReadInt32();
+                for (int i = 0; i < size; i++)
+                {
+                    double reward = reader.ReadDouble();
+                    bool correct = reader.ReadBoolean(), truncated = reader.ReadBoolean();
+                    int promptLength = reader.ReadInt32(), responseLength = reader.ReadInt32();
+                    var mask = new float[responseLength];
+                    for (int j = 0; j < responseLength; j++)
+                    {
+                        mask[j] = reader.ReadSingle();
+                    }
+
+                    var standIn = new RolloutSequence
+                    {
+                        Prompt = new int[promptLength], Response = new int[responseLength], BehaviourLogProbs = new float[responseLength], Mask = mask,
+                        Truncated = truncated, Reward = reward, Correct = correct,
+                    };
+                    remote.Add(standIn);
+                    group.Add(standIn);
+                }
+
+                groups.Add(group);
+            }
+        }
+
+        return groups;
     }
 
     /// <summary>A permutation keyed by (seed, step, epoch), so a resumed run shuffles identically.</summary>

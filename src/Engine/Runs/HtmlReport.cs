@@ -44,6 +44,16 @@ internal static class HtmlReport
         ("rl", "training_seconds", "Training seconds per step"),
     ];
 
+    /// <summary>Charts with one series per metric whose name starts with the prefix (SFT phase).</summary>
+    private static readonly (string Prefix, string Title)[] GroupedCharts =
+    [
+        ("mix_weight_", "Mixture weights w_k"),
+        ("mix_batch_", "Examples per task in the batch (b_k)"),
+        ("mix_grad_sq_", "Task gradient norm squared (estimate)"),
+        ("mix_variance_", "Task gradient variance sigma_k^2 (estimate)"),
+        ("mix_cosine_", "Task gradients: mean pairwise cosine"),
+    ];
+
     /// <summary>Writes report.html for the metrics, summary and config (atomically).</summary>
     public static void Write(string path, string title, IReadOnlyList<JsonObject> metrics, JsonObject summary, JsonNode? config)
     {
@@ -67,6 +77,20 @@ internal static class HtmlReport
             if (points.Count > 0)
             {
                 html.Append("<div class=\"chart\">").Append(Svg(chartTitle, points)).Append("</div>");
+            }
+        }
+
+        foreach (var (prefix, chartTitle) in GroupedCharts)
+        {
+            // One series per metric with the prefix (multi-task mixing: one per task), named by the rest of its key.
+            var keys = metrics.Where(m => (string?)m["phase"] == "sft").SelectMany(m => m.Select(kv => kv.Key))
+                .Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).Distinct().ToList();
+            var series = keys.Select(k => (k[prefix.Length..], (IReadOnlyList<(double, double)>)metrics
+                .Where(m => (string?)m["phase"] == "sft" && Number(m[k]) is not null && Number(m["step"]) is not null)
+                .Select(m => (Number(m["step"])!.Value, Number(m[k])!.Value)).ToList())).ToList();
+            if (series.Count > 0)
+            {
+                html.Append("<div class=\"chart\">").Append(Svg(chartTitle, series, "step")).Append("</div>");
             }
         }
 

@@ -11,6 +11,9 @@ namespace Engine.Runs;
 /// </summary>
 internal sealed class RunFolder : IDisposable
 {
+    /// <summary>The resolved configuration's file name.</summary>
+    public const string ConfigFile = "config.json";
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
@@ -29,6 +32,12 @@ internal sealed class RunFolder : IDisposable
 
     public string Path { get; }
 
+    /// <summary>
+    /// Writes nothing (config, metrics, summary): a data-parallel rank other than 0, which reads the run
+    /// folder (to resume) while rank 0 alone writes it.
+    /// </summary>
+    public bool ReadOnly { get; init; }
+
     public string CheckpointsPath => System.IO.Path.Combine(Path, "checkpoints");
 
     public string MetricsPath => System.IO.Path.Combine(Path, "metrics.jsonl");
@@ -37,15 +46,25 @@ internal sealed class RunFolder : IDisposable
 
     public string SummaryPath => System.IO.Path.Combine(Path, "summary.json");
 
-    public string ConfigPath => System.IO.Path.Combine(Path, "config.json");
+    public string ConfigPath => System.IO.Path.Combine(Path, ConfigFile);
 
     /// <summary>Writes the resolved configuration.</summary>
-    public void WriteConfig(JsonNode config) =>
-        AtomicFile.WriteAllText(ConfigPath, config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    public void WriteConfig(JsonNode config)
+    {
+        if (!ReadOnly)
+        {
+            AtomicFile.WriteAllText(ConfigPath, config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        }
+    }
 
     /// <summary>Appends one metrics line: the record's properties (snake_case) plus "phase".</summary>
     public void Log(string phase, object record)
     {
+        if (ReadOnly)
+        {
+            return;
+        }
+
         JsonObject line = JsonSerializer.SerializeToNode(record, record.GetType(), Json)!.AsObject();
         var ordered = new JsonObject { ["phase"] = phase };
         foreach (var (key, value) in line)
@@ -66,7 +85,7 @@ internal sealed class RunFolder : IDisposable
     {
         metrics?.Dispose();
         metrics = null;
-        if (!File.Exists(MetricsPath))
+        if (ReadOnly || !File.Exists(MetricsPath))
         {
             return;
         }
@@ -99,8 +118,13 @@ internal sealed class RunFolder : IDisposable
     }
 
     /// <summary>Writes summary.json.</summary>
-    public void WriteSummary(JsonObject summary) =>
-        AtomicFile.WriteAllText(SummaryPath, summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    public void WriteSummary(JsonObject summary)
+    {
+        if (!ReadOnly)
+        {
+            AtomicFile.WriteAllText(SummaryPath, summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        }
+    }
 
     public void Dispose() => metrics?.Dispose();
 }

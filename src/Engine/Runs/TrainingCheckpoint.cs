@@ -122,11 +122,29 @@ internal static class TrainingCheckpoint
     }
 
     /// <summary>The latest complete checkpoint under <paramref name="checkpoints"/> (SFT before RL, then by step), or null.</summary>
-    public static string? Latest(string checkpoints)
+    public static string? Latest(string checkpoints) => Ordered(checkpoints).LastOrDefault();
+
+    /// <summary>Deletes all but the newest <paramref name="keepLast"/> complete checkpoints (0: keeps all).</summary>
+    public static void KeepLast(string checkpoints, int keepLast)
+    {
+        if (keepLast <= 0)
+        {
+            return;
+        }
+
+        List<string> all = Ordered(checkpoints);
+        foreach (string old in all.Take(Math.Max(0, all.Count - keepLast)))
+        {
+            Directory.Delete(old, recursive: true);
+        }
+    }
+
+    /// <summary>The complete checkpoints under <paramref name="checkpoints"/>, oldest first (SFT before RL, then by step).</summary>
+    private static List<string> Ordered(string checkpoints)
     {
         if (!Directory.Exists(checkpoints))
         {
-            return null;
+            return [];
         }
 
         return Directory.GetDirectories(checkpoints)
@@ -135,7 +153,7 @@ internal static class TrainingCheckpoint
             .OrderBy(c => (string?)c.State["phase"] == "sft" ? 0 : 1)
             .ThenBy(c => HtmlReport.Number(c.State["step"]) ?? 0)
             .Select(c => c.Dir)
-            .LastOrDefault();
+            .ToList();
     }
 
     /// <summary>

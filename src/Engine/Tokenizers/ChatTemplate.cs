@@ -147,6 +147,19 @@ internal sealed partial class ChatTemplate
             : fromDirectory;
     }
 
+    /// <summary>
+    /// A Jinja text of a named template ("chatml" or "llama3") that Hugging Face tools render and this class
+    /// recognises, written into checkpoints trained with that template; null for the others.
+    /// </summary>
+    public static string? JinjaText(string name) => name switch
+    {
+        "chatml" => "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+                    + "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+        "llama3" => "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+                    + "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+        _ => null,
+    };
+
     /// <summary>Recognises a Jinja template's family by its text.</summary>
     public static ChatTemplate Detect(string template, string? bosToken, string source)
     {

@@ -13,6 +13,9 @@ namespace Engine;
 /// <param name="Temperature">Sampling temperature of avg@k.</param>
 public sealed record Evaluation(int Examples, double GreedyAccuracy, double? SampledAccuracy, int SamplesPerExample, float Temperature)
 {
+    /// <summary>pass@k: the fraction of prompts with at least one correct response among the k samples; null when no samples were drawn.</summary>
+    public double? PassAtK { get; init; }
+
     /// <summary>The headline figure: avg@k when sampled, else greedy accuracy.</summary>
     public double Accuracy => SampledAccuracy ?? GreedyAccuracy;
 }
@@ -31,26 +34,34 @@ internal static class Evaluator
     public static Evaluation Run(Generator generator, Training.TaskCodec codec, ITask task, int maxNewTokens, int count, int samples,
         float temperature, ulong seed)
     {
+        if (task is DatasetTask { EvalCount: > 0 } dataset)
+        {
+            count = Math.Min(count, dataset.EvalCount); // each evaluation row once, not wrapped around
+        }
+
         var examples = Enumerable.Range(0, count).Select(i => task.Example(DataSplit.Test, i)).ToArray();
         var prompts = examples.Select(codec.Prompt).ToArray();
         var greedy = generator.Generate(prompts, 1, new SamplingOptions { MaxNewTokens = maxNewTokens, Temperature = 0, EosTokenIds = codec.StopIds });
         int correct = Enumerable.Range(0, count).Count(i => task.Score(examples[i], codec.Decode(greedy[i].Samples[0].TokenIds)).Correct);
-        double? sampled = null;
+        double? sampled = null, passAtK = null;
         if (samples > 0)
         {
             var groups = generator.Generate(prompts, samples, new SamplingOptions
             {
                 MaxNewTokens = maxNewTokens, Temperature = temperature, Seed = seed, EosTokenIds = codec.StopIds,
             }, EvalSequenceIds);
-            int hits = 0;
+            int hits = 0, solved = 0;
             for (int i = 0; i < count; i++)
             {
-                hits += groups[i].Samples.Count(s => task.Score(examples[i], codec.Decode(s.TokenIds)).Correct);
+                int right = groups[i].Samples.Count(s => task.Score(examples[i], codec.Decode(s.TokenIds)).Correct);
+                hits += right;
+                solved += right > 0 ? 1 : 0;
             }
 
             sampled = (double)hits / (count * samples);
+            passAtK = (double)solved / count;
         }
 
-        return new Evaluation(count, (double)correct / count, sampled, samples, temperature);
+        return new Evaluation(count, (double)correct / count, sampled, samples, temperature) { PassAtK = passAtK };
     }
 }

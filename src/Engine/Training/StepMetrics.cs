@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Engine;
 
 /// <summary>What one SFT step did (one line of metrics.jsonl).</summary>
@@ -23,6 +25,24 @@ public sealed record SftStepMetrics
 
     /// <summary>Why the optimizer step was skipped (a NaN or Inf in the loss or gradients), or null when it was applied.</summary>
     public string? Skipped { get; init; }
+
+    /// <summary>
+    /// Metrics of the batch composition, by snake_case name (multi-task mixing: mix_weight_TASK, mix_batch_TASK,
+    /// mix_grad_sq_TASK, mix_variance_TASK, mix_cosine_mean); null when the step has none. Written flat into metrics.jsonl.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonExtensionData]
+    public Dictionary<string, object>? MethodMetrics { get; init; }
+    /// <summary>Bytes of gradient all-reduced over the ranks in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? AllReduceBytes { get; init; }
+
+    /// <summary>Seconds this rank spent in the gradient all-reduce in this step, once every rank had arrived (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceSeconds { get; init; }
+
+    /// <summary>Seconds this rank waited for the others to reach the all-reduce in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceWaitSeconds { get; init; }
 }
 
 /// <summary>What one RL step did (one line of metrics.jsonl).</summary>
@@ -112,4 +132,16 @@ public sealed record RlStepMetrics
     /// </summary>
     [System.Text.Json.Serialization.JsonExtensionData]
     public Dictionary<string, object>? MethodMetrics { get; init; }
+
+    /// <summary>Bytes of gradient all-reduced over the ranks in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? AllReduceBytes { get; init; }
+
+    /// <summary>Seconds this rank spent in the gradient all-reduce in this step, once every rank had arrived (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceSeconds { get; init; }
+
+    /// <summary>Seconds this rank waited for the others to reach the all-reduce in this step (data-parallel runs only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? AllReduceWaitSeconds { get; init; }
 }

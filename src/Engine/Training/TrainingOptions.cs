@@ -35,7 +35,11 @@ public sealed record SftOptions
     /// <summary>AdamW beta2.</summary>
     public float Beta2 { get; init; } = 0.99f;
 
-    /// <summary>Seed of the data order.</summary>
+    /// <summary>
+    /// Seed of SFT's own random numbers: none today (its evaluation is greedy), so it changes nothing. The order of
+    /// the training examples is the task's: task.seed (a built-in task's generator, a dataset's shuffle and split)
+    /// sets it, so that phases and experiment arms with different seeds see the same data.
+    /// </summary>
     public ulong Seed { get; init; } = 1;
 
     /// <summary>Evaluate test accuracy every this many steps (0: only at the end).</summary>
@@ -194,7 +198,7 @@ public sealed record RlOptions
     /// <summary>Factor of the soft overlong punishment.</summary>
     public float OverlongPenaltyFactor { get; init; } = 1f;
 
-    /// <summary>Seed of prompt order and sampling.</summary>
+    /// <summary>Seed of sampling (rollouts, evaluation, mini-batch shuffles). The prompt order is the task's: task.seed sets it.</summary>
     public ulong Seed { get; init; } = 1;
 
     /// <summary>Evaluate test accuracy every this many steps (0: only at the end).</summary>
@@ -205,6 +209,9 @@ public sealed record RlOptions
 
     /// <summary>Responses sampled per test prompt at the rollout temperature for avg@k (0: greedy accuracy only).</summary>
     public int EvalSamples { get; init; } = 8;
+
+    /// <summary>Longest response of an evaluation, in tokens (0: <see cref="MaxNewTokens"/>).</summary>
+    public int EvalMaxNewTokens { get; init; }
 
     /// <summary>Write a checkpoint every this many steps (0: only at the end).</summary>
     public int CheckpointEvery { get; init; }
@@ -220,6 +227,35 @@ public sealed record RlOptions
     /// decoupled from the KV budget). The responses are the same whichever is chosen; memory and speed differ.
     /// </summary>
     public string Sampler { get; init; } = Generation.Samplers.Default;
+
+    /// <summary>The preset names <see cref="Preset"/> accepts.</summary>
+    public const string PresetNames = "grpo, dapo, ladder-0 .. ladder-5, kdrl, kd or dapo-mixed";
+
+    /// <summary>The preset of an algorithm name: grpo, dapo, ladder-0 .. ladder-5, kdrl, kd or dapo-mixed.</summary>
+    /// <exception cref="EngineException">Another name.</exception>
+    public static RlOptions Preset(string algorithm) => algorithm switch
+    {
+        "grpo" => Grpo(),
+        "dapo" => Dapo(),
+        "kdrl" => Kdrl(),
+        "kd" => KdOnly(),
+        "dapo-mixed" => DapoMixed(),
+        string name when name.StartsWith("ladder-", StringComparison.Ordinal)
+            && int.TryParse(name.AsSpan(7), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rung) => Ladder(rung),
+        var other => throw new EngineException($"algorithm must be {PresetNames}, got '{other}'"),
+    };
+
+    /// <summary>
+    /// The techniques of <paramref name="algorithm"/>'s preset with this run's budget and evaluation (steps, learning
+    /// rate and warm-up, response length, prompts and samples per step, weight decay, mini-batches, evaluation).
+    /// </summary>
+    public RlOptions WithPresetOf(string algorithm) => Preset(algorithm) with
+    {
+        Steps = Steps, LearningRate = LearningRate, WarmupSteps = WarmupSteps, MaxNewTokens = MaxNewTokens, OverlongBuffer = OverlongBuffer,
+        PromptsPerStep = PromptsPerStep, SamplesPerPrompt = SamplesPerPrompt, WeightDecay = WeightDecay, MiniBatches = MiniBatches,
+        EvalEvery = EvalEvery, EvalExamples = EvalExamples, EvalSamples = EvalSamples, EvalMaxNewTokens = EvalMaxNewTokens, Seed = Seed,
+        CheckpointEvery = CheckpointEvery, MaxConcurrentSequences = MaxConcurrentSequences, KvCacheMb = KvCacheMb, Sampler = Sampler,
+    };
 
     /// <summary>Plain GRPO: sequence-level mean, symmetric clip 0.2, no DAPO technique.</summary>
     public static RlOptions Grpo() => Ladder(0);
@@ -323,6 +359,7 @@ public sealed record RlOptions
         OptionChecks.AtLeast(EvalEvery, 0, "eval_every");
         OptionChecks.AtLeast(EvalExamples, 1, "eval_examples");
         OptionChecks.AtLeast(EvalSamples, 0, "eval_samples");
+        OptionChecks.AtLeast(EvalMaxNewTokens, 0, "eval_max_new_tokens");
         OptionChecks.AtLeast(CheckpointEvery, 0, "checkpoint_every");
         OptionChecks.AtLeast(MaxConcurrentSequences, 1, "max_concurrent_sequences");
         OptionChecks.AtLeast(KvCacheMb, 1, "kv_cache_mb");
@@ -343,6 +380,7 @@ public sealed record RlOptions
 /// <summary>Range checks shared by the option records.</summary>
 internal static class OptionChecks
 {
+
     public static void AtLeast(long value, long min, string name)
     {
         if (value < min)

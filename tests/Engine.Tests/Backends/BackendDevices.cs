@@ -13,7 +13,7 @@ internal static class BackendDevices
     /// <summary>The sentinel row used when no device exists (the rows are then skipped, with the reason).</summary>
     public const string None = "none";
 
-    private static readonly Lazy<IReadOnlyList<DeviceInfo>> Found = new(() => global::Engine.Devices.List().Where(d => d.Kind != DeviceKind.Cpu).ToList());
+    private static readonly Lazy<IReadOnlyList<DeviceInfo>> Found = new(() => global::Engine.Devices.List().Where(d => d.Provider != Engine.Kernels.Cpu.CpuProvider.ProviderName).ToList());
 
     /// <summary>Non-CPU devices of this machine.</summary>
     public static IReadOnlyList<DeviceInfo> All => Found.Value;
@@ -42,16 +42,16 @@ public sealed class BackendDevicesAttribute : DataAttribute
     }
 
     /// <summary>The devices of one backend only (for backend-specific tests).</summary>
-    public BackendDevicesAttribute(DeviceKind kind) => Kind = kind;
+    public BackendDevicesAttribute(string provider) => Provider = provider;
 
-    /// <summary>The backend whose devices are listed, or null for every non-CPU backend.</summary>
-    public DeviceKind? Kind { get; }
+    /// <summary>The provider whose devices are listed, or null for every non-CPU backend.</summary>
+    public string? Provider { get; }
 
     /// <inheritdoc />
     public override string? Skip
     {
         get => Selected().Any() ? null
-            : Kind is { } kind ? $"no {kind} device on this machine. " + BackendDevices.SkipReason
+            : Provider is { } provider ? $"no {provider} device on this machine. " + BackendDevices.SkipReason
             : BackendDevices.SkipReason;
         set => throw new NotSupportedException("the skip reason is decided by the devices present");
     }
@@ -72,5 +72,5 @@ public sealed class BackendDevicesAttribute : DataAttribute
         }
     }
 
-    private IEnumerable<DeviceInfo> Selected() => BackendDevices.All.Where(d => Kind is null || d.Kind == Kind);
+    private IEnumerable<DeviceInfo> Selected() => BackendDevices.All.Where(d => Provider is null || d.Provider == Provider);
 }

@@ -28,15 +28,15 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
             output.WriteLine($"{d.Spec}: {d.Name}, {d.MemoryBytes >> 20} MiB, {d.ComputeUnits} SMs; {d.Details}");
         }
 
-        Assert.Equal(DeviceKind.Cuda, provider.Kind);
+        Assert.Equal(CudaProvider.ProviderName, provider.Name);
         Assert.Equal(devices, provider.Probe());
-        Assert.All(devices, d => Assert.Equal(DeviceKind.Cuda, d.Kind));
+        Assert.All(devices, d => Assert.Equal(CudaProvider.ProviderName, d.Provider));
         if (!CuNative.TryLoad())
         {
             Assert.Empty(devices);
             Assert.NotNull(CudaProvider.ProbeError);
             var e = Assert.Throws<EngineException>(() => Devices.Resolve("cuda:0"));
-            Assert.Contains("no Cuda devices", e.Message, StringComparison.Ordinal);
+            Assert.Contains("no cuda devices", e.Message, StringComparison.Ordinal);
         }
     }
 
@@ -148,7 +148,7 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
     // ---- on a CUDA device ----
 
     [Theory]
-    [BackendDevices(DeviceKind.Cuda)]
+    [BackendDevices(CudaProvider.ProviderName)]
     public void Tf32_gemm_matches_the_cpu_to_tf32_precision(string device)
     {
         var acc = (CudaAccelerator)fx.Device(device);
@@ -172,7 +172,7 @@ public sealed partial class CudaBackendTests(BackendFixture fx, ITestOutputHelpe
     }
 
     [Theory]
-    [BackendDevices(DeviceKind.Cuda)]
+    [BackendDevices(CudaProvider.ProviderName)]
     public void Modules_are_cached_in_memory_and_on_disk(string device)
     {
         var acc = (CudaAccelerator)fx.Device(device);

@@ -1,3 +1,4 @@
+using Engine.Core;
 using Engine.Kernels.Gpu;
 using Engine.Tests.Support;
 using Xunit.Abstractions;
@@ -69,6 +70,23 @@ public sealed class HeadParityTests(BackendFixture fx, ITestOutputHelper output)
         const int width = 13, n = 7;
         var ops = new Operands().Zeros("dst", n * width).F("src", TestData.Uniform(21, 10 * width)).I("rows", [9, 0, 3, 3, 5, 1, 9]);
         Parity.Check(fx, device, output, "GatherRows", ops, (acc, t) => acc.GatherRows(t["dst"], t["src"], t["rows"], n, width), ("dst", 0));
+    }
+
+    [Theory]
+    [BackendDevices]
+    public void Behaviour_cloning_loss_matches_the_cpu(string device)
+    {
+        // A few actions (the environments' 4-5) and rows over a work-group; a wide row.
+        foreach (var (n, a) in new[] { (300, 5), (3, 700) })
+        {
+            foreach (BcLoss kind in new[] { BcLoss.Mse, BcLoss.Mae, BcLoss.CrossEntropy })
+            {
+                var ops = new Operands().F("logits", TestData.Uniform(31 + a, (long)n * a, 3f)).I("actions", TestData.Ints(32 + a, n, a))
+                    .F("dlogits", TestData.Uniform(33, (long)n * a)).Zeros("loss", 1);
+                Parity.Check(fx, device, output, $"BehaviourCloningLoss {kind} n{n} a{a}", ops,
+                    (acc, t) => acc.BehaviourCloningLoss(t["dlogits"], t["loss"], t["logits"], t["actions"], kind, n, a), ("dlogits", 1e-5), ("loss", 1e-5));
+            }
+        }
     }
 
     /// <summary>Forces LM-head blocks of <paramref name="rows"/> rows on backends that expose the knob (0: default).</summary>

@@ -213,20 +213,5 @@ public sealed class LayerParityTests(BackendFixture fx, ITestOutputHelper output
         return rstd;
     }
 
-    internal static (float[] Cos, float[] Sin) Tables(int positions, int half)
-    {
-        var cos = new float[positions * half];
-        var sin = new float[positions * half];
-        for (int p = 0; p < positions; p++)
-        {
-            for (int j = 0; j < half; j++)
-            {
-                double angle = p * Math.Pow(10000, -2.0 * j / (2 * half));
-                cos[p * half + j] = (float)Math.Cos(angle);
-                sin[p * half + j] = (float)Math.Sin(angle);
-            }
-        }
-
-        return (cos, sin);
-    }
+    internal static (float[] Cos, float[] Sin) Tables(int positions, int half) => Engine.Tools.BackendCheck.RopeTables(positions, half);
 }

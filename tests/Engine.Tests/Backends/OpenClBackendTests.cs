@@ -20,13 +20,13 @@ public sealed class OpenClBackendTests(BackendFixture fx, ITestOutputHelper outp
         output.WriteLine($"OpenCL probe: {(ClProvider.ProbeError ?? "ok")}");
         if (BackendDevices.IsCi)
         {
-            Assert.True(devices.Any(d => d.Kind == DeviceKind.OpenCL),
+            Assert.True(devices.Any(d => d.Provider == ClProvider.ProviderName),
                 $"CI=true but no OpenCL device was found ({ClProvider.ProbeError ?? "no platform"}): .ci/run installs PoCL so the OpenCL kernels run in CI");
         }
 
         // Probing is stable and every listed device resolves back to itself by its spec.
         Assert.Equal(devices, Devices.List());
-        Assert.Equal(DeviceKind.Cpu, devices[0].Kind);
+        Assert.Equal(Engine.Kernels.Cpu.CpuProvider.ProviderName, devices[0].Provider);
         foreach (DeviceInfo d in devices)
         {
             Assert.Equal(d, Devices.Resolve(d.Spec));
@@ -46,7 +46,7 @@ public sealed class OpenClBackendTests(BackendFixture fx, ITestOutputHelper outp
     }
 
     [Theory]
-    [BackendDevices(DeviceKind.OpenCL)]
+    [BackendDevices(ClProvider.ProviderName)]
     public void A_compile_error_reports_the_build_log(string device)
     {
         ClDeviceContext context = Handle(device).Context;
@@ -59,7 +59,7 @@ public sealed class OpenClBackendTests(BackendFixture fx, ITestOutputHelper outp
     }
 
     [Theory]
-    [BackendDevices(DeviceKind.OpenCL)]
+    [BackendDevices(ClProvider.ProviderName)]
     public void Programs_are_cached_in_memory_and_as_binaries(string device)
     {
         ClDeviceContext context = Handle(device).Context;
@@ -86,7 +86,7 @@ public sealed class OpenClBackendTests(BackendFixture fx, ITestOutputHelper outp
     }
 
     [Theory]
-    [BackendDevices(DeviceKind.OpenCL)]
+    [BackendDevices(ClProvider.ProviderName)]
     public void Both_gemm_kernels_match_the_cpu(string device)
     {
         // The parity suite runs the device's default kernel; this runs the other one too (the tiled
@@ -121,8 +121,8 @@ public sealed class AutoDeviceTests
     public void Auto_never_picks_an_opencl_platform_that_runs_on_the_cpu()
     {
         DeviceInfo auto = Engine.Devices.Resolve("auto");
-        Assert.True(auto.Kind == DeviceKind.Cpu || !auto.IsHostCpu, $"auto chose {auto} ({auto.Details})");
-        Assert.All(Engine.Devices.List().Where(d => d.Kind == DeviceKind.OpenCL && d.Details.Contains("; CPU;", StringComparison.Ordinal)),
+        Assert.True(auto.Provider == Engine.Kernels.Cpu.CpuProvider.ProviderName || !auto.IsHostCpu, $"auto chose {auto} ({auto.Details})");
+        Assert.All(Engine.Devices.List().Where(d => d.Provider == ClProvider.ProviderName && d.Details.Contains("; CPU;", StringComparison.Ordinal)),
             d => Assert.True(d.IsHostCpu, $"{d} runs on the CPU but is not marked so"));
     }
 }

@@ -148,24 +148,6 @@ public sealed class OfflineRlTests : IDisposable
     }
 
     [Fact]
-    public void Bc_loss_head_matches_a_scalar_reference()
-    {
-        float[] logits = [0.5f, -1f, 2f, 0f, 0f, 0f];
-        int[] actions = [2, 0];
-        var grad = new float[6];
-        // Row 0: p = softmax(0.5, -1, 2); row 1: uniform thirds. MSE averages over 2 rows x 3 actions.
-        double[] p0 = [Math.Exp(0.5), Math.Exp(-1), Math.Exp(2)];
-        double s = p0.Sum();
-        p0 = p0.Select(v => v / s).ToArray();
-        double expected = (p0[0] * p0[0] + p0[1] * p0[1] + (p0[2] - 1) * (p0[2] - 1) + 2 * (1.0 / 9) + (1.0 / 3 - 1) * (1.0 / 3 - 1)) / 6;
-        Assert.Equal(expected, BcLossHead.Compute(logits, actions, 2, 3, BcLoss.Mse, grad), 5);
-        double ce = (-Math.Log(p0[2]) - Math.Log(1.0 / 3)) / 2;
-        Assert.Equal(ce, BcLossHead.Compute(logits, actions, 2, 3, BcLoss.CrossEntropy, grad), 5);
-        Assert.Equal((p0[0] - 0) / 2, grad[0], 5);
-        Assert.Equal((p0[2] - 1) / 2, grad[2], 5);
-    }
-
-    [Fact]
     public void Labels_never_change_and_states_move_in_both_modes()
     {
         OfflineDataset data = ToyDataset(120, seed: 2);
@@ -183,6 +165,39 @@ public sealed class OfflineRlTests : IDisposable
             Assert.Equal(labelsBefore, set.Labels.ToArray());
             Assert.NotEqual(statesBefore, set.States);
         }
+    }
+
+    [Fact]
+    public void Frozen_matching_against_checkpoints_uses_them_in_turn()
+    {
+        OfflineDataset data = ToyDataset(120, seed: 2);
+        var options = new DistillOptions { OuterSteps = 1, RealBatch = 16, LearningRate = 1f };
+        using MlpPolicy a = TinyNet(seed: 5), b = TinyNet(seed: 6);
+        float[] paramsA = a.GetParameters(), paramsB = b.GetParameters();
+
+        // One step against checkpoint B on network A moves the states exactly as one plain step on network B.
+        SyntheticSet viaCheckpoint = SyntheticSet.FromRealStates(data, 7, seed: 9), plain = SyntheticSet.FromRealStates(data, 7, seed: 9);
+        using (var d = new Distiller(data, viaCheckpoint, a, MatchingMode.Frozen, options, [paramsB]))
+        {
+            d.Run();
+        }
+
+        using (var d = new Distiller(data, plain, b, MatchingMode.Frozen, options))
+        {
+            d.Run();
+        }
+
+        Assert.Equal(plain.States, viaCheckpoint.States);
+
+        // Three steps over [A, B] end on A (step t uses checkpoint t mod 2).
+        using (var d = new Distiller(data, SyntheticSet.FromRealStates(data, 7, seed: 9), b, MatchingMode.Frozen, options with { OuterSteps = 3 }, [paramsA, paramsB]))
+        {
+            d.Run();
+        }
+
+        Assert.Equal(paramsA, b.GetParameters());
+        Assert.Throws<EngineException>(() => new Distiller(data, plain, a, MatchingMode.Live, options, [paramsA]));
+        Assert.Throws<EngineException>(() => new Distiller(data, plain, a, MatchingMode.Frozen, options, [new float[3]]));
     }
 
     [Theory]
@@ -287,6 +302,41 @@ public sealed class OfflineRlTests : IDisposable
         Assert.True((int)parsed["dataset_size"]! > 0);
         Assert.Contains("<svg", File.ReadAllText(temp.File("report.html")));
         Assert.Equal(summary["dataset_size"]!.ToJsonString(), parsed["dataset_size"]!.ToJsonString());
+    }
+
+    [Fact]
+    public void A_sampled_action_inverts_the_tempered_softmax_cdf()
+    {
+        // softmax(0, ln 3) = (1/4, 3/4); at temperature 2 the weights are (1, sqrt 3): p0 = 1 / (1 + sqrt 3) = 0.366.
+        float[] row = [0f, MathF.Log(3f)];
+        Assert.Equal(0, MlpPolicy.SampleAction(row, 1f, 0.2f));
+        Assert.Equal(1, MlpPolicy.SampleAction(row, 1f, 0.3f));
+        Assert.Equal(0, MlpPolicy.SampleAction(row, 2f, 0.35f));
+        Assert.Equal(1, MlpPolicy.SampleAction(row, 2f, 0.38f));
+        Assert.Equal(1, MlpPolicy.SampleAction(row, 1f, 0.999999f));
+    }
+
+    [Fact]
+    public void Sampled_evaluation_is_keyed_by_seed_and_level_not_by_the_batch()
+    {
+        var net = new MlpPolicy(acc, OfflineEnvironments.Create("bigfish").ObservationSize, 8, 5, 16);
+        using (net)
+        {
+            net.Initialize(3);
+            ulong[] levels = OfflineEnvironments.TrainingLevels(6);
+            var sampled = ActionSelection.Create(1f, 7);
+            double together = Rollouts.MeanReturn(net, "bigfish", levels, sampled);
+            double alone = levels.Sum(l => Rollouts.MeanReturn(net, "bigfish", [l], sampled)) / levels.Length;
+            Assert.Equal(together, alone, 12);
+            Assert.Equal(together, Rollouts.MeanReturn(net, "bigfish", levels.Reverse().ToArray(), sampled), 12);
+
+            // Another seed plays other episodes (bigfish returns vary with the actions, so per-level returns differ somewhere), and greedy play is not sampled play.
+            double[] PerLevel(ActionSelection e) => levels.Select(l => Rollouts.MeanReturn(net, "bigfish", [l], e)).ToArray();
+            Assert.NotEqual(PerLevel(sampled), PerLevel(ActionSelection.Create(1f, 8)));
+            Assert.NotEqual(PerLevel(sampled), PerLevel(ActionSelection.Greedy));
+        }
+
+        Assert.Contains("temperature", Assert.Throws<EngineException>(() => ActionSelection.Create(-1f, 1)).Message);
     }
 
     private MlpPolicy TinyNet(ulong seed)

@@ -1,3 +1,4 @@
+using Engine.Core;
 using Engine.Tests.Cli;
 using Engine.Tests.Support;
 using Xunit.Abstractions;
@@ -17,6 +18,7 @@ public sealed class EmbeddingPackageTests(ITestOutputHelper output)
         ITask task = BuiltInTasks.Create("addition", seed: 3, new Dictionary<string, string> { ["max_digits"] = "2" });
         using LanguageModel model = LanguageModel.CreateForTask(task, new ModelOptions { Layers = 1, Dim = 32, Heads = 2, MaxPositions = 16 });
         Console.WriteLine($"device {model.Device.Spec}, {model.ParameterCount} parameters");
+        Console.WriteLine($"devices: {string.Join(", ", Devices.List().Select(d => d.Spec))}");
 
         using (SftSession sft = model.StartSft(task, new SftOptions { Steps = 2, BatchSize = 8, EvalExamples = 4 }))
         {
@@ -48,7 +50,17 @@ public sealed class EmbeddingPackageTests(ITestOutputHelper output)
         string version = $"0.0.0-test{DateTime.UtcNow:yyyyMMddHHmmssfff}";
         string feed = Path.Combine(temp.Path, "feed");
         ExternalProcess.Run("dotnet", $"pack \"{Path.Combine(repo, "src", "Engine", "Engine.csproj")}\" -c Release -o \"{feed}\" -p:Version={version}", repo);
-        Assert.True(File.Exists(Path.Combine(feed, $"Engine.{version}.nupkg")), "dotnet pack produced no package");
+        string package = Path.Combine(feed, $"Engine.{version}.nupkg");
+        Assert.True(File.Exists(package), "dotnet pack produced no package");
+        using (var zip = System.IO.Compression.ZipFile.OpenRead(package))
+        {
+            // The GPU backends are plug-ins the engine does not reference: the package must carry them all the same.
+            string[] libraries = [.. zip.Entries.Select(e => e.FullName).Where(n => n.StartsWith("lib/", StringComparison.Ordinal))];
+            foreach (string backend in new[] { "Cpu", "Gpu", "OpenCL", "Cuda" })
+            {
+                Assert.Contains($"lib/net10.0/Engine.Kernels.{backend}.dll", libraries);
+            }
+        }
 
         string app = Path.Combine(temp.Path, "app");
         Directory.CreateDirectory(app);
@@ -83,6 +95,11 @@ public sealed class EmbeddingPackageTests(ITestOutputHelper output)
             Assert.Contains("sft step 1", stdout, StringComparison.Ordinal);
             Assert.Contains("sampled 3 responses", stdout, StringComparison.Ordinal);
             Assert.Contains("rl step 1", stdout, StringComparison.Ordinal);
+            // The app found the plug-ins the package carries next to Engine.dll: every device this process sees, it sees.
+            foreach (DeviceInfo device in Devices.List())
+            {
+                Assert.Contains(device.Spec, stdout.Split('\n').Single(l => l.StartsWith("devices: ", StringComparison.Ordinal)), StringComparison.Ordinal);
+            }
         }
         finally
         {

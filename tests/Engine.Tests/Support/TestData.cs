@@ -40,19 +40,7 @@ internal static class Compare
     public static double RelativeError(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
     {
         Assert.Equal(expected.Length, actual.Length);
-        double maxDiff = 0, maxRef = 0;
-        for (int i = 0; i < expected.Length; i++)
-        {
-            if (float.IsNaN(actual[i]) != float.IsNaN(expected[i]))
-            {
-                return double.PositiveInfinity;
-            }
-
-            maxDiff = Math.Max(maxDiff, Math.Abs((double)actual[i] - expected[i]));
-            maxRef = Math.Max(maxRef, Math.Abs((double)expected[i]));
-        }
-
-        return maxDiff / Math.Max(maxRef, 1e-30);
+        return Engine.Tools.BackendCheck.RelativeError(expected, actual); // the measure `engine check-backends` reports
     }
 
     /// <summary>Same as <see cref="RelativeError(ReadOnlySpan{float}, ReadOnlySpan{float})"/> against a double reference.</summary>
