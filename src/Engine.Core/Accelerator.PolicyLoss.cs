@@ -1,7 +1,7 @@
 namespace Engine.Core;
 
 /// <summary>Estimator of KL(pi || pi_ref) per token from <c>d = logp_ref - logp</c> (Schulman's k1, k2, k3).</summary>
-internal enum KlEstimator
+public enum KlEstimator
 {
     /// <summary><c>k1 = -d</c> (unbiased, can be negative).</summary>
     K1,

@@ -90,7 +90,9 @@ public sealed class LanguageModel : IDisposable
                 throw new EngineException($"the tokenizer has {tokenizer.VocabSize} ids but the model only {loaded.Model.Config.VocabSize}");
             }
 
-            return new LanguageModel(acc, loaded.Model, tokenizer, loaded.ConfigJson, loaded.Prefix) { SourceDirectory = directory };
+            var model = new LanguageModel(acc, loaded.Model, tokenizer, loaded.ConfigJson, loaded.Prefix) { SourceDirectory = directory };
+            Log.ModelLoaded(EngineTelemetry.Logger, directory, acc.Info.Name, model.ParameterCount);
+            return model;
         }
         catch
         {
@@ -211,13 +213,25 @@ public sealed class LanguageModel : IDisposable
 
     /// <summary>
     /// This model as a Microsoft.Extensions.AI <see cref="Microsoft.Extensions.AI.IChatClient"/> (chat
-    /// completion, streaming included), so it plugs into code written against that abstraction. The
-    /// conversation is formatted as ChatML when the tokenizer has &lt;|im_start|&gt;, else as
-    /// "role: content" lines; ChatOptions' temperature, top-p, top-k, seed, max output tokens and stop
-    /// sequences apply. The client shares this model (dispose the model, not only the client).
+    /// completion, streaming token by token included), so it plugs into code written against that abstraction.
+    /// The conversation is rendered by the chat template (system, user and assistant roles) and the response
+    /// ends at any end-of-sequence or end-of-turn id; ChatOptions' temperature, top-p, top-k, seed, max
+    /// output tokens and stop sequences apply. The client shares this model (dispose the model, not only the client).
     /// </summary>
     /// <param name="modelId">The id the responses and the client's metadata report.</param>
-    public Microsoft.Extensions.AI.IChatClient AsChatClient(string modelId = "engine") => new Chat.LanguageModelChatClient(this, modelId);
+    /// <param name="chatTemplate">
+    /// "auto" (the template of the directory the model was loaded from; without one, the family the tokenizer's
+    /// special tokens announce, ChatML or Llama-3; else plain), "chatml", "llama3", "plain", or a template file.
+    /// </param>
+    public Microsoft.Extensions.AI.IChatClient AsChatClient(string modelId = "engine", string chatTemplate = "auto")
+    {
+        ArgumentNullException.ThrowIfNull(chatTemplate);
+        ITokenizer tokenizer = Tokenizer ?? throw new EngineException("this model has no tokenizer, so it cannot chat");
+        ChatTemplate template = chatTemplate.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)
+            ? ChatTemplate.ForModel(SourceDirectory, tokenizer)
+            : ChatTemplate.Load(chatTemplate, SourceDirectory) ?? ChatTemplate.Plain();
+        return new Chat.LanguageModelChatClient(this, modelId, template);
+    }
 
     /// <summary>Saves the model as a Hugging Face checkpoint directory (written atomically, file by file).</summary>
     public void Save(string directory) => Save(directory, "f32");
@@ -239,6 +253,8 @@ public sealed class LanguageModel : IDisposable
         {
             chars.Save(Path.Combine(directory, TokenizerLoader.FileName));
         }
+
+        Log.ModelSaved(EngineTelemetry.Logger, directory, dtype);
     }
 
     /// <inheritdoc />

@@ -17,6 +17,8 @@ internal static class OptionsBinder
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         WriteIndented = true,
+        // Enum settings are their kebab-case names in files and on the command line: "token-mean", "k3".
+        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower, allowIntegerValues: false) },
     };
 
     /// <summary>The settings of an options type: JSON name, flag name and property.</summary>
@@ -80,7 +82,7 @@ internal static class OptionsBinder
     {
         Type t = Nullable.GetUnderlyingType(type) ?? type;
         var inv = CultureInfo.InvariantCulture;
-        if (t == typeof(string))
+        if (t == typeof(string) || t.IsEnum)
         {
             return JsonValue.Create(text);
         }
@@ -116,7 +118,7 @@ internal static class OptionsBinder
     private static bool IsSupported(Type type)
     {
         Type t = Nullable.GetUnderlyingType(type) ?? type;
-        return t == typeof(string) || t == typeof(bool) || t == typeof(int) || t == typeof(long) || t == typeof(ulong) || t == typeof(float) ||
+        return t.IsEnum || t == typeof(string) || t == typeof(bool) || t == typeof(int) || t == typeof(long) || t == typeof(ulong) || t == typeof(float) ||
                t == typeof(double);
     }
 
@@ -130,6 +132,17 @@ internal static class OptionsBinder
         if (kind == JsonValueKind.Null && Nullable.GetUnderlyingType(type) is not null)
         {
             ok = true;
+        }
+
+        if (t.IsEnum)
+        {
+            string[] names = [.. Enum.GetNames(t).Select(JsonNamingPolicy.KebabCaseLower.ConvertName)];
+            if (kind != JsonValueKind.String || !names.Contains(value!.GetValue<string>(), StringComparer.Ordinal))
+            {
+                throw new EngineException($"{source}: setting '{key}' must be {string.Join(", ", names[..^1])} or {names[^1]}, got {value?.ToJsonString() ?? "null"}");
+            }
+
+            return;
         }
 
         if (!ok)

@@ -186,9 +186,21 @@ internal sealed class Generator : IDisposable
     /// id <c>sequenceIdBase + i * g + j</c>, which (with the seed) keys its random numbers, so every
     /// sampler (<see cref="GeneratorOptions.Sampler"/>) gives the same responses.
     /// </summary>
-    public IReadOnlyList<GenerationGroup> Generate(IReadOnlyList<int[]> prompts, int g, SamplingOptions sampling, long sequenceIdBase = 0)
+    /// <param name="prompts">The prompts' token ids.</param>
+    /// <param name="g">Responses per prompt.</param>
+    /// <param name="sampling">How tokens are sampled and when a response stops.</param>
+    /// <param name="sequenceIdBase">The sequence id of the first response.</param>
+    /// <param name="onToken">
+    /// Called after every decode step with each sampled token as (prompt index, sample index, token id), in
+    /// generation order, before the call returns: what streaming reads. It must not call back into the generator.
+    /// </param>
+    /// <param name="cancellationToken">Checked between decode steps; on cancellation the KV blocks are freed and the call throws.</param>
+    public IReadOnlyList<GenerationGroup> Generate(IReadOnlyList<int[]> prompts, int g, SamplingOptions sampling, long sequenceIdBase = 0,
+        Action<int, int, int>? onToken = null, CancellationToken cancellationToken = default)
     {
         Validate(prompts, g, sampling);
+        using Activity? activity = EngineTelemetry.Source.StartActivity("engine.sampling")?
+            .SetTag("engine.prompts", prompts.Count).SetTag("engine.samples_per_prompt", g);
         var stats = new GenerationStats();
         Stats = stats;
         cache.ResetPeak();
@@ -207,17 +219,36 @@ internal sealed class Generator : IDisposable
             CheckFullGroupsFit(run);
         }
 
-        while (run.Fresh.Count > 0 || run.Suspended.Count > 0 || run.Running.Count > 0)
+        try
         {
-            Admit(run);
-            stats.MaxConcurrent = Math.Max(stats.MaxConcurrent, run.Running.Count);
-            stats.PeakKvCommittedBytes = Math.Max(stats.PeakKvCommittedBytes, (cache.UsedBlocks + run.Reserved) * cache.BlockBytes);
-            DecodeStep(run);
-            Retire(run);
+            while (run.Fresh.Count > 0 || run.Suspended.Count > 0 || run.Running.Count > 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                Admit(run);
+                stats.MaxConcurrent = Math.Max(stats.MaxConcurrent, run.Running.Count);
+                stats.PeakKvCommittedBytes = Math.Max(stats.PeakKvCommittedBytes, (cache.UsedBlocks + run.Reserved) * cache.BlockBytes);
+                DecodeStep(run);
+                if (onToken is not null)
+                {
+                    foreach (Sample s in run.Running)
+                    {
+                        onToken(s.Info.PromptIndex, s.Info.SampleIndex, s.Tokens[^1]);
+                    }
+                }
+
+                Retire(run);
+            }
+        }
+        catch
+        {
+            // A cancelled (or failed) call leaves the cache as it found it, so the generator stays usable.
+            Abandon(run);
+            throw;
         }
 
         stats.PeakKvBytes = cache.PeakBytes;
         stats.CopiesOnWrite = cache.CopiesOnWrite;
+        activity?.SetTag("engine.tokens_generated", stats.GeneratedTokens).SetTag("engine.kv_cache.peak_bytes", stats.PeakKvBytes);
         return run.Prompts.Select(p => new GenerationGroup(p.Index, p.Tokens, p.Results.Select(r => r!).ToArray())).ToArray();
     }
 
@@ -595,6 +626,30 @@ internal sealed class Generator : IDisposable
                 run.PlanStale = true;
             }
         }
+    }
+
+    /// <summary>Frees every KV sequence an unfinished call holds (releasing is idempotent).</summary>
+    private void Abandon(Rollout run)
+    {
+        foreach (Sample s in run.Running.Concat(run.Suspended).Concat(run.Lanes.SelectMany(l => l.Queue)).Concat(admitted))
+        {
+            if (s.Kv is not null)
+            {
+                cache.Release(s.Kv);
+            }
+        }
+
+        foreach (PromptState p in run.Prompts)
+        {
+            if (p.Prefix is not null)
+            {
+                cache.Release(p.Prefix);
+            }
+        }
+
+        run.Running.Clear();
+        run.Suspended.Clear();
+        admitted.Clear();
     }
 
     public void Dispose()

@@ -27,7 +27,7 @@ public sealed record KdOptions
     public float Delta { get; init; } = 5e-5f;
 
     /// <summary>"k2" (0.5 R^2, default: an unbiased gradient of reverse KL), "k3" (exp(R) - R - 1) or "k1" (-R).</summary>
-    public string Estimator { get; init; } = "k2";
+    public KlEstimator Estimator { get; init; } = KlEstimator.K2;
 
     /// <summary>
     /// Reward-guided masking of the distillation term: "none"; "response" (no KD on responses the
@@ -61,13 +61,8 @@ public sealed record KdOptions
         _ => throw new EngineException($"kd.schedule must be constant or anneal, got '{Schedule}'"),
     };
 
-    internal KlEstimator KlEstimator => Estimator switch
-    {
-        "k1" => Core.KlEstimator.K1,
-        "k2" => Core.KlEstimator.K2,
-        "k3" => Core.KlEstimator.K3,
-        _ => throw new EngineException($"kd.estimator must be k1, k2 or k3, got '{Estimator}'"),
-    };
+    internal KlEstimator KlEstimator => Enum.IsDefined(Estimator) ? Estimator
+        : throw new EngineException($"kd.estimator must be k1, k2 or k3, got {(int)Estimator}");
 
     internal Kdrl.KdMask MaskMode => Mask switch
     {

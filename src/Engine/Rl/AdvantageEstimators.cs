@@ -114,19 +114,6 @@ internal static class Advantages
     }
 }
 
-/// <summary>How per-token losses become one number (rl-core.md "Aggregation modes").</summary>
-internal enum LossAggregation
-{
-    /// <summary>DAPO: sum over tokens / tokens in the mini-batch.</summary>
-    TokenMean,
-
-    /// <summary>GRPO: mean over sequences of each sequence's token mean.</summary>
-    SeqMeanTokenMean,
-
-    /// <summary>Dr. GRPO: sum over tokens / (sequences * L_norm).</summary>
-    SeqMeanTokenSumNorm,
-}
-
 /// <summary>Per-token weights that implement an aggregation mode over a whole mini-batch.</summary>
 internal static class LossWeights
 {

@@ -152,6 +152,7 @@ internal sealed class RlTrainer : IDisposable
     /// <summary>Runs one RL step and returns its metrics.</summary>
     public RlStepMetrics Step()
     {
+        using Activity? activity = EngineTelemetry.Source.StartActivity("engine.rl.step")?.SetTag("engine.step", StepsDone + 1);
         RlOptions o = Options;
         int step = StepsDone;
         long samplingStart = Stopwatch.GetTimestamp();
@@ -332,7 +333,7 @@ internal sealed class RlTrainer : IDisposable
         double[]? refKl = terms.FindIndex(t => t is ReferenceKlTerm) is int r and >= 0 ? totals[r] : null;
         double[]? entropy = totals[terms.FindIndex(t => t is EntropyBonusTerm)];
         Evaluation? test = o.EvalEvery > 0 && StepsDone % o.EvalEvery == 0 ? Evaluate() : null;
-        return new RlStepMetrics
+        return EngineTelemetry.Publish(new RlStepMetrics
         {
             Step = StepsDone,
             RewardMean = rewardSum / Math.Max(responses, 1),
@@ -364,7 +365,7 @@ internal sealed class RlTrainer : IDisposable
             AllReduceBytes = parallel is null ? null : parallel.GradientBytes - reducedBefore,
             AllReduceSeconds = parallel is null ? null : parallel.GradientSeconds - reduceSecondsBefore,
             AllReduceWaitSeconds = parallel is null ? null : parallel.GradientWaitSeconds - waitBefore,
-        };
+        });
     }
 
     public void Dispose()
@@ -400,6 +401,7 @@ internal sealed class RlTrainer : IDisposable
     /// <summary>Task reward plus shaping of one group's responses.</summary>
     private void Score(List<RolloutSequence> group, TaskExample example)
     {
+        using Activity? activity = EngineTelemetry.Source.StartActivity("engine.rl.scoring");
         RlOptions o = Options;
         string[] responses = group.Select(s => codec.Decode(s.Response)).ToArray();
         // A dataset's reward (your code, maybe slow) scores the group's responses in parallel.
@@ -446,6 +448,7 @@ internal sealed class RlTrainer : IDisposable
     /// <summary>PPO epochs over mini-batches; returns the last grad norm and learning rate and the tokens trained.</summary>
     private (double GradNorm, double LearningRate, long Tokens) Train(int step, List<List<RolloutSequence>> kept, double[]?[] totals, out string? skipped)
     {
+        using Activity? activity = EngineTelemetry.Source.StartActivity("engine.rl.update");
         skipped = null;
         RlOptions o = Options;
         int normLength = o.LossNormLength > 0 ? o.LossNormLength : o.MaxNewTokens;

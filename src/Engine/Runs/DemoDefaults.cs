@@ -1,7 +1,7 @@
 namespace Engine;
 
 /// <summary>The settings of <c>engine demo</c>: a small GPT-2-style policy learns multi-digit addition.</summary>
-public static class DemoDefaults
+internal static class DemoDefaults
 {
     /// <summary>The demo's run options.</summary>
     public static RunOptions Options() => new()

@@ -17,7 +17,7 @@ namespace Engine;
 /// <para>Splits: the canonical problem is the unordered operand pair, so "a+b" and "b+a" are always in
 /// the same split.</para>
 /// </remarks>
-public sealed class AdditionTask : ITask
+internal sealed class AdditionTask : ITask
 {
     /// <summary>The largest supported digit count per operand.</summary>
     public const int MaxSupportedDigits = 17;

@@ -31,7 +31,7 @@ namespace Engine;
 /// <para>Splits: the canonical problem is the multiset of numbers (sorted), without the target: a set
 /// of numbers seen in training never appears in a test puzzle, whatever the target or order.</para>
 /// </remarks>
-public sealed class CountdownTask : ITask
+internal sealed class CountdownTask : ITask
 {
     /// <summary>The most numbers a puzzle may have.</summary>
     public const int MaxSupportedCount = 6;

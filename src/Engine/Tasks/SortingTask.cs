@@ -15,7 +15,7 @@ namespace Engine;
 /// <para>Splits: the canonical problem is the multiset of digits (that is, the answer), so every
 /// ordering of the same digits is in the same split and no test answer is ever a training answer.</para>
 /// </remarks>
-public sealed class SortingTask : ITask
+internal sealed class SortingTask : ITask
 {
     /// <summary>The longest supported digit string.</summary>
     public const int MaxSupportedLength = 64;

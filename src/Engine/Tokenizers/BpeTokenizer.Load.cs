@@ -14,6 +14,10 @@ internal sealed partial class BpeTokenizer
         public int? UnkId;
         public List<AddedToken> Added = [];
         public bool Nfc;
+        public bool ByteFallback, FuseUnk;
+        public List<(string? Prepend, string? Pattern, string? Content)> TextEdits = [];
+        public Metaspace? Metaspace;
+        public int StripLeadingSpaces;
         public List<PieceSplitter> Splitters = [];
         public bool AddPrefixSpace;
         public bool ByteLevelRegex;
@@ -59,7 +63,7 @@ internal sealed partial class BpeTokenizer
             ReadAddedTokens(j, root, d);
             ReadNormalizer(j, TokenizerJson.Optional(root, "normalizer"), "normalizer", d);
             ReadPreTokenizer(j, root, d);
-            ReadDecoder(j, TokenizerJson.Optional(root, "decoder"), "decoder");
+            ReadDecoder(j, TokenizerJson.Optional(root, "decoder"), "decoder", d);
         }
         CheckMerges(j, d);
         CheckIdRange(j, d);
@@ -138,10 +142,8 @@ internal sealed partial class BpeTokenizer
         {
             throw j.Error($"model.dropout {dropout.GetRawText()} is not supported (BPE dropout is for training)");
         }
-        if (j.Bool(model, "byte_fallback", "model", absent: false))
-        {
-            throw j.Error("model.byte_fallback is not supported (SentencePiece-style BPE); only byte-level BPE is");
-        }
+        d.ByteFallback = j.Bool(model, "byte_fallback", "model", absent: false);
+        d.FuseUnk = j.Bool(model, "fuse_unk", "model", absent: false);
         foreach (string key in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
         {
             if (j.OptionalString(model, key, "model") is { Length: > 0 } affix)
@@ -204,8 +206,18 @@ internal sealed partial class BpeTokenizer
         string type = j.String(j.Required(n, "type", path), path + ".type");
         switch (type)
         {
-            case "NFC":
+            case "NFC" when d.TextEdits.Count == 0:
                 d.Nfc = true;
+                break;
+            case "Prepend" when d.ByteFallback:
+                d.TextEdits.Add((j.String(j.Required(n, "prepend", path), path + ".prepend"), null, null));
+                break;
+            case "Replace" when d.ByteFallback:
+                JsonElement pattern = j.Object(j.Required(n, "pattern", path), path + ".pattern");
+                string literal = j.OptionalString(pattern, "String", path + ".pattern") is { Length: > 0 } text
+                    ? text
+                    : throw j.Error($"{path}.pattern must be a non-empty {{\"String\": ...}} (regex replacements are not supported)");
+                d.TextEdits.Add((null, literal, j.String(j.Required(n, "content", path), path + ".content")));
                 break;
             case "Sequence":
                 int i = 0;
@@ -215,12 +227,18 @@ internal sealed partial class BpeTokenizer
                 }
                 break;
             default:
-                throw j.Error($"{path}: unsupported normalizer \"{type}\" (supported: none, NFC)");
+                throw j.Error($"{path}: unsupported normalizer \"{type}\" (supported: none, NFC; with byte_fallback also Prepend and Replace)");
         }
     }
 
     private static void ReadPreTokenizer(TokenizerJson j, JsonElement root, Definition d)
     {
+        if (d.ByteFallback)
+        {
+            ReadSentencePiecePreTokenizer(j, root, d);
+            return;
+        }
+
         if (TokenizerJson.Optional(root, "pre_tokenizer") is not { } pre)
         {
             throw j.Error("pre_tokenizer is missing: only byte-level BPE (a ByteLevel pre-tokenizer) is supported");
@@ -298,14 +316,20 @@ internal sealed partial class BpeTokenizer
         throw j.Error($"{path}.pattern must be {{\"Regex\": ...}} or a non-empty {{\"String\": ...}}");
     }
 
-    private static void ReadDecoder(TokenizerJson j, JsonElement? decoder, string path)
+    private static void ReadDecoder(TokenizerJson j, JsonElement? decoder, string path, Definition d)
     {
         if (decoder is not { } dec)
         {
-            return; // treated as ByteLevel: the only decoding that makes sense for a byte-level vocabulary
+            return; // treated as ByteLevel (or, with byte_fallback, as "▁" -> " " and <0xNN> -> byte)
         }
         j.Object(dec, path);
         string type = j.String(j.Required(dec, "type", path), path + ".type");
+        if (d.ByteFallback && type != "Sequence")
+        {
+            ReadSentencePieceDecoder(j, dec, type, path, d);
+            return;
+        }
+
         switch (type)
         {
             case "ByteLevel":
@@ -314,7 +338,7 @@ internal sealed partial class BpeTokenizer
                 int i = 0;
                 foreach (JsonElement inner in j.Array(j.Required(dec, "decoders", path), path + ".decoders").EnumerateArray())
                 {
-                    ReadDecoder(j, inner, $"{path}.decoders[{i++}]");
+                    ReadDecoder(j, inner, $"{path}.decoders[{i++}]", d);
                 }
                 return;
             default:

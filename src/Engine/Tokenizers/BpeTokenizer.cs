@@ -28,10 +28,16 @@ namespace Engine.Tokenizers;
 /// and no add_prefix_space (with NFC: == NFC(s), except that added tokens matched in the raw
 /// text keep their literal content). Lone surrogates become U+FFFD.
 ///
-/// Not supported (rejected at load with a message): other model types, byte_fallback,
-/// dropout, continuing_subword_prefix / end_of_word_suffix, normalizers other than NFC,
-/// pre-tokenizers other than Split/ByteLevel, decoders other than ByteLevel. Ignored:
-/// post_processor (no template tokens are added), truncation and padding.
+/// SentencePiece-style files (model.byte_fallback: Llama-2, Mistral) take the path described in
+/// BpeTokenizer.SentencePiece.cs: "▁" for spaces, characters as the first symbols with &lt;0xNN&gt;
+/// byte tokens for the ones the vocabulary lacks, the same merging.
+///
+/// Not supported (rejected at load with a message): other model types, dropout,
+/// continuing_subword_prefix / end_of_word_suffix, normalizers other than NFC (and, with
+/// byte_fallback, Prepend and literal Replace), pre-tokenizers other than Split/ByteLevel (with
+/// byte_fallback: none or Metaspace), decoders other than ByteLevel (with byte_fallback: Replace
+/// "▁"→" ", ByteFallback, Fuse, Strip of leading spaces). Ignored: post_processor (no template
+/// tokens are added), truncation and padding.
 /// </remarks>
 internal sealed partial class BpeTokenizer : ITokenizer
 {
@@ -50,6 +56,13 @@ internal sealed partial class BpeTokenizer : ITokenizer
     private readonly PieceSplitter[] _splitters;
     private readonly bool _addPrefixSpace;
     private readonly bool _byteLevelRegex;
+
+    // SentencePiece-style files (byte_fallback); see BpeTokenizer.SentencePiece.cs.
+    private readonly bool _byteFallback;
+    private readonly bool _fuseUnk;
+    private readonly int? _unkId;
+    private readonly (string? Prepend, string? Pattern, string? Content)[] _textEdits;
+    private readonly Metaspace? _metaspace;
 
     private readonly string?[] _idToToken;
     private readonly byte[]?[] _tokenBytes;
@@ -88,6 +101,12 @@ internal sealed partial class BpeTokenizer : ITokenizer
     /// <summary>True when the text is NFC-normalized before pre-tokenisation.</summary>
     public bool NormalizesNfc => _nfc;
 
+    /// <summary>True for SentencePiece-style BPE (byte_fallback: &lt;0xNN&gt; tokens, "▁" for spaces).</summary>
+    public bool ByteFallback => _byteFallback;
+
+    /// <inheritdoc />
+    public int LeadingSpacesStripped { get; }
+
     /// <summary>Pieces currently cached (for tests and diagnostics).</summary>
     internal int CachedPieces => _cache.Count;
 
@@ -101,6 +120,12 @@ internal sealed partial class BpeTokenizer : ITokenizer
         _splitters = [.. d.Splitters];
         _addPrefixSpace = d.AddPrefixSpace;
         _byteLevelRegex = d.ByteLevelRegex;
+        _byteFallback = d.ByteFallback;
+        _fuseUnk = d.FuseUnk;
+        _unkId = d.UnkId;
+        _textEdits = [.. d.TextEdits];
+        _metaspace = d.Metaspace;
+        LeadingSpacesStripped = d.StripLeadingSpaces;
         AddedTokens = d.Added;
 
         int maxId = -1;
@@ -135,14 +160,16 @@ internal sealed partial class BpeTokenizer : ITokenizer
         {
             if (_idToToken[id] is { } token)
             {
-                _tokenBytes[id] = ByteLevel.TokenToBytes(token);
+                _tokenBytes[id] = _byteFallback ? SentencePieceTokenBytes(token) : ByteLevel.TokenToBytes(token);
             }
         }
 
         _byteIds = new int[256];
         for (int b = 0; b < 256; b++)
         {
-            _byteIds[b] = _vocab.TryGetValue(ByteLevel.ByteToChar((byte)b).ToString(), out int id) ? id : d.UnkId ?? -1;
+            _byteIds[b] = _byteFallback
+                ? (_vocab.TryGetValue(string.Format(System.Globalization.CultureInfo.InvariantCulture, ByteTokenFormat, b), out int byteToken) ? byteToken : -1)
+                : _vocab.TryGetValue(ByteLevel.ByteToChar((byte)b).ToString(), out int id) ? id : d.UnkId ?? -1;
         }
 
         _merges = new Dictionary<long, Merge>(d.Merges.Count);
@@ -157,7 +184,7 @@ internal sealed partial class BpeTokenizer : ITokenizer
         // Two passes like the reference: normalized=false tokens on the raw text, then
         // normalized=true tokens (content normalized too) on the normalized text between them.
         _rawAdded = new AddedTokenMatcher(d.Added.Where(t => !t.Normalized), t => t.Content);
-        _normalizedAdded = new AddedTokenMatcher(d.Added.Where(t => t.Normalized), t => _nfc ? Nfc.Normalize(t.Content) : t.Content);
+        _normalizedAdded = new AddedTokenMatcher(d.Added.Where(t => t.Normalized), t => EditText(_nfc ? Nfc.Normalize(t.Content) : t.Content));
 
         BosTokenId = FindToken(d.BosToken, "<|begin_of_text|>", "<s>", "<bos>");
         EosTokenId = FindToken(d.EosToken, "<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>");
@@ -204,15 +231,22 @@ internal sealed partial class BpeTokenizer : ITokenizer
                 }
                 string s = text;
                 int start = seg.Start, length = seg.Length;
+                bool atTextStart = seg.Start == 0;
                 if (_nfc && !Nfc.IsQuickNfc(text.AsSpan(start, length)))
                 {
                     s = Nfc.Normalize(text.AsSpan(start, length));
                     start = 0;
                     length = s.Length;
                 }
+                if (_textEdits.Length > 0)
+                {
+                    s = EditText(s.Substring(start, length));
+                    start = 0;
+                    length = s.Length;
+                }
                 if (_normalizedAdded.IsEmpty)
                 {
-                    EncodeOrdinary(s, start, length, st);
+                    EncodeOrdinary(s, start, length, atTextStart, st);
                     continue;
                 }
                 st.Segments.Clear();
@@ -225,7 +259,7 @@ internal sealed partial class BpeTokenizer : ITokenizer
                     }
                     else
                     {
-                        EncodeOrdinary(s, inner.Start, inner.Length, st);
+                        EncodeOrdinary(s, inner.Start, inner.Length, atTextStart && inner.Start == start, st);
                     }
                 }
             }
@@ -240,7 +274,7 @@ internal sealed partial class BpeTokenizer : ITokenizer
         }
     }
 
-    private void EncodeOrdinary(string text, int start, int length, EncodeState st)
+    private void EncodeOrdinary(string text, int start, int length, bool atTextStart, EncodeState st)
     {
         if (length == 0)
         {
@@ -248,6 +282,24 @@ internal sealed partial class BpeTokenizer : ITokenizer
         }
         List<TextPiece> pieces = st.PiecesA, next = st.PiecesB;
         pieces.Clear();
+        if (_byteFallback)
+        {
+            if (_metaspace is not null)
+            {
+                MetaspacePieces(text, start, length, atTextStart, pieces);
+            }
+            else
+            {
+                pieces.Add(new TextPiece(text, start, length));
+            }
+
+            foreach (TextPiece p in pieces)
+            {
+                EncodePiece(p.Span, st);
+            }
+            pieces.Clear();
+            return;
+        }
         pieces.Add(new TextPiece(text, start, length));
         foreach (PieceSplitter splitter in _splitters)
         {
@@ -295,14 +347,28 @@ internal sealed partial class BpeTokenizer : ITokenizer
             st.Ids.AddRange(cached);
             return;
         }
-        int maxBytes = Encoding.UTF8.GetMaxByteCount(piece.Length);
-        if (st.Bytes.Length < maxBytes)
-        {
-            st.Bytes = new byte[Math.Max(maxBytes, st.Bytes.Length * 2)];
-        }
-        int n = Encoding.UTF8.GetBytes(piece, st.Bytes); // lone surrogates -> EF BF BD
         int first = st.Ids.Count;
-        Bpe(st.Bytes.AsSpan(0, n), st);
+        if (_byteFallback)
+        {
+            if (_ignoreMerges && _vocabBySpan.TryGetValue(piece, out int whole))
+            {
+                st.Ids.Add(whole);
+            }
+            else
+            {
+                MergeSymbols(CharSymbols(piece, st), st);
+            }
+        }
+        else
+        {
+            int maxBytes = Encoding.UTF8.GetMaxByteCount(piece.Length);
+            if (st.Bytes.Length < maxBytes)
+            {
+                st.Bytes = new byte[Math.Max(maxBytes, st.Bytes.Length * 2)];
+            }
+            int n = Encoding.UTF8.GetBytes(piece, st.Bytes); // lone surrogates -> EF BF BD
+            Bpe(st.Bytes.AsSpan(0, n), st);
+        }
         if (cacheable)
         {
             if (_cache.Count >= CacheCapacity)
@@ -331,8 +397,7 @@ internal sealed partial class BpeTokenizer : ITokenizer
             }
         }
         st.EnsureSymbols(n);
-        int[] ids = st.SymbolIds, prev = st.Prev, next = st.Next;
-        bool[] alive = st.Alive;
+        int[] symbols = st.SymbolIds;
         for (int k = 0; k < n; k++)
         {
             int id = _byteIds[bytes[k]];
@@ -341,7 +406,22 @@ internal sealed partial class BpeTokenizer : ITokenizer
                 throw new EngineException(
                     $"byte 0x{bytes[k]:X2} (byte-level character '{ByteLevel.ByteToChar(bytes[k])}') has no token in the vocabulary and there is no unk_token");
             }
-            ids[k] = id;
+            symbols[k] = id;
+        }
+        MergeSymbols(n, st);
+    }
+
+    /// <summary>Merges the first <paramref name="n"/> symbols in <c>st.SymbolIds</c>; appends the resulting ids to <c>st.Ids</c>.</summary>
+    private void MergeSymbols(int n, EncodeState st)
+    {
+        if (n == 0)
+        {
+            return;
+        }
+        int[] ids = st.SymbolIds, prev = st.Prev, next = st.Next;
+        bool[] alive = st.Alive;
+        for (int k = 0; k < n; k++)
+        {
             prev[k] = k - 1;
             next[k] = k + 1 < n ? k + 1 : -1;
             alive[k] = true;

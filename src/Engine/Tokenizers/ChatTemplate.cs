@@ -129,6 +129,25 @@ internal sealed partial class ChatTemplate
     }
 
     /// <summary>
+    /// The template of a model: its directory's (see <see cref="FromModelDirectory"/>); when it has none (or the
+    /// model has no directory), the family its tokenizer's special tokens announce (ChatML's &lt;|im_start|&gt; and
+    /// &lt;|im_end|&gt;, Llama-3's &lt;|start_header_id|&gt; and &lt;|eot_id|&gt;); else plain.
+    /// </summary>
+    public static ChatTemplate ForModel(string? modelDirectory, ITokenizer tokenizer)
+    {
+        ChatTemplate fromDirectory = modelDirectory is null ? Plain() : FromModelDirectory(modelDirectory);
+        if (fromDirectory.Name != "plain")
+        {
+            return fromDirectory;
+        }
+
+        bool Has(string token) => tokenizer.TryGetSpecialTokenId(token, out _);
+        return Has("<|im_start|>") && Has("<|im_end|>") ? ChatMl()
+            : Has("<|start_header_id|>") && Has("<|eot_id|>") ? Llama3(tokenizer.BosTokenId is int bos ? tokenizer.Decode([bos]) : "<|begin_of_text|>")
+            : fromDirectory;
+    }
+
+    /// <summary>
     /// A Jinja text of a named template ("chatml" or "llama3") that Hugging Face tools render and this class
     /// recognises, written into checkpoints trained with that template; null for the others.
     /// </summary>

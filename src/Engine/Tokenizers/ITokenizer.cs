@@ -51,6 +51,9 @@ internal interface ITokenizer
 
     /// <summary>A decoder for streaming generation (see <see cref="TokenStreamDecoder"/>).</summary>
     TokenStreamDecoder CreateStreamDecoder(bool skipSpecialTokens = false);
+
+    /// <summary>Leading spaces decoding removes from the whole text (SentencePiece's Strip decoder: the "▁" it put in front).</summary>
+    int LeadingSpacesStripped => 0;
 }
 
 /// <summary>Decoding shared by the tokenizers.</summary>
@@ -70,7 +73,19 @@ internal static class TokenText
             }
             bytes.AddRange(tokenizer.TokenBytes(id));
         }
-        return Utf8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(bytes));
+        string text = Utf8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(bytes));
+        return StripLeadingSpaces(text, tokenizer.LeadingSpacesStripped);
+    }
+
+    /// <summary>Removes up to <paramref name="count"/> leading spaces.</summary>
+    public static string StripLeadingSpaces(string text, int count)
+    {
+        int cut = 0;
+        while (cut < count && cut < text.Length && text[cut] == ' ')
+        {
+            cut++;
+        }
+        return cut == 0 ? text : text[cut..];
     }
 
     /// <summary>Checks an id against the vocabulary size.</summary>
@@ -98,6 +113,7 @@ internal sealed class TokenStreamDecoder
     private readonly bool _skipSpecialTokens;
     private readonly Decoder _utf8 = new UTF8Encoding(false, false).GetDecoder();
     private char[] _chars = new char[64];
+    private int _toStrip;
 
     /// <summary>Creates a decoder for <paramref name="tokenizer"/>.</summary>
     public TokenStreamDecoder(ITokenizer tokenizer, bool skipSpecialTokens = false)
@@ -105,6 +121,7 @@ internal sealed class TokenStreamDecoder
         ArgumentNullException.ThrowIfNull(tokenizer);
         _tokenizer = tokenizer;
         _skipSpecialTokens = skipSpecialTokens;
+        _toStrip = tokenizer.LeadingSpacesStripped;
     }
 
     /// <summary>Adds one token; returns the newly completed text (possibly empty).</summary>
@@ -129,10 +146,19 @@ internal sealed class TokenStreamDecoder
     }
 
     /// <summary>Ends the stream: returns what is held back (U+FFFD for an incomplete character) and resets.</summary>
-    public string Flush() => Feed([], flush: true);
+    public string Flush()
+    {
+        string rest = Feed([], flush: true);
+        _toStrip = _tokenizer.LeadingSpacesStripped;
+        return rest;
+    }
 
     /// <summary>Drops anything held back and starts a new stream.</summary>
-    public void Reset() => _utf8.Reset();
+    public void Reset()
+    {
+        _utf8.Reset();
+        _toStrip = _tokenizer.LeadingSpacesStripped;
+    }
 
     private string Feed(ReadOnlySpan<byte> bytes, bool flush)
     {
@@ -142,6 +168,20 @@ internal sealed class TokenStreamDecoder
             _chars = new char[Math.Max(need, _chars.Length * 2)];
         }
         int n = _utf8.GetChars(bytes, _chars, flush);
-        return n == 0 ? string.Empty : new string(_chars, 0, n);
+        int cut = 0;
+        while (_toStrip > 0 && cut < n)
+        {
+            // The text's leading spaces (the decoder's Strip) go; the first other character ends the stripping.
+            if (_chars[cut] == ' ')
+            {
+                cut++;
+                _toStrip--;
+            }
+            else
+            {
+                _toStrip = 0;
+            }
+        }
+        return n == cut ? string.Empty : new string(_chars, cut, n - cut);
     }
 }

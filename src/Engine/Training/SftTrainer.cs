@@ -125,14 +125,14 @@ internal sealed class SftTrainer : IDisposable
         StepsDone = step + 1;
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
         double? accuracy = Options.EvalEvery > 0 && StepsDone % Options.EvalEvery == 0 ? Evaluate().GreedyAccuracy : null;
-        return new SftStepMetrics
+        return EngineTelemetry.Publish(new SftStepMetrics
         {
             Step = StepsDone, Loss = loss, GradNorm = gradNorm, LearningRate = lr, TokensPerSecond = b * t / seconds, TestAccuracy = accuracy,
             Skipped = Optimizer.LastSkipReason, MethodMetrics = BatchSource?.StepMetrics(),
             AllReduceBytes = Parallel is null ? null : Parallel.GradientBytes - reducedBefore,
             AllReduceSeconds = Parallel is null ? null : Parallel.GradientSeconds - reduceSecondsBefore,
             AllReduceWaitSeconds = Parallel is null ? null : Parallel.GradientWaitSeconds - waitBefore,
-        };
+        });
     }
 
     /// <inheritdoc cref="ForwardBackward(IReadOnlyList{TaskExample}, out int, ValueTuple{int, int}, out double)"/>

@@ -66,6 +66,9 @@ internal sealed class TaskCodec
     public int[] Prompt(TaskExample example) =>
         Template is not null && example.Messages is { Count: > 0 } chat ? Encode(Template.Render(chat)) : Prompt(example.Prompt);
 
+    /// <summary>Prompt tokens of a chat, rendered by the template (plain without one), ending in the assistant's turn.</summary>
+    public int[] Prompt(IReadOnlyList<ChatTurn> chat) => Encode((Template ?? ChatTemplate.Plain()).Render(chat));
+
     /// <summary>Response tokens for SFT: the text, then EOS.</summary>
     public int[] Response(string text) => [.. Tokenizer.Encode(text), Eos];
 

@@ -143,7 +143,7 @@ public sealed record RlOptions
     public float DualClip { get; init; }
 
     /// <summary>token-mean (DAPO), seq-mean-token-mean (GRPO) or seq-mean-token-sum-norm (Dr. GRPO).</summary>
-    public string LossAggregation { get; init; } = "token-mean";
+    public LossAggregation LossAggregation { get; init; } = LossAggregation.TokenMean;
 
     /// <summary>L_norm of seq-mean-token-sum-norm; 0 means max_new_tokens.</summary>
     public int LossNormLength { get; init; }
@@ -171,8 +171,8 @@ public sealed record RlOptions
     /// <summary>The KL reference's checkpoint directory (same tokenizer as the policy); empty: a copy of the policy when RL starts.</summary>
     public string Reference { get; init; } = "";
 
-    /// <summary>KL estimator: k1, k2 or k3.</summary>
-    public string KlEstimator { get; init; } = "k3";
+    /// <summary>KL estimator: k1, k2 or k3 (the same names in config files and flags).</summary>
+    public KlEstimator KlEstimator { get; init; } = KlEstimator.K3;
 
     /// <summary>Subtract the KL from the reward (per sequence) instead of adding it to the loss.</summary>
     public bool KlInReward { get; init; }
@@ -270,7 +270,7 @@ public sealed record RlOptions
     /// </summary>
     public static RlOptions Kdrl(string teacher = "") => Grpo() with
     {
-        Algorithm = "kdrl", LossAggregation = "token-mean", Distillation = new KdOptions { Teacher = teacher },
+        Algorithm = "kdrl", LossAggregation = LossAggregation.TokenMean, Distillation = new KdOptions { Teacher = teacher },
     };
 
     /// <summary>
@@ -299,7 +299,7 @@ public sealed record RlOptions
             OverlongFiltering = stage is >= 1 and < 3,
             EpsHigh = stage >= 2 ? 0.28f : 0.2f,
             SoftOverlongPunishment = stage >= 3,
-            LossAggregation = stage >= 4 ? "token-mean" : "seq-mean-token-mean",
+            LossAggregation = stage >= 4 ? LossAggregation.TokenMean : LossAggregation.SeqMeanTokenMean,
             DynamicSampling = stage >= 5,
             MaxGenerationBatches = stage >= 5 ? 3 : 1,
         };
@@ -370,21 +370,11 @@ public sealed record RlOptions
         }
     }
 
-    internal Rl.LossAggregation Aggregation => LossAggregation switch
-    {
-        "token-mean" => Rl.LossAggregation.TokenMean,
-        "seq-mean-token-mean" => Rl.LossAggregation.SeqMeanTokenMean,
-        "seq-mean-token-sum-norm" => Rl.LossAggregation.SeqMeanTokenSumNorm,
-        _ => throw new EngineException($"loss_aggregation must be token-mean, seq-mean-token-mean or seq-mean-token-sum-norm, got '{LossAggregation}'"),
-    };
+    internal LossAggregation Aggregation => Enum.IsDefined(LossAggregation) ? LossAggregation
+        : throw new EngineException($"loss_aggregation must be token-mean, seq-mean-token-mean or seq-mean-token-sum-norm, got {(int)LossAggregation}");
 
-    internal KlEstimator Estimator => KlEstimator switch
-    {
-        "k1" => Core.KlEstimator.K1,
-        "k2" => Core.KlEstimator.K2,
-        "k3" => Core.KlEstimator.K3,
-        _ => throw new EngineException($"kl_estimator must be k1, k2 or k3, got '{KlEstimator}'"),
-    };
+    internal KlEstimator Estimator => Enum.IsDefined(KlEstimator) ? KlEstimator
+        : throw new EngineException($"kl_estimator must be k1, k2 or k3, got {(int)KlEstimator}");
 }
 
 /// <summary>Range checks shared by the option records.</summary>
@@ -422,4 +412,17 @@ internal static class OptionChecks
             throw new EngineException($"{name} must be in [{min}, {max}], got {value}");
         }
     }
+}
+
+/// <summary>How per-token losses become one number (rl-core.md "Aggregation modes").</summary>
+public enum LossAggregation
+{
+    /// <summary>DAPO: sum over tokens / tokens in the mini-batch.</summary>
+    TokenMean,
+
+    /// <summary>GRPO: mean over sequences of each sequence's token mean.</summary>
+    SeqMeanTokenMean,
+
+    /// <summary>Dr. GRPO: sum over tokens / (sequences * L_norm).</summary>
+    SeqMeanTokenSumNorm,
 }

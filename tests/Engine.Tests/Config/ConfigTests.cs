@@ -25,7 +25,7 @@ public sealed class ConfigTests : IDisposable
         Assert.Equal(0.01f, o.Sft.LearningRate);
         Assert.Equal(0.3f, o.Rl!.EpsHigh);
         Assert.False(o.Rl.DynamicSampling);
-        Assert.Equal("seq-mean-token-sum-norm", o.Rl.LossAggregation);
+        Assert.Equal(LossAggregation.SeqMeanTokenSumNorm, o.Rl.LossAggregation);
         o.Validate();
     }
 
@@ -49,8 +49,6 @@ public sealed class ConfigTests : IDisposable
     [Theory]
     [InlineData("""{"rl": {"top_p": 1.5}}""", "top_p must be in (0, 1]")]
     [InlineData("""{"rl": {"eps_low": 1.2}}""", "eps_low must be in")]
-    [InlineData("""{"rl": {"loss_aggregation": "mean"}}""", "loss_aggregation must be")]
-    [InlineData("""{"rl": {"kl_estimator": "k4"}}""", "kl_estimator must be k1, k2 or k3")]
     [InlineData("""{"rl": {"samples_per_prompt": 0}}""", "samples_per_prompt must be at least 1")]
     [InlineData("""{"rl": {"dual_clip": 0.5}}""", "dual_clip must be 0 (off) or greater than 1")]
     [InlineData("""{"sft": {"learning_rate": -1}}""", "learning_rate must be a positive number")]
@@ -62,6 +60,18 @@ public sealed class ConfigTests : IDisposable
         Assert.Contains(message, e.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("""{"rl": {"loss_aggregation": "mean"}}""", "'loss_aggregation' must be token-mean, seq-mean-token-mean or seq-mean-token-sum-norm, got \"mean\"")]
+    [InlineData("""{"rl": {"kl_estimator": "k4"}}""", "'kl_estimator' must be k1, k2 or k3, got \"k4\"")]
+    [InlineData("""{"rl": {"kl_estimator": 2}}""", "'kl_estimator' must be k1, k2 or k3, got 2")]
+    public void Enum_settings_are_their_names(string json, string message)
+    {
+        var e = Assert.Throws<EngineException>(() => RunOptions.FromFile(Write(json)));
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+        RunOptions o = RunOptions.FromFile(Write("""{"rl": {"loss_aggregation": "seq-mean-token-sum-norm", "kl_estimator": "k1"}}"""));
+        Assert.Equal((LossAggregation.SeqMeanTokenSumNorm, Engine.Core.KlEstimator.K1), (o.Rl!.LossAggregation, o.Rl.KlEstimator));
+    }
+
     [Fact]
     public void Presets_switch_each_dapo_technique_on_its_own()
     {
@@ -70,11 +80,11 @@ public sealed class ConfigTests : IDisposable
         Assert.Equal(RlOptions.Dapo(), ladder[5]);
         Assert.False(ladder[0].OverlongFiltering || ladder[0].SoftOverlongPunishment || ladder[0].DynamicSampling);
         Assert.Equal(0.2f, ladder[0].EpsHigh);
-        Assert.Equal("seq-mean-token-mean", ladder[0].LossAggregation);
+        Assert.Equal(LossAggregation.SeqMeanTokenMean, ladder[0].LossAggregation);
         Assert.True(ladder[1].OverlongFiltering);
         Assert.Equal(0.28f, ladder[2].EpsHigh);
         Assert.True(ladder[3].SoftOverlongPunishment);
-        Assert.Equal("token-mean", ladder[4].LossAggregation);
+        Assert.Equal(LossAggregation.TokenMean, ladder[4].LossAggregation);
         Assert.True(ladder[5].DynamicSampling);
         Assert.Equal(0f, ladder[5].KlCoef);
     }

@@ -197,6 +197,49 @@ public sealed class GeneratorTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("temperature", Assert.Throws<EngineException>(() => gen.Generate([[1]], 1, ok with { Temperature = -1 })).Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("continuous")]
+    [InlineData("infinite")]
+    public void Tokens_are_reported_as_sampled_and_a_cancelled_call_frees_its_memory(string samplerName)
+    {
+        SamplerKind sampler = Samplers.Parse(samplerName);
+        using Transformer model = TinyModel(holder.Acc, "qwen3");
+        using var gen = new Generator(model, new GeneratorOptions { MaxSlots = 3, BlockSize = 4, KvBudgetBytes = 1L << 20, Sampler = sampler });
+        int[][] prompts = [[5, 9, 11, 12, 13], [40, 41]];
+        var sampling = new SamplingOptions { MaxNewTokens = 20, Seed = 3, Temperature = 1f };
+        var reported = new List<int>[2, 4];
+        for (int p = 0; p < 2; p++)
+        {
+            for (int j = 0; j < 4; j++)
+            {
+                reported[p, j] = [];
+            }
+        }
+
+        var groups = gen.Generate(prompts, 4, sampling, onToken: (p, j, token) => reported[p, j].Add(token));
+        foreach (GenerationGroup group in groups)
+        {
+            foreach (GeneratedSequence s in group.Samples)
+            {
+                Assert.Equal(s.TokenIds, reported[s.PromptIndex, s.SampleIndex]);
+            }
+        }
+
+        using var cancel = new CancellationTokenSource();
+        int seen = 0;
+        Assert.ThrowsAny<OperationCanceledException>(() => gen.Generate(prompts, 4, sampling, onToken: (_, _, _) =>
+        {
+            if (++seen == 7)
+            {
+                cancel.Cancel();
+            }
+        }, cancellationToken: cancel.Token));
+        Assert.Equal(gen.Cache.TotalBlocks, gen.Cache.FreeBlocks);
+
+        var again = gen.Generate(prompts, 4, sampling);
+        Assert.Equal(groups.SelectMany(g => g.Samples).Select(s => s.TokenIds), again.SelectMany(g => g.Samples).Select(s => s.TokenIds));
+    }
+
     public void Dispose() => holder.Dispose();
 
     internal static float[] FullForwardLogits(Transformer model, int[] tokens)

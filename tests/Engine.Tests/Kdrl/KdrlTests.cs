@@ -166,7 +166,7 @@ public sealed class KdrlTests(ITestOutputHelper output)
     public void Bad_kd_settings_are_refused_with_their_name()
     {
         Assert.Contains("kd.schedule", Assert.Throws<EngineException>(() => new KdOptions { Schedule = "cosine" }.Validate()).Message, StringComparison.Ordinal);
-        Assert.Contains("kd.estimator", Assert.Throws<EngineException>(() => new KdOptions { Estimator = "k4" }.Validate()).Message, StringComparison.Ordinal);
+        Assert.Contains("kd.estimator", Assert.Throws<EngineException>(() => new KdOptions { Estimator = (Engine.Core.KlEstimator)4 }.Validate()).Message, StringComparison.Ordinal);
         Assert.Contains("kd.mask", Assert.Throws<EngineException>(() => new KdOptions { Mask = "all" }.Validate()).Message, StringComparison.Ordinal);
         Assert.Contains("kd.beta", Assert.Throws<EngineException>(() => new KdOptions { Beta = -1 }.Validate()).Message, StringComparison.Ordinal);
     }

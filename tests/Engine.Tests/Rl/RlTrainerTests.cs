@@ -99,7 +99,7 @@ public sealed class RlTrainerTests(ITestOutputHelper output) : IDisposable
                 Advantage = rng.NextDouble() * 2 - 1,
             };
         }).ToList();
-        var options = RlOptions.Dapo() with { LossAggregation = aggregation };
+        var options = RlOptions.Dapo() with { LossAggregation = Enum.Parse<LossAggregation>(aggregation.Replace("-", ""), ignoreCase: true) };
         float[][] weights = LossWeights.Compute(sequences.Select(x => x.Mask).ToList(), options.Aggregation, 8);
         using var batch = new RolloutBatch(acc);
         batch.Reset(sequences);
