@@ -48,7 +48,7 @@ public class SamplerBenchmarks
     {
         acc = new CpuAccelerator();
         var config = Presets.Config(Preset, PromptLength + NewTokens + 1);
-        SamplerKind kind = Samplers.Parse(Sampler);
+        SamplerKind kind = Engine.Config.OptionsBinder.ParseEnum<SamplerKind>(Sampler, "Sampler");
         long budget = kind == SamplerKind.Full ? 0 : SamplingBenchmark.FullGroupBytes(config, PromptLength, NewTokens, BudgetSamples);
         bench = new SamplingBenchmark(acc, config, kind, SamplesPerPrompt, PromptLength, NewTokens, budget, EosBias(config.VocabSize));
     }

@@ -31,7 +31,7 @@ internal static class BenchSamplingCommand
         command.Options.Add(prefix);
         command.SetAction(r => CommandLine.Guard(() =>
         {
-            SamplerKind kind = Samplers.Parse(r.GetValue(sampler)!);
+            SamplerKind kind = Config.OptionsBinder.ParseEnum<SamplerKind>(r.GetValue(sampler)!, "--sampler");
             string predictorName = r.GetValue(predictor)!;
             if (predictorName is not ("online" or "oracle"))
             {
@@ -49,7 +49,7 @@ internal static class BenchSamplingCommand
             using Accelerator acc = Backends.Registry.Open(r.GetValue(shape.Device));
             using var bench = new SamplingBenchmark(acc, config, kind, r.GetValue(samples), p, n, (long)(mb * (1 << 20)), r.GetValue(eosBias),
                 oracle: predictorName == "oracle", prefixTokens: r.GetValue(prefix));
-            Console.WriteLine(bench.Run().ToJson(Samplers.Name(kind), bench.BudgetBytes));
+            Console.WriteLine(bench.Run().ToJson(Config.OptionsBinder.Name(kind), bench.BudgetBytes));
             return 0;
         }));
         return command;

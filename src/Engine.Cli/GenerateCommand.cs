@@ -35,7 +35,7 @@ internal static class GenerateCommand
                 throw new Core.EngineException($"--kv-budget-mb must be positive, got {mb}");
             }
 
-            lm.GenerationSettings = lm.GenerationSettings with { Sampler = r.GetValue(sampler)!, KvCacheBytes = (long)(mb * (1 << 20)) };
+            lm.GenerationSettings = lm.GenerationSettings with { Sampler = Config.OptionsBinder.ParseEnum<SamplerKind>(r.GetValue(sampler)!, "--sampler"), KvCacheBytes = (long)(mb * (1 << 20)) };
             var options = new SamplingOptions
             {
                 MaxNewTokens = r.GetValue(maxNew), Temperature = r.GetValue(temperature), TopP = r.GetValue(topP), TopK = r.GetValue(topK),

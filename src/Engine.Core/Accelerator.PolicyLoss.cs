@@ -105,8 +105,11 @@ internal static class EntropyStats
     public const int Count = 2;
 }
 
-/// <summary>How off-policy tokens (sampled by a frozen guide) weigh the importance ratio <c>rho = pi_theta / pi_guide</c>.</summary>
-internal enum OffPolicyWeighting
+/// <summary>
+/// How off-policy tokens (sampled by a frozen guide) weigh the importance ratio <c>rho = pi_theta / pi_guide</c>
+/// (mixed-policy DAPO's guide.weight: "clip" or "shaping" in config files and flags).
+/// </summary>
+public enum OffPolicyWeighting
 {
     /// <summary>The decoupled clip applied to rho: <c>max(-A rho, -A clamp(rho, 1 - eps_low, 1 + eps_high))</c>.</summary>
     Clip,

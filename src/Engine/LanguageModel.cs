@@ -23,7 +23,10 @@ public sealed record GenerationSettings
     /// another), continuous (a finished sample's slot refilled at once) or infinite (continuous with length-aware
     /// scheduling). Every sampler gives the same responses.
     /// </summary>
-    public string Sampler { get; init; } = Generation.Samplers.Default;
+    public SamplerKind Sampler { get; init; } = SamplerKind.Continuous;
+
+    internal SamplerKind SamplerMode => Enum.IsDefined(Sampler) ? Sampler
+        : throw new EngineException($"sampler must be full, micro, continuous or infinite, got {(int)Sampler}");
 }
 
 /// <summary>
@@ -274,7 +277,7 @@ public sealed class LanguageModel : IDisposable
             generator = new Generator(Model, new GeneratorOptions
             {
                 MaxSlots = s.MaxConcurrentSequences, KvBudgetBytes = s.KvCacheBytes, BlockSize = s.BlockSize,
-                Sampler = Generation.Samplers.Parse(s.Sampler),
+                Sampler = s.SamplerMode,
             });
             generatorSettings = s;
         }

@@ -19,7 +19,7 @@ internal static class MixedPolicyExperimentCommand
             var options = new MixedPolicyExperimentOptions
             {
                 Seeds = shared.Seeds(r), OutDir = shared.Out(r), Quick = shared.Quick(r), Device = shared.Device(r), Steps = r.GetValue(steps),
-                Weight = r.GetValue(weight)!,
+                Weight = Config.OptionsBinder.ParseEnum<Core.OffPolicyWeighting>(r.GetValue(weight)!, "--weight"),
             };
             var summary = MixedPolicyExperiment.Run(options, Console.WriteLine);
             Console.WriteLine($"wall time: {summary["wall_seconds"]} s");

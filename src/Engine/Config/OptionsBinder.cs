@@ -28,6 +28,17 @@ internal static class OptionsBinder
             .Select(p => (JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name), "--" + JsonNamingPolicy.KebabCaseLower.ConvertName(p.Name), p))
             .ToList();
 
+    /// <summary>The name of an enum setting's value as config files and flags spell it: "token-mean", "k3".</summary>
+    public static string Name(Enum value) => JsonNamingPolicy.KebabCaseLower.ConvertName(value.ToString());
+
+    /// <summary>
+    /// The value of enum <typeparamref name="T"/> named <paramref name="text"/> (its kebab-case name), for a flag outside the
+    /// option records; an <see cref="EngineException"/> naming <paramref name="flag"/> and the choices otherwise.
+    /// </summary>
+    public static T ParseEnum<T>(string text, string flag) where T : struct, Enum =>
+        Enum.GetValues<T>().Where(v => Name(v) == text).Select(v => (T?)v).FirstOrDefault()
+        ?? throw new EngineException($"{flag} must be {Choices(typeof(T))}, got '{text}'");
+
     /// <summary>The options as a JSON object with every setting.</summary>
     public static JsonObject ToJson<T>(T options) => JsonSerializer.SerializeToNode(options, Json)!.AsObject();
 
@@ -136,10 +147,9 @@ internal static class OptionsBinder
 
         if (t.IsEnum)
         {
-            string[] names = [.. Enum.GetNames(t).Select(JsonNamingPolicy.KebabCaseLower.ConvertName)];
-            if (kind != JsonValueKind.String || !names.Contains(value!.GetValue<string>(), StringComparer.Ordinal))
+            if (kind != JsonValueKind.String || !Enum.GetNames(t).Select(JsonNamingPolicy.KebabCaseLower.ConvertName).Contains(value!.GetValue<string>(), StringComparer.Ordinal))
             {
-                throw new EngineException($"{source}: setting '{key}' must be {string.Join(", ", names[..^1])} or {names[^1]}, got {value?.ToJsonString() ?? "null"}");
+                throw new EngineException($"{source}: setting '{key}' must be {Choices(t)}, got {value?.ToJsonString() ?? "null"}");
             }
 
             return;
@@ -151,6 +161,13 @@ internal static class OptionsBinder
                 : t == typeof(float) || t == typeof(double) ? "a number" : "an integer";
             throw new EngineException($"{source}: setting '{key}' must be {expected}, got {value?.ToJsonString() ?? "null"}");
         }
+    }
+
+    /// <summary>The kebab-case names of enum <paramref name="t"/>'s values as a list: "k1, k2 or k3".</summary>
+    private static string Choices(Type t)
+    {
+        string[] names = [.. Enum.GetNames(t).Select(JsonNamingPolicy.KebabCaseLower.ConvertName)];
+        return names.Length == 1 ? names[0] : $"{string.Join(", ", names[..^1])} or {names[^1]}";
     }
 
     private static bool IsInteger(JsonNode value, Type t)

@@ -3,19 +3,6 @@ using Engine.Rl;
 
 namespace Engine.Kdrl;
 
-/// <summary>Reward-guided masking of KDRL's distillation term.</summary>
-internal enum KdMask
-{
-    /// <summary>Distil on every response token.</summary>
-    None,
-
-    /// <summary>No distillation on responses the verifier accepted.</summary>
-    Response,
-
-    /// <summary>Distillation only on groups with no accepted response.</summary>
-    Group,
-}
-
 /// <summary>
 /// KDRL's distillation term: <c>beta_t * mean over KD tokens of k(R_t)</c> with
 /// <c>R_t = logp_teacher - logp_theta</c>, on the device through the KL-term op with the teacher's

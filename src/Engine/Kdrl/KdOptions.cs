@@ -17,8 +17,8 @@ public sealed record KdOptions
     /// <summary>beta: the weight of the distillation term (the start value when annealed).</summary>
     public float Beta { get; init; } = 5e-3f;
 
-    /// <summary>"constant", or "anneal": <c>beta_t = max(beta - delta * t, beta_min)</c> over RL steps t.</summary>
-    public string Schedule { get; init; } = "constant";
+    /// <summary>constant, or anneal: <c>beta_t = max(beta - delta * t, beta_min)</c> over RL steps t (the same names in config files and flags).</summary>
+    public KdSchedule Schedule { get; init; } = KdSchedule.Constant;
 
     /// <summary>The floor of the annealed beta.</summary>
     public float BetaMin { get; init; } = 1e-3f;
@@ -30,10 +30,10 @@ public sealed record KdOptions
     public KlEstimator Estimator { get; init; } = KlEstimator.K2;
 
     /// <summary>
-    /// Reward-guided masking of the distillation term: "none"; "response" (no KD on responses the
-    /// verifier accepted); "group" (KD only on groups with no accepted response).
+    /// Reward-guided masking of the distillation term: none; response (no KD on responses the
+    /// verifier accepted); group (KD only on groups with no accepted response). The same names in config files and flags.
     /// </summary>
-    public string Mask { get; init; } = "none";
+    public KdMask Mask { get; init; } = KdMask.None;
 
     /// <summary>beta at RL step <paramref name="step"/> (0-based): constant, or linearly annealed and clamped at <see cref="BetaMin"/>.</summary>
     public float BetaAt(int step) =>
@@ -54,21 +54,35 @@ public sealed record KdOptions
         _ = MaskMode;
     }
 
-    private bool Annealed => Schedule switch
-    {
-        "constant" => false,
-        "anneal" => true,
-        _ => throw new EngineException($"kd.schedule must be constant or anneal, got '{Schedule}'"),
-    };
+    private bool Annealed => Enum.IsDefined(Schedule) ? Schedule == KdSchedule.Anneal
+        : throw new EngineException($"kd.schedule must be constant or anneal, got {(int)Schedule}");
 
     internal KlEstimator KlEstimator => Enum.IsDefined(Estimator) ? Estimator
         : throw new EngineException($"kd.estimator must be k1, k2 or k3, got {(int)Estimator}");
 
-    internal Kdrl.KdMask MaskMode => Mask switch
-    {
-        "none" => Kdrl.KdMask.None,
-        "response" => Kdrl.KdMask.Response,
-        "group" => Kdrl.KdMask.Group,
-        _ => throw new EngineException($"kd.mask must be none, response or group, got '{Mask}'"),
-    };
+    internal KdMask MaskMode => Enum.IsDefined(Mask) ? Mask
+        : throw new EngineException($"kd.mask must be none, response or group, got {(int)Mask}");
+}
+
+/// <summary>How KDRL's distillation weight beta moves over the RL steps.</summary>
+public enum KdSchedule
+{
+    /// <summary>beta stays at <see cref="KdOptions.Beta"/>.</summary>
+    Constant,
+
+    /// <summary>beta falls linearly by <see cref="KdOptions.Delta"/> per RL step to <see cref="KdOptions.BetaMin"/>.</summary>
+    Anneal,
+}
+
+/// <summary>Reward-guided masking of KDRL's distillation term (<see cref="KdOptions.Mask"/>).</summary>
+public enum KdMask
+{
+    /// <summary>Distil on every response token.</summary>
+    None,
+
+    /// <summary>No distillation on responses the verifier accepted.</summary>
+    Response,
+
+    /// <summary>Distillation only on groups with no accepted response.</summary>
+    Group,
 }

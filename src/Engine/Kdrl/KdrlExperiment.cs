@@ -48,7 +48,7 @@ internal static class KdrlExperiment
         {
             Steps = steps, PromptsPerStep = quick ? 8 : 32, SamplesPerPrompt = 8, MaxNewTokens = 7, OverlongBuffer = 3, LearningRate = 5e-4f,
             WarmupSteps = 5, WeightDecay = 0f, MiniBatches = 2, EvalEvery = quick ? 2 : 25, EvalExamples = quick ? 16 : 300, EvalSamples = quick ? 2 : 8,
-            Distillation = new KdOptions { Beta = beta, Schedule = "constant", BetaMin = beta / 10, Delta = beta * 0.9f / Math.Max(1, steps * 2 / 3) },
+            Distillation = new KdOptions { Beta = beta, Schedule = KdSchedule.Constant, BetaMin = beta / 10, Delta = beta * 0.9f / Math.Max(1, steps * 2 / 3) },
         };
         return new Setup(task, student, teacherSft, studentSft, rl);
     }
@@ -160,10 +160,10 @@ internal static class KdrlExperiment
     internal static RlOptions ArmOptions(string arm, RlOptions kdrl) => arm switch
     {
         "grpo" => kdrl with { Algorithm = "grpo", Distillation = null },
-        "kd" => kdrl with { Algorithm = "kd", Advantage = "none" },
+        "kd" => kdrl with { Algorithm = "kd", Advantage = AdvantageEstimator.None },
         "kdrl" => kdrl,
-        "kdrl_anneal" => kdrl with { Algorithm = "kdrl_anneal", Distillation = kdrl.Distillation! with { Schedule = "anneal" } },
-        "kdrl_mask" => kdrl with { Algorithm = "kdrl_mask", Distillation = kdrl.Distillation! with { Mask = "response" } },
+        "kdrl_anneal" => kdrl with { Algorithm = "kdrl_anneal", Distillation = kdrl.Distillation! with { Schedule = KdSchedule.Anneal } },
+        "kdrl_mask" => kdrl with { Algorithm = "kdrl_mask", Distillation = kdrl.Distillation! with { Mask = KdMask.Response } },
         _ => throw new EngineException($"unknown KDRL arm '{arm}'"),
     };
 }

@@ -42,7 +42,7 @@ internal sealed class Guidance : IDisposable
         Options = options.Guidance!;
         generator = new Generator(guide.Model, new GeneratorOptions
         {
-            MaxSlots = options.MaxConcurrentSequences, KvBudgetBytes = (long)options.KvCacheMb << 20, Sampler = Samplers.Parse(options.Sampler),
+            MaxSlots = options.MaxConcurrentSequences, KvBudgetBytes = (long)options.KvCacheMb << 20, Sampler = options.SamplerMode,
         });
     }
 

@@ -20,8 +20,8 @@ public sealed record GuideOptions
     /// <summary>M: the guide's responses per prompt beside the policy's G (0: no guidance in the main batch).</summary>
     public int Samples { get; init; } = 4;
 
-    /// <summary>Off-policy weighting of rho: "clip" (the decoupled clip) or "shaping" (rho / (rho + gamma)).</summary>
-    public string Weight { get; init; } = "clip";
+    /// <summary>Off-policy weighting of rho: clip (the decoupled clip) or shaping (rho / (rho + gamma)); the same names in config files and flags.</summary>
+    public OffPolicyWeighting Weight { get; init; } = OffPolicyWeighting.Clip;
 
     /// <summary>gamma of the shaping transform.</summary>
     public float Gamma { get; init; } = 0.1f;
@@ -29,8 +29,8 @@ public sealed record GuideOptions
     /// <summary>Guidance decays linearly to 0 over this many RL steps (0: no decay).</summary>
     public int Decay { get; init; }
 
-    /// <summary>What decays: "weight" (the off-policy loss weight) or "samples" (M, rounded).</summary>
-    public string DecayTarget { get; init; } = "weight";
+    /// <summary>What decays: weight (the off-policy loss weight) or samples (M, rounded); the same names in config files and flags.</summary>
+    public GuideDecayTarget DecayTarget { get; init; } = GuideDecayTarget.Weight;
 
     /// <summary>Train on groups whose G on-policy rewards are all zero with the guide's samples as the contrast.</summary>
     public bool ReuseZeroReward { get; init; } = true;
@@ -55,19 +55,21 @@ public sealed record GuideOptions
         _ = DecaysSamples;
     }
 
-    internal OffPolicyWeighting Weighting => Weight switch
-    {
-        "clip" => OffPolicyWeighting.Clip,
-        "shaping" => OffPolicyWeighting.Shaping,
-        _ => throw new EngineException($"guide.weight must be clip or shaping, got '{Weight}'"),
-    };
+    internal OffPolicyWeighting Weighting => Enum.IsDefined(Weight) ? Weight
+        : throw new EngineException($"guide.weight must be clip or shaping, got {(int)Weight}");
 
-    private bool DecaysSamples => DecayTarget switch
-    {
-        "weight" => false,
-        "samples" => true,
-        _ => throw new EngineException($"guide.decay_target must be weight or samples, got '{DecayTarget}'"),
-    };
+    private bool DecaysSamples => Enum.IsDefined(DecayTarget) ? DecayTarget == GuideDecayTarget.Samples
+        : throw new EngineException($"guide.decay_target must be weight or samples, got {(int)DecayTarget}");
 
     private double Remaining(int step) => Decay == 0 ? 1 : Math.Max(0, 1 - (double)step / Decay);
+}
+
+/// <summary>What mixed-policy DAPO's guidance decay (<see cref="GuideOptions.Decay"/>) scales down.</summary>
+public enum GuideDecayTarget
+{
+    /// <summary>The off-policy loss weight decays; the guide keeps sampling M responses per prompt.</summary>
+    Weight,
+
+    /// <summary>M, the guide's responses per prompt, decays (rounded); their loss weight stays 1.</summary>
+    Samples,
 }

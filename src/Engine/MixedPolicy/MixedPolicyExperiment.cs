@@ -13,8 +13,8 @@ namespace Engine.MixedPolicy;
 /// <summary>Settings of <c>engine experiment mixed-policy</c>.</summary>
 internal sealed record MixedPolicyExperimentOptions : ExperimentRunOptions
 {
-    /// <summary>The guided arms' off-policy weighting: "clip" or "shaping".</summary>
-    public string Weight { get; init; } = "clip";
+    /// <summary>The guided arms' off-policy weighting: clip or shaping.</summary>
+    public OffPolicyWeighting Weight { get; init; } = OffPolicyWeighting.Clip;
 }
 
 /// <summary>
@@ -125,7 +125,7 @@ internal static class MixedPolicyExperiment
             ["guide"] = Math.Round(guideEval.Accuracy, 6),
             ["steps"] = steps,
             ["guide_samples"] = guideOptions.Samples,
-            ["guide_weight"] = guideOptions.Weight,
+            ["guide_weight"] = Config.OptionsBinder.Name(guideOptions.Weight),
             ["metric"] = $"test avg@{dapo.EvalSamples} at temperature {dapo.Temperature} on {dapo.EvalExamples} held-out examples",
             ["seeds"] = new JsonArray(options.Seeds.Select(s => (JsonNode)s).ToArray()),
             ["quick"] = quick,

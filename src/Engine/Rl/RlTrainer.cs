@@ -51,7 +51,7 @@ internal sealed class RlTrainer : IDisposable
         Generator = generator ?? new Generator(policy, new GeneratorOptions
         {
             MaxSlots = options.MaxConcurrentSequences, KvBudgetBytes = (long)options.KvCacheMb << 20,
-            Sampler = Samplers.Parse(options.Sampler),
+            Sampler = options.SamplerMode,
         });
         Optimizer = new AdamWOptimizer(policy, new AdamWOptions
         {
@@ -59,7 +59,7 @@ internal sealed class RlTrainer : IDisposable
             MaxGradNorm = options.MaxGradNorm, MaxNonfiniteSkips = options.MaxNonfiniteSkips,
         });
         source = new PolicySampler(Generator, codec, options);
-        advantages = options.Advantage == "none" ? new NoAdvantage() : new GroupAdvantage(options.NormalizeAdvantageByStd);
+        advantages = options.AdvantageMode == AdvantageEstimator.None ? new NoAdvantage() : new GroupAdvantage(options.NormalizeAdvantageByStd);
         batch = new RolloutBatch(policy.Acc);
         update = new PolicyUpdate(policy);
         try

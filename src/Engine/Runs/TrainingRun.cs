@@ -142,7 +142,7 @@ public static class TrainingRun
         {
             MaxSlots = rl?.MaxConcurrentSequences ?? 64,
             KvBudgetBytes = (long)(rl?.KvCacheMb ?? 64) << 20,
-            Sampler = Samplers.Parse(rl?.Sampler ?? Samplers.Default),
+            Sampler = rl?.SamplerMode ?? SamplerKind.Continuous,
         });
 
         JsonObject? state = null;

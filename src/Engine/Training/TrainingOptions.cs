@@ -152,10 +152,11 @@ public sealed record RlOptions
     public bool NormalizeAdvantageByStd { get; init; } = true;
 
     /// <summary>
-    /// Advantage estimator: "group" (GRPO's group-relative advantage, Dr. GRPO's without the std) or
-    /// "none" (zero advantages: the reward does not enter the loss, e.g. KDRL's distillation-only arm).
+    /// Advantage estimator: group (GRPO's group-relative advantage, Dr. GRPO's without the std) or
+    /// none (zero advantages: the reward does not enter the loss, e.g. KDRL's distillation-only arm).
+    /// The same names in config files and flags.
     /// </summary>
-    public string Advantage { get; init; } = "group";
+    public AdvantageEstimator Advantage { get; init; } = AdvantageEstimator.Group;
 
     /// <summary>KDRL's distillation term to a frozen teacher (null: off). In config files, the section "kd".</summary>
     [System.Text.Json.Serialization.JsonIgnore]
@@ -225,8 +226,9 @@ public sealed record RlOptions
     /// <summary>
     /// How rollouts share the decode slots: full, micro, continuous or infinite (Infinite Sampling: group size
     /// decoupled from the KV budget). The responses are the same whichever is chosen; memory and speed differ.
+    /// The same names in config files and flags.
     /// </summary>
-    public string Sampler { get; init; } = Generation.Samplers.Default;
+    public SamplerKind Sampler { get; init; } = SamplerKind.Continuous;
 
     /// <summary>The preset names <see cref="Preset"/> accepts.</summary>
     public const string PresetNames = "grpo, dapo, ladder-0 .. ladder-5, kdrl, kd or dapo-mixed";
@@ -280,7 +282,7 @@ public sealed record RlOptions
     public static RlOptions DapoMixed(string guide = "") => Dapo() with { Algorithm = "dapo-mixed", Guidance = new GuideOptions { Guide = guide } };
 
     /// <summary>Distillation only (KDRL's "KD" arm): reverse KL to the teacher on the student's samples, the reward ignored.</summary>
-    public static RlOptions KdOnly(string teacher = "") => Kdrl(teacher) with { Algorithm = "kd", Advantage = "none" };
+    public static RlOptions KdOnly(string teacher = "") => Kdrl(teacher) with { Algorithm = "kd", Advantage = AdvantageEstimator.None };
 
     /// <summary>
     /// The DAPO paper's ablation ladder: 0 naive GRPO, 1 + overlong filtering, 2 + clip-higher,
@@ -338,10 +340,7 @@ public sealed record RlOptions
 
         _ = Aggregation;
         _ = Estimator;
-        if (Advantage is not ("group" or "none"))
-        {
-            throw new EngineException($"advantage must be group or none, got '{Advantage}'");
-        }
+        _ = AdvantageMode;
 
         Distillation?.Validate();
         Guidance?.Validate();
@@ -363,7 +362,7 @@ public sealed record RlOptions
         OptionChecks.AtLeast(CheckpointEvery, 0, "checkpoint_every");
         OptionChecks.AtLeast(MaxConcurrentSequences, 1, "max_concurrent_sequences");
         OptionChecks.AtLeast(KvCacheMb, 1, "kv_cache_mb");
-        Generation.Samplers.Parse(Sampler);
+        _ = SamplerMode;
         if (MiniBatches > PromptsPerStep * SamplesPerPrompt)
         {
             throw new EngineException($"mini_batches ({MiniBatches}) exceeds the sequences per step ({PromptsPerStep * SamplesPerPrompt})");
@@ -375,6 +374,12 @@ public sealed record RlOptions
 
     internal KlEstimator Estimator => Enum.IsDefined(KlEstimator) ? KlEstimator
         : throw new EngineException($"kl_estimator must be k1, k2 or k3, got {(int)KlEstimator}");
+
+    internal AdvantageEstimator AdvantageMode => Enum.IsDefined(Advantage) ? Advantage
+        : throw new EngineException($"advantage must be group or none, got {(int)Advantage}");
+
+    internal SamplerKind SamplerMode => Enum.IsDefined(Sampler) ? Sampler
+        : throw new EngineException($"sampler must be full, micro, continuous or infinite, got {(int)Sampler}");
 }
 
 /// <summary>Range checks shared by the option records.</summary>
@@ -425,4 +430,17 @@ public enum LossAggregation
 
     /// <summary>Dr. GRPO: sum over tokens / (sequences * L_norm).</summary>
     SeqMeanTokenSumNorm,
+}
+
+/// <summary>How RL turns a group's rewards into advantages (<see cref="RlOptions.Advantage"/>).</summary>
+public enum AdvantageEstimator
+{
+    /// <summary>
+    /// Group-relative: the reward minus the group mean, divided by the group's standard deviation when
+    /// <see cref="RlOptions.NormalizeAdvantageByStd"/> is set (GRPO) and not otherwise (Dr. GRPO).
+    /// </summary>
+    Group,
+
+    /// <summary>Zero advantages: the reward does not enter the loss (KDRL's distillation-only arm).</summary>
+    None,
 }

@@ -198,11 +198,10 @@ public sealed class GeneratorTests(ITestOutputHelper output) : IDisposable
     }
 
     [Theory]
-    [InlineData("continuous")]
-    [InlineData("infinite")]
-    public void Tokens_are_reported_as_sampled_and_a_cancelled_call_frees_its_memory(string samplerName)
+    [InlineData(SamplerKind.Continuous)]
+    [InlineData(SamplerKind.Infinite)]
+    public void Tokens_are_reported_as_sampled_and_a_cancelled_call_frees_its_memory(SamplerKind sampler)
     {
-        SamplerKind sampler = Samplers.Parse(samplerName);
         using Transformer model = TinyModel(holder.Acc, "qwen3");
         using var gen = new Generator(model, new GeneratorOptions { MaxSlots = 3, BlockSize = 4, KvBudgetBytes = 1L << 20, Sampler = sampler });
         int[][] prompts = [[5, 9, 11, 12, 13], [40, 41]];

@@ -20,7 +20,7 @@ public sealed class SamplerTests(ITestOutputHelper output) : IDisposable
     // The llama tiny model ends responses with token 0 (vocabulary 53): lengths vary from 1 to the cap.
     private static readonly SamplingOptions Sampling = new() { MaxNewTokens = 40, Seed = 21, Temperature = 1f };
 
-    public static TheoryData<string> SamplerNames => [.. Samplers.Names];
+    public static TheoryData<SamplerKind> SamplerKinds => [.. Enum.GetValues<SamplerKind>()];
 
     [Fact]
     public void Every_sampler_gives_the_completions_and_log_probs_of_full_group_decoding()
@@ -45,10 +45,9 @@ public sealed class SamplerTests(ITestOutputHelper output) : IDisposable
     }
 
     [Theory]
-    [MemberData(nameof(SamplerNames))]
-    public void Live_samples_stay_within_the_slots_and_the_budget_and_the_prompt_is_prefilled_once(string name)
+    [MemberData(nameof(SamplerKinds))]
+    public void Live_samples_stay_within_the_slots_and_the_budget_and_the_prompt_is_prefilled_once(SamplerKind kind)
     {
-        SamplerKind kind = Samplers.Parse(name);
         using Transformer model = GeneratorTests.TinyModel(holder.Acc, "llama");
         int[][] prompts = [TestData.Ints(5, 10, 53), TestData.Ints(6, 3, 53)];
         const int g = 8, slots = 8;
@@ -57,7 +56,7 @@ public sealed class SamplerTests(ITestOutputHelper output) : IDisposable
         var groups = gen.Generate(prompts, g, Sampling);
         GenerationStats stats = gen.Stats;
         long total = groups.SelectMany(x => x.Samples).Sum(s => (long)s.TokenIds.Count);
-        output.WriteLine($"{name}: {stats.DecodeSteps} steps, {total} tokens, max {stats.MaxConcurrent} live, peak KV {stats.PeakKvBytes} (committed {stats.PeakKvCommittedBytes}) of {budget}");
+        output.WriteLine($"{kind}: {stats.DecodeSteps} steps, {total} tokens, max {stats.MaxConcurrent} live, peak KV {stats.PeakKvBytes} (committed {stats.PeakKvCommittedBytes}) of {budget}");
         Assert.True(stats.MaxConcurrent <= slots, $"{stats.MaxConcurrent} live samples in {slots} slots");
         Assert.True(stats.PeakKvBytes <= stats.PeakKvCommittedBytes && stats.PeakKvCommittedBytes <= budget,
             $"peak {stats.PeakKvBytes}, committed {stats.PeakKvCommittedBytes}, budget {budget}");
@@ -159,15 +158,15 @@ public sealed class SamplerTests(ITestOutputHelper output) : IDisposable
     }
 
     [Theory]
-    [MemberData(nameof(SamplerNames))]
-    public void A_budget_too_small_for_one_sample_and_its_prompt_is_an_error(string name)
+    [MemberData(nameof(SamplerKinds))]
+    public void A_budget_too_small_for_one_sample_and_its_prompt_is_an_error(SamplerKind kind)
     {
         using Transformer model = GeneratorTests.TinyModel(holder.Acc, "llama");
         // The prompt needs 2 blocks, one sample 6: 7 blocks hold neither the prompt plus a sample nor (for full) G of them.
-        var ex = Assert.Throws<EngineException>(() => Run(model, [TestData.Ints(3, 10, 53)], 4, Samplers.Parse(name), BlocksBytes(model, 7), out _));
+        var ex = Assert.Throws<EngineException>(() => Run(model, [TestData.Ints(3, 10, 53)], 4, kind, BlocksBytes(model, 7), out _));
         output.WriteLine(ex.Message);
         Assert.Contains("budget", ex.Message);
-        Assert.Throws<EngineException>(() => Samplers.Parse("fastest"));
+        Assert.Throws<EngineException>(() => Engine.Config.OptionsBinder.ParseEnum<SamplerKind>("fastest", "sampler"));
     }
 
     public void Dispose() => holder.Dispose();

@@ -105,7 +105,7 @@ public sealed class KdrlTests(ITestOutputHelper output)
     [Fact]
     public void Annealed_beta_never_increases_and_clamps_at_beta_min()
     {
-        var kd = new KdOptions { Beta = 5e-3f, Schedule = "anneal", BetaMin = 1e-3f, Delta = 5e-5f };
+        var kd = new KdOptions { Beta = 5e-3f, Schedule = KdSchedule.Anneal, BetaMin = 1e-3f, Delta = 5e-5f };
         float previous = float.PositiveInfinity;
         for (int step = 0; step < 200; step++)
         {
@@ -165,9 +165,9 @@ public sealed class KdrlTests(ITestOutputHelper output)
     [Fact]
     public void Bad_kd_settings_are_refused_with_their_name()
     {
-        Assert.Contains("kd.schedule", Assert.Throws<EngineException>(() => new KdOptions { Schedule = "cosine" }.Validate()).Message, StringComparison.Ordinal);
+        Assert.Contains("kd.schedule", Assert.Throws<EngineException>(() => new KdOptions { Schedule = (KdSchedule)2 }.Validate()).Message, StringComparison.Ordinal);
         Assert.Contains("kd.estimator", Assert.Throws<EngineException>(() => new KdOptions { Estimator = (Engine.Core.KlEstimator)4 }.Validate()).Message, StringComparison.Ordinal);
-        Assert.Contains("kd.mask", Assert.Throws<EngineException>(() => new KdOptions { Mask = "all" }.Validate()).Message, StringComparison.Ordinal);
+        Assert.Contains("kd.mask", Assert.Throws<EngineException>(() => new KdOptions { Mask = (KdMask)3 }.Validate()).Message, StringComparison.Ordinal);
         Assert.Contains("kd.beta", Assert.Throws<EngineException>(() => new KdOptions { Beta = -1 }.Validate()).Message, StringComparison.Ordinal);
     }
 

@@ -33,7 +33,7 @@ public sealed class MixedPolicyTests(ITestOutputHelper output)
     {
         var task = new SevenTask();
         using LanguageModel twin = LanguageModel.CreateForTask(task, Shape);
-        foreach (string weighting in new[] { "clip", "shaping" })
+        foreach (OffPolicyWeighting weighting in new[] { OffPolicyWeighting.Clip, OffPolicyWeighting.Shaping })
         {
             var options = Tiny(RlOptions.DapoMixed()) with { Steps = 1, MiniBatches = 1, Guidance = new GuideOptions { Samples = 3, Weight = weighting } };
             var (metrics, _) = Train(task, options, guide: twin);
@@ -82,7 +82,7 @@ public sealed class MixedPolicyTests(ITestOutputHelper output)
     {
         var task = new SevenTask();
         using LanguageModel guide = LanguageModel.CreateForTask(task, Shape with { InitSeed = 9 });
-        var options = Tiny(RlOptions.DapoMixed()) with { Steps = 2, Guidance = new GuideOptions { Samples = 4, Weight = "shaping", LambdaZero = 0.5f } };
+        var options = Tiny(RlOptions.DapoMixed()) with { Steps = 2, Guidance = new GuideOptions { Samples = 4, Weight = OffPolicyWeighting.Shaping, LambdaZero = 0.5f } };
         var (metrics, weights) = Train(task, options, guide: guide);
         var (dapo, dapoWeights) = Train(task, Tiny(RlOptions.Dapo()) with { Steps = 2 }, null);
         output.WriteLine(string.Join('\n', metrics));
@@ -139,7 +139,7 @@ public sealed class MixedPolicyTests(ITestOutputHelper output)
         Assert.Contains("guide", e.Message, StringComparison.Ordinal);
         Assert.Contains("vocabulary", e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', e.Message);
-        Assert.Contains("guide.weight", Assert.Throws<EngineException>(() => new GuideOptions { Weight = "tilt" }.Validate()).Message, StringComparison.Ordinal);
+        Assert.Contains("guide.weight", Assert.Throws<EngineException>(() => new GuideOptions { Weight = (OffPolicyWeighting)2 }.Validate()).Message, StringComparison.Ordinal);
     }
 
     [Fact]

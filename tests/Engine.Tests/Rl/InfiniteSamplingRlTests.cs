@@ -12,13 +12,13 @@ public sealed class InfiniteSamplingRlTests
     // of 32 worst-case responses (7-token prompt + 64 new tokens: 5 blocks each) needs 161.
     private static readonly ModelOptions Shape = new() { Layers = 2, Dim = 128, Heads = 4, MaxPositions = 80, InitStd = 0.1f };
 
-    private static RlOptions Options(string sampler, int kvMb) => RlOptions.Grpo() with
+    private static RlOptions Options(SamplerKind sampler, int kvMb) => RlOptions.Grpo() with
     {
         Steps = 2, PromptsPerStep = 2, SamplesPerPrompt = 32, MaxNewTokens = 64, LearningRate = 1e-2f, WarmupSteps = 0, EvalEvery = 0,
         MaxConcurrentSequences = 64, KvCacheMb = kvMb, Sampler = sampler,
     };
 
-    private static (double[] Values, string Text) Steps(string sampler, int kvMb)
+    private static (double[] Values, string Text) Steps(SamplerKind sampler, int kvMb)
     {
         ITask task = BuiltInTasks.Create("addition", seed: 5, new Dictionary<string, string> { ["max_digits"] = "2" });
         using LanguageModel model = LanguageModel.CreateForTask(task, Shape, "cpu");
@@ -40,26 +40,26 @@ public sealed class InfiniteSamplingRlTests
         ITask task = BuiltInTasks.Create("addition", seed: 5, new Dictionary<string, string> { ["max_digits"] = "2" });
         using LanguageModel model = LanguageModel.CreateForTask(task, Shape, "cpu");
         var sampling = new SamplingOptions { MaxNewTokens = 40, Seed = 3 };
-        string Texts(string sampler, long kvBytes)
+        string Texts(SamplerKind sampler, long kvBytes)
         {
             model.GenerationSettings = model.GenerationSettings with { Sampler = sampler, KvCacheBytes = kvBytes };
             return string.Join("|", model.Generate(["12+34=", "5+7="], 16, sampling).SelectMany(g => g.Samples).Select(s => s.Text));
         }
 
-        string full = Texts("full", 8 << 20);
-        Assert.Equal(full, Texts("infinite", 1 << 20));
-        Assert.Equal(full, Texts("micro", 1 << 20));
-        Assert.Throws<EngineException>(() => Texts("full", 1 << 20));
-        Assert.Contains("unknown sampler", Assert.Throws<EngineException>(() => Texts("fastest", 8 << 20)).Message);
+        string full = Texts(SamplerKind.Full, 8 << 20);
+        Assert.Equal(full, Texts(SamplerKind.Infinite, 1 << 20));
+        Assert.Equal(full, Texts(SamplerKind.Micro, 1 << 20));
+        Assert.Throws<EngineException>(() => Texts(SamplerKind.Full, 1 << 20));
+        Assert.Contains("sampler must be one of full, micro, continuous, infinite", Assert.Throws<EngineException>(() => Texts((SamplerKind)9, 8 << 20)).Message);
     }
 
     [Fact]
     public void Infinite_sampling_under_a_budget_full_cannot_meet_trains_exactly_like_full_group_decoding()
     {
-        var ex = Assert.Throws<EngineException>(() => Steps("full", 2));
+        var ex = Assert.Throws<EngineException>(() => Steps(SamplerKind.Full, 2));
         Assert.Contains("'full' sampler", ex.Message);
-        var full = Steps("full", 8);
-        var infinite = Steps("infinite", 2);
+        var full = Steps(SamplerKind.Full, 8);
+        var infinite = Steps(SamplerKind.Infinite, 2);
         Assert.True(full.Values[2] > 2, $"responses must be long enough to probe and vary: mean length {full.Values[2]}");
         Assert.Equal(full.Text, infinite.Text);
     }
