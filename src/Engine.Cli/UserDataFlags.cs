@@ -45,7 +45,7 @@ internal sealed class UserDataFlags
         task = r.GetValue(promptField) is string prompt ? task with { PromptField = prompt } : task;
         task = r.GetValue(answerField) is string answer ? task with { AnswerField = answer } : task;
         task = r.GetValue(messagesField) is string messages ? task with { MessagesField = messages } : task;
-        task = r.GetValue(onMalformed) is string policy ? task with { OnMalformed = policy } : task;
+        task = r.GetValue(onMalformed) is string policy ? task with { OnMalformed = Config.OptionsBinder.ParseEnum<MalformedRowPolicy>(policy, "--on-malformed") } : task;
         task = r.GetValue(reward) is { Length: > 0 } rewards ? task with { Reward = string.Join(",", rewards) } : task;
         ModelOptions m = options.Model;
         m = r.GetValue(model) is string dir ? m with { InitFrom = dir } : m;

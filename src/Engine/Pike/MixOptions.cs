@@ -15,8 +15,8 @@ public sealed record MixOptions
     /// </summary>
     public string Tasks { get; init; } = "";
 
-    /// <summary>uniform (static equal shares), pike or balanced-pike.</summary>
-    public string Mixer { get; init; } = "pike";
+    /// <summary>uniform (static equal shares), pike or balanced-pike (the same names in config files and flags).</summary>
+    public MixerKind Mixer { get; init; } = MixerKind.Pike;
 
     /// <summary>
     /// zeta1: the weight of the squared gradient norm in PiKE's exponent (raises a task's share). The statistics are in the
@@ -45,15 +45,12 @@ public sealed record MixOptions
     /// </summary>
     public int StatisticsExamples { get; init; }
 
-    /// <summary>The mixer names <see cref="Mixer"/> accepts.</summary>
-    public static IReadOnlyList<string> Mixers { get; } = ["uniform", "pike", "balanced-pike"];
-
     /// <summary>Throws an <see cref="EngineException"/> naming the first setting out of range.</summary>
     public void Validate()
     {
-        if (!Mixers.Contains(Mixer))
+        if (!Enum.IsDefined(Mixer))
         {
-            throw new EngineException($"mix: mixer must be {string.Join(", ", Mixers)}, got '{Mixer}'");
+            throw new EngineException($"mix: mixer must be uniform, pike or balanced-pike, got {(int)Mixer}");
         }
 
         OptionChecks.AtLeastF(Zeta1, 0, "mix: zeta1");
@@ -70,4 +67,17 @@ public sealed record MixOptions
 
     /// <summary>The task specs of <see cref="Tasks"/>.</summary>
     internal IReadOnlyList<string> TaskSpecs => Tasks.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+}
+
+/// <summary>How multi-task SFT shares each batch among the tasks (<see cref="MixOptions.Mixer"/>).</summary>
+public enum MixerKind
+{
+    /// <summary>Static shares: the initial weights (equal by default), never updated.</summary>
+    Uniform,
+
+    /// <summary>PiKE: every <see cref="MixOptions.UpdateEvery"/> steps the shares grow with each task's squared gradient norm (zeta1) and shrink with its gradient variance (zeta2).</summary>
+    Pike,
+
+    /// <summary>Balanced-PiKE: PiKE on the tilted objective with task weights <c>y = tau softmax(tau L)</c>, so tasks with a higher loss weigh more.</summary>
+    BalancedPike,
 }

@@ -32,10 +32,10 @@ internal sealed class MultiTaskSource : ISftBatchSource, IDisposable
 
         Mixer = options.Mixer switch
         {
-            "uniform" => new StaticMixer(initial),
-            "pike" => new PikeMixer(initial, options.Zeta1, options.Zeta2, batchSize),
-            "balanced-pike" => new BalancedPikeMixer(initial, options.Zeta1, options.Zeta2, batchSize, options.Tau),
-            _ => throw new EngineException($"mix: unknown mixer '{options.Mixer}'"),
+            MixerKind.Uniform => new StaticMixer(initial),
+            MixerKind.Pike => new PikeMixer(initial, options.Zeta1, options.Zeta2, batchSize),
+            MixerKind.BalancedPike => new BalancedPikeMixer(initial, options.Zeta1, options.Zeta2, batchSize, options.Tau),
+            _ => throw new EngineException($"mix: mixer must be uniform, pike or balanced-pike, got {(int)options.Mixer}"),
         };
         Counts = Simplex.Round(Mixer.Weights, batchSize, options.MinPerTask);
     }

@@ -46,7 +46,7 @@ internal static class PikeExperiment
     /// Statistics from 16 examples per task (8 per half) rather than the task's share of the 32-example batch (2 to 8
     /// examples), for less noisy estimates (an extra cost the one-backward bound does not cover; not swept).
     /// </summary>
-    public static MixOptions DefaultMix { get; } = new() { Tasks = string.Join(';', TaskSpecs), Mixer = "pike", StatisticsExamples = 16 };
+    public static MixOptions DefaultMix { get; } = new() { Tasks = string.Join(';', TaskSpecs), Mixer = MixerKind.Pike, StatisticsExamples = 16 };
 
     private sealed record Setup(ModelOptions Model, SftOptions Sft, int EvalExamples);
 
@@ -87,7 +87,7 @@ internal static class PikeExperiment
             var allCosines = new List<double>();
             foreach (ulong seed in options.Seeds)
             {
-                var (accuracy, weights, cosines) = RunArm(acc, tokenizer, tasks, setup, mix with { Mixer = arm.Replace('_', '-') }, seed, arm, average, worst);
+                var (accuracy, weights, cosines) = RunArm(acc, tokenizer, tasks, setup, mix with { Mixer = Config.OptionsBinder.ParseEnum<MixerKind>(arm.Replace('_', '-'), "arm") }, seed, arm, average, worst);
                 allCosines.AddRange(cosines);
                 double avg = accuracy.Average(), low = accuracy.Min();
                 average.Final(arm, seed, avg);
@@ -128,7 +128,7 @@ internal static class PikeExperiment
             ["batch_size"] = setup.Sft.BatchSize,
             ["model"] = $"{setup.Model.Family} {setup.Model.Layers}x{setup.Model.Dim}, from scratch",
             ["metric"] = $"greedy test accuracy per task on {setup.EvalExamples} held-out examples (clean references)",
-            ["mix"] = Config.OptionsBinder.ToJson(mix with { Mixer = "(per arm)" }),
+            ["mix"] = MixPerArm(mix),
             ["seeds"] = new JsonArray([.. options.Seeds.Select(s => (JsonNode)s)]),
             ["quick"] = options.Quick,
             ["wall_seconds"] = Math.Round(wall, 1),
@@ -152,6 +152,14 @@ internal static class PikeExperiment
     }
 
     /// <summary>One arm for one seed: a new model trained by multi-task SFT; returns each task's final test accuracy, the final weights and the gradient cosines.</summary>
+    /// <summary>The mixture's settings for the summary: the mixer differs per arm.</summary>
+    private static JsonObject MixPerArm(MixOptions mix)
+    {
+        JsonObject json = Config.OptionsBinder.ToJson(mix);
+        json["mixer"] = "(per arm)";
+        return json;
+    }
+
     private static (double[] Accuracy, double[] Weights, List<double> Cosines) RunArm(Accelerator acc, CharTokenizer tokenizer, MixedTask tasks, Setup setup, MixOptions mix, ulong seed, string arm,
         ExperimentResults average, ExperimentResults worst)
     {

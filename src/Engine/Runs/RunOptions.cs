@@ -33,8 +33,8 @@ public sealed record TaskOptions
     /// <summary>Dataset: the field holding a chat (a list of role/content objects), used when a row has no prompt field.</summary>
     public string MessagesField { get; init; } = "messages";
 
-    /// <summary>Dataset: what to do with a row that cannot be used: fail (stop, naming file and line) or skip (count it).</summary>
-    public string OnMalformed { get; init; } = "fail";
+    /// <summary>Dataset: what to do with a row that cannot be used: fail (stop, naming file and line) or skip (count it); the same names in config files and flags.</summary>
+    public MalformedRowPolicy OnMalformed { get; init; } = MalformedRowPolicy.Fail;
 
     /// <summary>Dataset: the reward spec (see <see cref="Rewards"/>), e.g. "math" or "math:1,length:400:0.5"; empty: exact.</summary>
     public string Reward { get; init; } = "";
@@ -79,12 +79,8 @@ public sealed record TaskOptions
         AnswerField = AnswerField,
         MessagesField = MessagesField,
         Seed = Seed,
-        OnMalformed = OnMalformed.Trim().ToLowerInvariant() switch
-        {
-            "fail" => MalformedRowPolicy.Fail,
-            "skip" => MalformedRowPolicy.Skip,
-            _ => throw new EngineException($"task: on_malformed must be fail or skip, got '{OnMalformed}'"),
-        },
+        OnMalformed = Enum.IsDefined(OnMalformed) ? OnMalformed
+            : throw new EngineException($"task: on_malformed must be fail or skip, got {(int)OnMalformed}"),
     };
 }
 

@@ -72,6 +72,48 @@ public sealed class ConfigTests : IDisposable
         Assert.Equal((LossAggregation.SeqMeanTokenSumNorm, Engine.Core.KlEstimator.K1), (o.Rl!.LossAggregation, o.Rl.KlEstimator));
     }
 
+    [Theory]
+    [InlineData("""{"rl": {"advantage": "zero"}}""", "'advantage' must be group or none, got \"zero\"")]
+    [InlineData("""{"rl": {"sampler": "fastest"}}""", "'sampler' must be full, micro, continuous or infinite, got \"fastest\"")]
+    [InlineData("""{"kd": {"schedule": "cosine"}}""", "'schedule' must be constant or anneal, got \"cosine\"")]
+    [InlineData("""{"kd": {"mask": "all"}}""", "'mask' must be none, response or group, got \"all\"")]
+    [InlineData("""{"guide": {"weight": "tilt"}}""", "'weight' must be clip or shaping, got \"tilt\"")]
+    [InlineData("""{"guide": {"decay_target": "both"}}""", "'decay_target' must be weight or samples, got \"both\"")]
+    [InlineData("""{"mix": {"tasks": "addition;sorting", "mixer": "pike2"}}""", "'mixer' must be uniform, pike or balanced-pike, got \"pike2\"")]
+    [InlineData("""{"task": {"on_malformed": "ignore"}}""", "'on_malformed' must be fail or skip, got \"ignore\"")]
+    public void The_other_enum_settings_name_their_choices(string json, string message)
+    {
+        var e = Assert.Throws<EngineException>(() => RunOptions.FromFile(Write(json)));
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Enum_settings_round_trip_through_config_files_as_their_kebab_case_names()
+    {
+        // Written by hand, not by the code under test: each enum setting at a value other than its default.
+        JsonObject written = JsonNode.Parse("""
+            {"task": {"on_malformed": "skip"}, "rl": {"advantage": "none", "sampler": "infinite"},
+             "kd": {"schedule": "anneal", "mask": "response"}, "guide": {"weight": "shaping", "decay_target": "samples"},
+             "mix": {"tasks": "addition;sorting", "mixer": "balanced-pike"}}
+            """)!.AsObject();
+        RunOptions o = RunOptions.FromFile(Write(written.ToJsonString()));
+        Assert.Equal(MalformedRowPolicy.Skip, o.Task.OnMalformed);
+        Assert.Equal((AdvantageEstimator.None, SamplerKind.Infinite), (o.Rl!.Advantage, o.Rl.Sampler));
+        Assert.Equal((KdSchedule.Anneal, KdMask.Response), (o.Rl.Distillation!.Schedule, o.Rl.Distillation.Mask));
+        Assert.Equal((OffPolicyWeighting.Shaping, GuideDecayTarget.Samples), (o.Rl.Guidance!.Weight, o.Rl.Guidance.DecayTarget));
+        Assert.Equal(MixerKind.BalancedPike, o.Mix!.Mixer);
+        JsonObject resolved = o.ToJson();
+        foreach (var (section, settings) in written)
+        {
+            foreach (var (key, value) in settings!.AsObject())
+            {
+                Assert.Equal(value!.ToJsonString(), resolved[section]![key]!.ToJsonString());
+            }
+        }
+
+        Assert.Equal(o.ToJsonString(), RunOptions.FromFile(Write(o.ToJsonString())).ToJsonString());
+    }
+
     [Fact]
     public void Presets_switch_each_dapo_technique_on_its_own()
     {

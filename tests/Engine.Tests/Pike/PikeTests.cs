@@ -288,7 +288,7 @@ public sealed class PikeTests(BackendFixture fx) : IClassFixture<BackendFixture>
     [Fact]
     public void Multi_task_sft_mixes_every_task_per_batch_and_repeats_bit_for_bit()
     {
-        float[] Run(string mixer, out Snapshot snapshot)
+        float[] Run(MixerKind mixer, out Snapshot snapshot)
         {
             Accelerator acc = fx.Cpu;
             MixedTask tasks = MixedTask.Parse(["a=addition:max_digits=1", "s=sorting:min_length=2,max_length=3", "n=addition:min_digits=2,max_digits=2,label_noise=0.5"], 3);
@@ -309,19 +309,19 @@ public sealed class PikeTests(BackendFixture fx) : IClassFixture<BackendFixture>
             }
 
             snapshot = new Snapshot([.. source.Mixer.Weights], metrics.Select(m => m.Loss).ToArray());
-            Assert.Equal(mixer != "uniform", metrics[0].MethodMetrics!.ContainsKey("mix_grad_sq_a"));
-            Assert.Equal(mixer != "uniform", metrics[2].MethodMetrics!.ContainsKey("mix_cosine_mean"));
+            Assert.Equal(mixer != MixerKind.Uniform, metrics[0].MethodMetrics!.ContainsKey("mix_grad_sq_a"));
+            Assert.Equal(mixer != MixerKind.Uniform, metrics[2].MethodMetrics!.ContainsKey("mix_cosine_mean"));
             Assert.False(metrics[1].MethodMetrics!.ContainsKey("mix_grad_sq_a")); // updates every 2 steps only
             return acc.ToArray(model.Params.All);
         }
 
-        foreach (string mixer in new[] { "uniform", "pike", "balanced-pike" })
+        foreach (MixerKind mixer in Enum.GetValues<MixerKind>())
         {
             float[] first = Run(mixer, out var a), second = Run(mixer, out var b);
             Assert.True(first.Select(BitConverter.SingleToInt32Bits).SequenceEqual(second.Select(BitConverter.SingleToInt32Bits)), $"{mixer}: not bit-for-bit");
             Assert.Equal(a.Weights, b.Weights);
             Assert.Equal(a.Losses, b.Losses);
-            if (mixer == "uniform")
+            if (mixer == MixerKind.Uniform)
             {
                 Assert.All(a.Weights, w => Assert.Equal(1 / 3.0, w, 12));
             }

@@ -142,7 +142,7 @@ public sealed class UserRunTests
         { "{\"prompt\": \"1+1\", \"answer\": \"2\"}\n", ["--reward", "fuzzy"], "unknown reward 'fuzzy'" },
         { "{\"prompt\": \"1+1\", \"answer\": \"2\"}\n", ["--chat-template", "vicuna"], "chat template \"vicuna\"" },
         { "{\"prompt\": \"1+1\", \"answer\": \"2\"}\n", ["--save-dtype", "f8"], "save dtype \"f8\"" },
-        { "{\"prompt\": \"1+1\", \"answer\": \"2\"}\n", ["--on-malformed", "ignore"], "on_malformed must be fail or skip" },
+        { "{\"prompt\": \"1+1\", \"answer\": \"2\"}\n", ["--on-malformed", "ignore"], "--on-malformed must be fail or skip, got 'ignore'" },
     };
 
     [Theory]
