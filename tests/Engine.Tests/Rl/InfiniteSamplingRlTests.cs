@@ -50,7 +50,7 @@ public sealed class InfiniteSamplingRlTests
         Assert.Equal(full, Texts(SamplerKind.Infinite, 1 << 20));
         Assert.Equal(full, Texts(SamplerKind.Micro, 1 << 20));
         Assert.Throws<EngineException>(() => Texts(SamplerKind.Full, 1 << 20));
-        Assert.Contains("sampler must be one of full, micro, continuous, infinite", Assert.Throws<EngineException>(() => Texts((SamplerKind)9, 8 << 20)).Message);
+        Assert.Contains("sampler must be full, micro, continuous or infinite, got 9", Assert.Throws<EngineException>(() => Texts((SamplerKind)9, 8 << 20)).Message);
     }
 
     [Fact]
