@@ -19,6 +19,19 @@ public enum DistributedMode
 }
 
 /// <summary>
+/// Running totals of the gradient all-reduce: <paramref name="Bytes"/> of gradient (the vector length, not the
+/// wire traffic), <paramref name="Seconds"/> in the transfer once every rank had arrived (staging copies
+/// included) and <paramref name="WaitSeconds"/> waiting for the other ranks to arrive (their load imbalance,
+/// kept apart from the transfer the cost model is about).
+/// </summary>
+internal readonly record struct AllReduceTotals(long Bytes, double Seconds, double WaitSeconds)
+{
+    public static AllReduceTotals operator +(AllReduceTotals a, AllReduceTotals b) => new(a.Bytes + b.Bytes, a.Seconds + b.Seconds, a.WaitSeconds + b.WaitSeconds);
+
+    public static AllReduceTotals operator -(AllReduceTotals a, AllReduceTotals b) => new(a.Bytes - b.Bytes, a.Seconds - b.Seconds, a.WaitSeconds - b.WaitSeconds);
+}
+
+/// <summary>
 /// The data-parallel side of a trainer: which share of a batch this rank takes, the gradient all-reduce
 /// (in buckets over the flat gradient buffer, at one point: after the backward and before the
 /// optimizer step, so the gradient norm, the clip and the non-finite guard see the summed gradient),
@@ -43,17 +56,8 @@ internal sealed class DataParallel
 
     public int Size => Communicator.Size;
 
-    /// <summary>Bytes of gradient this rank all-reduced so far (the vector length, not the wire traffic).</summary>
-    public long GradientBytes { get; private set; }
-
-    /// <summary>Seconds spent in the gradient all-reduce so far, once every rank had arrived (staging copies included).</summary>
-    public double GradientSeconds { get; private set; }
-
-    /// <summary>
-    /// Seconds spent waiting for the other ranks to reach the gradient all-reduce so far (a one-number
-    /// all-reduce first): their load imbalance, kept apart from the transfer the cost model is about.
-    /// </summary>
-    public double GradientWaitSeconds { get; private set; }
+    /// <summary>What the gradient all-reduce has cost this rank so far; a step's share is the difference of two readings.</summary>
+    public AllReduceTotals Totals { get; private set; }
 
     /// <summary>This rank's contiguous share [From, To) of <paramref name="count"/> items.</summary>
     public (int From, int To) Share(int count) => Collectives.Share(count, Size, Rank);
@@ -67,7 +71,7 @@ internal sealed class DataParallel
         long arrived = Stopwatch.GetTimestamp();
         Span<long> everyone = [1];
         Collectives.AllReduceSum(Communicator, everyone);
-        GradientWaitSeconds += Stopwatch.GetElapsedTime(arrived).TotalSeconds;
+        double waited = Stopwatch.GetElapsedTime(arrived).TotalSeconds;
         long start = Stopwatch.GetTimestamp();
         Accelerator acc = model.Acc;
         DeviceBuffer grads = model.Grads!;
@@ -87,8 +91,7 @@ internal sealed class DataParallel
             acc.Upload(slice, bucket);
         }
 
-        GradientBytes += total * sizeof(float);
-        GradientSeconds += Stopwatch.GetElapsedTime(start).TotalSeconds;
+        Totals += new AllReduceTotals(total * sizeof(float), Stopwatch.GetElapsedTime(start).TotalSeconds, waited);
     }
 
     /// <summary>The element-wise sum of <paramref name="values"/> over ranks (a new array).</summary>

@@ -156,7 +156,7 @@ internal sealed class RlTrainer : IDisposable
         RlOptions o = Options;
         int step = StepsDone;
         long samplingStart = Stopwatch.GetTimestamp();
-        var (reducedBefore, reduceSecondsBefore, waitBefore) = (parallel?.GradientBytes ?? 0, parallel?.GradientSeconds ?? 0, parallel?.GradientWaitSeconds ?? 0);
+        AllReduceTotals? allReduceBefore = parallel?.Totals;
         remote.Clear();
         var kept = new List<List<RolloutSequence>>();
         var reused = new List<List<RolloutSequence>>();
@@ -333,6 +333,7 @@ internal sealed class RlTrainer : IDisposable
         double[]? refKl = terms.FindIndex(t => t is ReferenceKlTerm) is int r and >= 0 ? totals[r] : null;
         double[]? entropy = totals[terms.FindIndex(t => t is EntropyBonusTerm)];
         Evaluation? test = o.EvalEvery > 0 && StepsDone % o.EvalEvery == 0 ? Evaluate() : null;
+        AllReduceTotals? allReduce = parallel?.Totals - allReduceBefore; // null in one process
         return EngineTelemetry.Publish(new RlStepMetrics
         {
             Step = StepsDone,
@@ -362,9 +363,9 @@ internal sealed class RlTrainer : IDisposable
             TestGreedyAccuracy = test?.GreedyAccuracy,
             Skipped = skipped,
             MethodMetrics = methodMetrics.Count > 0 ? methodMetrics : null,
-            AllReduceBytes = parallel is null ? null : parallel.GradientBytes - reducedBefore,
-            AllReduceSeconds = parallel is null ? null : parallel.GradientSeconds - reduceSecondsBefore,
-            AllReduceWaitSeconds = parallel is null ? null : parallel.GradientWaitSeconds - waitBefore,
+            AllReduceBytes = allReduce?.Bytes,
+            AllReduceSeconds = allReduce?.Seconds,
+            AllReduceWaitSeconds = allReduce?.WaitSeconds,
         });
     }
 

@@ -92,7 +92,7 @@ internal sealed class SftTrainer : IDisposable
     public SftStepMetrics Step()
     {
         long start = Stopwatch.GetTimestamp();
-        var (reducedBefore, reduceSecondsBefore, waitBefore) = (Parallel?.GradientBytes ?? 0, Parallel?.GradientSeconds ?? 0, Parallel?.GradientWaitSeconds ?? 0);
+        AllReduceTotals? allReduceBefore = Parallel?.Totals;
         int step = StepsDone;
         int b = Options.BatchSize;
         IReadOnlyList<TaskExample> examples = BatchSource?.Batch(this, step)
@@ -125,13 +125,14 @@ internal sealed class SftTrainer : IDisposable
         StepsDone = step + 1;
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
         double? accuracy = Options.EvalEvery > 0 && StepsDone % Options.EvalEvery == 0 ? Evaluate().GreedyAccuracy : null;
+        AllReduceTotals? allReduce = Parallel?.Totals - allReduceBefore; // null in one process
         return EngineTelemetry.Publish(new SftStepMetrics
         {
             Step = StepsDone, Loss = loss, GradNorm = gradNorm, LearningRate = lr, TokensPerSecond = b * t / seconds, TestAccuracy = accuracy,
             Skipped = Optimizer.LastSkipReason, MethodMetrics = BatchSource?.StepMetrics(),
-            AllReduceBytes = Parallel is null ? null : Parallel.GradientBytes - reducedBefore,
-            AllReduceSeconds = Parallel is null ? null : Parallel.GradientSeconds - reduceSecondsBefore,
-            AllReduceWaitSeconds = Parallel is null ? null : Parallel.GradientWaitSeconds - waitBefore,
+            AllReduceBytes = allReduce?.Bytes,
+            AllReduceSeconds = allReduce?.Seconds,
+            AllReduceWaitSeconds = allReduce?.WaitSeconds,
         });
     }
 

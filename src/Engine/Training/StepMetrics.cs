@@ -32,6 +32,7 @@ public sealed record SftStepMetrics
     /// </summary>
     [System.Text.Json.Serialization.JsonExtensionData]
     public Dictionary<string, object>? MethodMetrics { get; init; }
+
     /// <summary>Bytes of gradient all-reduced over the ranks in this step (data-parallel runs only).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public long? AllReduceBytes { get; init; }

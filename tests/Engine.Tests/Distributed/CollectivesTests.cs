@@ -136,7 +136,7 @@ public sealed class CollectivesTests
             acc.Upload(model.Grads!.All, grads[comm.Rank]);
             var parallel = new DataParallel(comm, bucketFloats: 37); // many buckets, the last one short
             parallel.AllReduceGradients(model, weights[comm.Rank]);
-            Assert.Equal(total * sizeof(float), parallel.GradientBytes);
+            Assert.Equal(total * sizeof(float), parallel.Totals.Bytes);
             return acc.ToArray(model.Grads!.All);
         });
 
