@@ -6,22 +6,10 @@ using Engine.Tests.Support;
 
 namespace Engine.Tests.Distributed;
 
-/// <summary>
-/// A fact that runs <c>mpiexec.mpich</c> on the built CLI. When MPICH is absent it is skipped locally with
-/// that reason and fails in CI (CI=true), where .ci/run installs it.
-/// </summary>
+/// <summary>A fact that runs <c>mpiexec.mpich</c> on the built CLI (.ci/run installs MPICH).</summary>
 [AttributeUsage(AttributeTargets.Method)]
-public sealed class MpiFactAttribute : FactAttribute
-{
-    /// <summary>Sets Skip when mpiexec.mpich is missing outside CI.</summary>
-    public MpiFactAttribute()
-    {
-        if (MpiRunTests.Mpiexec() is null && !string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
-        {
-            Skip = "mpiexec.mpich not found on PATH (Debian: apt-get install mpich libmpich-dev); in CI (CI=true) this fails instead";
-        }
-    }
-}
+public sealed class MpiFactAttribute() : NeedsFactAttribute(
+    MpiRunTests.Mpiexec() is not null, "mpiexec.mpich not found on PATH (Debian: apt-get install mpich libmpich-dev)");
 
 /// <summary>
 /// Data-parallel runs under MPICH's mpiexec: 2 ranks against 1 process (SFT then RL, one config), run to run

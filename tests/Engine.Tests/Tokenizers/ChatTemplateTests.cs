@@ -3,6 +3,7 @@ using Engine.Core;
 using Engine.Tests.Cli;
 using Engine.Tokenizers;
 using Engine.Training;
+using Engine.Tests.Support;
 
 namespace Engine.Tests.Tokenizers;
 
@@ -132,20 +133,7 @@ public sealed class ChatTemplateTests
     }
 }
 
-/// <summary>
-/// A fact that needs Qwen3's real tokenizer files (shared/data/tokenizers/qwen3 next to the repository). When they
-/// are absent it fails (naming the path) on CI (CI=true) and is skipped locally with that reason, as
-/// <see cref="Gpt2FileFactAttribute"/> does.
-/// </summary>
+/// <summary>A fact that needs Qwen3's real tokenizer files (shared/data/tokenizers/qwen3 next to the repository).</summary>
 [AttributeUsage(AttributeTargets.Method)]
-public sealed class Qwen3FilesFactAttribute : FactAttribute
-{
-    /// <summary>Sets Skip when the files are missing outside CI.</summary>
-    public Qwen3FilesFactAttribute()
-    {
-        if (ChatTemplateTests.FindQwen3() is null && !string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
-        {
-            Skip = $"Qwen3's tokenizer files not found at <repo>/../{ChatTemplateTests.Qwen3Relative} (local run; on CI, CI=true, this fails instead)";
-        }
-    }
-}
+public sealed class Qwen3FilesFactAttribute() : NeedsFactAttribute(
+    ChatTemplateTests.FindQwen3() is not null, $"Qwen3's tokenizer files not found at <repo>/../{ChatTemplateTests.Qwen3Relative}");

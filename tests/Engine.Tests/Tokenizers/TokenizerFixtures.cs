@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Engine.Tokenizers;
+using Engine.Tests.Support;
 
 namespace Engine.Tests.Tokenizers;
 
@@ -194,19 +195,7 @@ internal static class TokenizerFixtures
     }
 }
 
-/// <summary>
-/// A fact that needs GPT-2's real tokenizer.json. When the file is absent it fails (with the
-/// path it looked for) on CI (CI=true) and is skipped locally with that reason.
-/// </summary>
+/// <summary>A fact that needs GPT-2's real tokenizer.json next to the repository.</summary>
 [AttributeUsage(AttributeTargets.Method)]
-public sealed class Gpt2FileFactAttribute : FactAttribute
-{
-    /// <summary>Sets Skip when the file is missing outside CI.</summary>
-    public Gpt2FileFactAttribute()
-    {
-        if (TokenizerFixtures.FindGpt2() is null && !string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
-        {
-            Skip = $"GPT-2's tokenizer.json not found at <repo>/../{TokenizerFixtures.Gpt2Relative} (local run; on CI, CI=true, this fails instead)";
-        }
-    }
-}
+public sealed class Gpt2FileFactAttribute() : NeedsFactAttribute(
+    TokenizerFixtures.FindGpt2() is not null, $"GPT-2's tokenizer.json not found at <repo>/../{TokenizerFixtures.Gpt2Relative}");
