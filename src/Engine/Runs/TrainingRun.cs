@@ -240,7 +240,7 @@ public static class TrainingRun
                 folder.Log("rl", m);
                 progress?.Report(new RunProgress("rl", m.Step, rl.Steps,
                     $"reward {m.RewardMean:F3}, rollout accuracy {m.Accuracy:P1}" + (m.TestAccuracy is double a ? $", test {a:P1}" : "")));
-                if (writes && rl.CheckpointEvery > 0 && m.Step % rl.CheckpointEvery == 0 && m.Step < rl.Steps)
+                if (rl.CheckpointEvery > 0 && m.Step % rl.CheckpointEvery == 0 && m.Step < rl.Steps)
                 {
                     Save($"rl-{m.Step:D6}", trainer.Optimizer, State("rl", m.Step, Wall(), accuracyBefore, greedyBefore, sftGreedy, passBefore), trainer.Reference);
                 }
