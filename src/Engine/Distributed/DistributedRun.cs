@@ -17,6 +17,8 @@ internal static class DistributedRun
         }
 
         MpiCommunicator comm = MpiCommunicator.Open();
+        // Straight to stderr, not through EngineTelemetry's logger (a null logger unless the host sets one): when a rank
+        // is killed, mpiexec names only its process id, and this line is how a user (and the kill test) maps it to a rank.
         Console.Error.WriteLine($"engine: rank {comm.Rank} of {comm.Size} is process {Environment.ProcessId} on {Environment.MachineName}");
         try
         {

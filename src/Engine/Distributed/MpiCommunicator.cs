@@ -78,6 +78,8 @@ internal sealed unsafe class MpiCommunicator : ICommunicator
 
     public void Abort(string message)
     {
+        // Written and flushed to stderr directly: MPI_Abort kills this process next, so a logger's asynchronous or
+        // host-configured sink (a null one by default) could lose the only message that names the failing rank.
         Console.Error.WriteLine(message);
         Console.Error.Flush();
         MpiNative.MPI_Abort(MpiNative.MPI_COMM_WORLD, 1);
