@@ -247,7 +247,15 @@ internal static class RunCommands
                 patch[section] = sectionPatch;
             }
 
-            return patch.Count == 0 ? options : options.WithJson(patch, "--set");
+            if (patch.Count == 0)
+            {
+                return options;
+            }
+
+            options = options.WithJson(patch, "--set");
+            // Like the shape flags, a --set model.X that shapes a new model would silently not apply to a checkpoint.
+            ModelOptions.RefuseShapeWithCheckpoint(options.Model, patch["model"] as JsonObject ?? [], "--set");
+            return options;
         }
 
         private static RunResult RunWithProgress(RunOptions options, string outDir, bool resume, DistributedMode mode)

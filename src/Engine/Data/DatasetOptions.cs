@@ -44,10 +44,13 @@ public sealed record DatasetOptions
     /// <summary>What to do with a row that cannot be used.</summary>
     public MalformedRowPolicy OnMalformed { get; init; } = MalformedRowPolicy.Fail;
 
-    /// <summary>Seed of the train/eval split and of the order training examples are drawn in.</summary>
+    /// <summary>
+    /// Seed of the train/eval split (task.seed). The trainers shuffle the training examples with their own seed (sft.seed,
+    /// rl.seed); this one orders them only for <see cref="DatasetTask.Example"/> called directly.
+    /// </summary>
     public ulong Seed { get; init; }
 
-    /// <summary>Draw training examples in a seeded random order, reshuffled each epoch (false: file order).</summary>
+    /// <summary>Draw training examples in a seeded random order, reshuffled each epoch (false: file order, whatever the seed).</summary>
     public bool Shuffle { get; init; } = true;
 
     /// <summary>The task's name in reports; empty: the training file's name without extension.</summary>

@@ -1,5 +1,6 @@
 using Engine.Core;
 using Engine.Data;
+using Engine.Tasks;
 using Engine.Util;
 
 namespace Engine;
@@ -11,10 +12,12 @@ namespace Engine;
 /// </summary>
 /// <remarks>
 /// Index i of the training split is example i mod N of epoch i / N, so any number of steps can be
-/// drawn; index i of the test split is evaluation example i mod M. Several datasets (for a task mix)
-/// are several instances, each with its own options.
+/// drawn; index i of the test split is evaluation example i mod M. The trainers shuffle with their own
+/// seed (sft.seed, rl.seed); <see cref="Example"/> with <see cref="DataSplit.Train"/> uses
+/// <see cref="DatasetOptions.Seed"/>. Several datasets (for a task mix) are several instances, each with
+/// its own options.
 /// </remarks>
-public sealed class DatasetTask : ITask
+public sealed class DatasetTask : ITask, ISeededTrainingOrder
 {
     private readonly TaskExample[] _train;
     private readonly TaskExample[] _eval;
@@ -119,6 +122,18 @@ public sealed class DatasetTask : ITask
                 : throw new EngineException($"dataset '{Name}' has no evaluation examples (give an eval file or an eval fraction above 0)");
         }
 
+        return Shuffled(_options.Seed, index);
+    }
+
+    /// <summary>Training example <paramref name="index"/> in the order shuffled by <paramref name="orderSeed"/>.</summary>
+    TaskExample ISeededTrainingOrder.TrainExample(ulong orderSeed, long index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        return Shuffled(orderSeed, index);
+    }
+
+    private TaskExample Shuffled(ulong orderSeed, long index)
+    {
         long epoch = index / _train.Length;
         int position = (int)(index % _train.Length);
         if (!_options.Shuffle)
@@ -126,11 +141,11 @@ public sealed class DatasetTask : ITask
             return _train[position];
         }
 
-        // One permutation per epoch, computed on demand (cached for the current epoch).
+        // One permutation per (seed, epoch), computed on demand (cached for the current one).
         var cached = _epochOrder;
-        if (cached is null || cached.Epoch != epoch)
+        if (cached is null || cached.Seed != orderSeed || cached.Epoch != epoch)
         {
-            cached = new EpochOrder(epoch, Permutation(_train.Length, _options.Seed, (ulong)epoch));
+            cached = new EpochOrder(orderSeed, epoch, Permutation(_train.Length, orderSeed, (ulong)epoch));
             _epochOrder = cached;
         }
 
@@ -149,7 +164,7 @@ public sealed class DatasetTask : ITask
 
     private EpochOrder? _epochOrder;
 
-    private sealed record EpochOrder(long Epoch, int[] Order);
+    private sealed record EpochOrder(ulong Seed, long Epoch, int[] Order);
 
     /// <summary>A Fisher-Yates permutation of 0..n-1 keyed by (seed, stream).</summary>
     private static int[] Permutation(int n, ulong seed, ulong stream)

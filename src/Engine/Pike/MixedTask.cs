@@ -11,7 +11,7 @@ namespace Engine.Pike;
 /// K tasks seen as one (for the tokenizer's alphabet, the response bound and a mixed evaluation): example i of a
 /// split is example i / K of task i mod K, and each example is scored by the task it came from.
 /// </summary>
-internal sealed partial class MixedTask : ITask
+internal sealed partial class MixedTask : ITask, ISeededTrainingOrder
 {
     private const string SourceSeparator = "|";
     private readonly ConditionalWeakTable<TaskExample, ITask> origin = [];
@@ -47,15 +47,21 @@ internal sealed partial class MixedTask : ITask
     public int MaxResponseLength { get; }
 
     /// <summary>Example <paramref name="index"/> of task <paramref name="task"/>, remembered for scoring.</summary>
-    public TaskExample Example(int task, DataSplit split, long index)
+    public TaskExample Example(int task, DataSplit split, long index) => Remember(task, Tasks[task].Example(split, index));
+
+    /// <summary>Training example <paramref name="index"/> of task <paramref name="task"/> in the order of <paramref name="orderSeed"/>, remembered for scoring.</summary>
+    public TaskExample TrainExample(int task, ulong orderSeed, long index) => Remember(task, TrainingOrder.Example(Tasks[task], orderSeed, index));
+
+    public TaskExample Example(DataSplit split, long index) => Example((int)(index % Tasks.Count), split, index / Tasks.Count);
+
+    public TaskExample TrainExample(ulong orderSeed, long index) => TrainExample((int)(index % Tasks.Count), orderSeed, index / Tasks.Count);
+
+    private TaskExample Remember(int task, TaskExample e)
     {
-        TaskExample e = Tasks[task].Example(split, index);
         e = e with { Source = Labels[task] + SourceSeparator + e.Source }; // survives copies of the example (RL rollouts)
         origin.AddOrUpdate(e, Tasks[task]);
         return e;
     }
-
-    public TaskExample Example(DataSplit split, long index) => Example((int)(index % Tasks.Count), split, index / Tasks.Count);
 
     public RewardResult Score(TaskExample example, string response)
     {
@@ -198,7 +204,7 @@ internal sealed partial class MixedTask : ITask
 /// reference of another training example, so that they keep the format); the test split stays clean. A non-empty
 /// <see cref="Marker"/> is put before every prompt (so that the noisy source is told apart from a clean one of the same task).
 /// </summary>
-internal sealed class NoisyLabelTask(ITask inner, double noise, string marker = "", ulong seed = 0) : ITask
+internal sealed class NoisyLabelTask(ITask inner, double noise, string marker = "", ulong seed = 0) : ITask, ISeededTrainingOrder
 {
     public double Noise { get; } = noise;
 
@@ -210,23 +216,25 @@ internal sealed class NoisyLabelTask(ITask inner, double noise, string marker = 
 
     public int MaxResponseLength => inner.MaxResponseLength;
 
-    public TaskExample Example(DataSplit split, long index)
-    {
-        TaskExample e = inner.Example(split, index);
-        e = Marker.Length == 0 ? e : e with { Prompt = Marker + e.Prompt };
-        if (split != DataSplit.Train)
-        {
-            return e;
-        }
+    public TaskExample Example(DataSplit split, long index) =>
+        split == DataSplit.Train ? WithNoise(inner.Example(split, index), index) : Marked(inner.Example(split, index));
 
-        var rng = TaskRandom.ForExample(0x6E6F697365UL ^ seed, inner.Name, split, index); // "noise"
+    public TaskExample TrainExample(ulong orderSeed, long index) => WithNoise(TrainingOrder.Example(inner, orderSeed, index), index);
+
+    private TaskExample Marked(TaskExample e) => Marker.Length == 0 ? e : e with { Prompt = Marker + e.Prompt };
+
+    /// <summary>The marked training example at <paramref name="index"/>, its reference replaced for a seeded share of indices.</summary>
+    private TaskExample WithNoise(TaskExample e, long index)
+    {
+        e = Marked(e);
+        var rng = TaskRandom.ForExample(0x6E6F697365UL ^ seed, inner.Name, DataSplit.Train, index); // "noise"
         if (rng.NextDouble() >= Noise)
         {
             return e;
         }
 
         long other = TaskRandom.Below(ref rng, long.MaxValue / 2);
-        return e with { Reference = inner.Example(split, other).Reference };
+        return e with { Reference = inner.Example(DataSplit.Train, other).Reference };
     }
 
     public RewardResult Score(TaskExample example, string response) =>

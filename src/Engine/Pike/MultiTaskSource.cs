@@ -73,7 +73,7 @@ internal sealed class MultiTaskSource : ISftBatchSource, IDisposable
         {
             for (int j = 0; j < Counts[k]; j++)
             {
-                batch.Add(Tasks.Example(k, DataSplit.Train, (long)step * batchSize + j));
+                batch.Add(Tasks.TrainExample(k, trainer.Options.Seed, (long)step * batchSize + j));
             }
         }
 
@@ -131,7 +131,7 @@ internal sealed class MultiTaskSource : ISftBatchSource, IDisposable
             // The task's sub-batch (at least two examples, an even count), split in halves.
             int n = options.StatisticsExamples > 0 ? options.StatisticsExamples : Counts[k];
             n = Math.Max(2, n + (n & 1));
-            var examples = Enumerable.Range(0, n).Select(j => Tasks.Example(k, DataSplit.Train, (long)step * batchSize + j)).ToList();
+            var examples = Enumerable.Range(0, n).Select(j => Tasks.TrainExample(k, trainer.Options.Seed, (long)step * batchSize + j)).ToList();
             model.ZeroGradients();
             float lossA = trainer.ForwardBackward(examples[..(n / 2)], out _);
             model.Acc.Copy(halfA.All, model.Grads!.All);

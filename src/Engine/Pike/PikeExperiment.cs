@@ -168,7 +168,7 @@ internal static class PikeExperiment
         ModelInit.Initialize(model, seed, setup.Model.InitStd);
         TaskCodec codec = WarmStart.Codec(tokenizer, model);
         using var generator = new Generator(model, new GeneratorOptions { MaxSlots = 64, KvBudgetBytes = 64L << 20 });
-        // The data order depends on the seed through the tasks' generators.
+        // The data depends on the seed through the tasks' generators (and their train/test split) and sft.seed's order.
         MixedTask seeded = MixedTask.Parse(TaskSpecs, seed);
         using var source = new MultiTaskSource(seeded, mix, sft.BatchSize);
         using var trainer = new SftTrainer(model, codec, seeded, sft, generator) { BatchSource = source };

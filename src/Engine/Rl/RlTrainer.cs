@@ -5,6 +5,7 @@ using Engine.Generation;
 using Engine.Kdrl;
 using Engine.MixedPolicy;
 using Engine.Model;
+using Engine.Tasks;
 using Engine.Training;
 
 namespace Engine.Rl;
@@ -169,7 +170,7 @@ internal sealed class RlTrainer : IDisposable
         while (kept.Count < o.PromptsPerStep && batches < o.MaxGenerationBatches)
         {
             long cursor = ((long)step * o.MaxGenerationBatches + batches) * o.PromptsPerStep;
-            var examples = Enumerable.Range(0, o.PromptsPerStep).Select(i => task.Example(DataSplit.Train, cursor + i)).ToArray();
+            var examples = Enumerable.Range(0, o.PromptsPerStep).Select(i => TrainingOrder.Example(task, o.Seed, cursor + i)).ToArray();
             var (from, to) = parallel?.Share(examples.Length) ?? (0, examples.Length);
             var groups = source.Sample(examples[from..to], (cursor + from) * o.SamplesPerPrompt);
             for (int g = 0; g < groups.Count; g++)

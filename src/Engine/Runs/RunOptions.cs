@@ -12,7 +12,10 @@ public sealed record TaskOptions
     /// <summary>A built-in task (addition, sorting or countdown), or a dataset file (.jsonl or .parquet) to train on.</summary>
     public string Name { get; init; } = "addition";
 
-    /// <summary>Seed of the task's example generator; for a dataset, of its train/eval split and shuffling.</summary>
+    /// <summary>
+    /// Seed of the task's example generator; for a dataset, of its train/eval split. The order the trainers take
+    /// training examples in is keyed by sft.seed and rl.seed.
+    /// </summary>
     public ulong Seed { get; init; }
 
     /// <summary>Task options as comma-separated key=value pairs, e.g. "min_digits=1,max_digits=3" (built-in tasks).</summary>

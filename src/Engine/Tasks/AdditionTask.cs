@@ -17,7 +17,7 @@ namespace Engine;
 /// <para>Splits: the canonical problem is the unordered operand pair, so "a+b" and "b+a" are always in
 /// the same split.</para>
 /// </remarks>
-internal sealed class AdditionTask : ITask
+internal sealed class AdditionTask : ITask, ISeededTrainingOrder
 {
     /// <summary>The largest supported digit count per operand.</summary>
     public const int MaxSupportedDigits = 17;
@@ -59,6 +59,9 @@ internal sealed class AdditionTask : ITask
     /// <inheritdoc/>
     /// <remarks>The sum of two operands of at most <see cref="MaxDigits"/> digits has at most one digit more.</remarks>
     public int MaxResponseLength => MaxDigits + 1;
+
+    /// <inheritdoc/>
+    public TaskExample TrainExample(ulong orderSeed, long index) => TrainingOrder.FromStream(this, orderSeed, index);
 
     /// <inheritdoc/>
     public TaskExample Example(DataSplit split, long index)

@@ -31,7 +31,7 @@ namespace Engine;
 /// <para>Splits: the canonical problem is the multiset of numbers (sorted), without the target: a set
 /// of numbers seen in training never appears in a test puzzle, whatever the target or order.</para>
 /// </remarks>
-internal sealed class CountdownTask : ITask
+internal sealed class CountdownTask : ITask, ISeededTrainingOrder
 {
     /// <summary>The most numbers a puzzle may have.</summary>
     public const int MaxSupportedCount = 6;
@@ -128,6 +128,9 @@ internal sealed class CountdownTask : ITask
     /// </remarks>
     public int MaxResponseLength =>
         (MaxCount * TaskRandom.Text(MaxNumber).Length) + (MaxCount - 1) + (2 * (MaxCount - 2));
+
+    /// <inheritdoc/>
+    public TaskExample TrainExample(ulong orderSeed, long index) => TrainingOrder.FromStream(this, orderSeed, index);
 
     /// <inheritdoc/>
     public TaskExample Example(DataSplit split, long index)

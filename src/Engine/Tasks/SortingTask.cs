@@ -15,7 +15,7 @@ namespace Engine;
 /// <para>Splits: the canonical problem is the multiset of digits (that is, the answer), so every
 /// ordering of the same digits is in the same split and no test answer is ever a training answer.</para>
 /// </remarks>
-internal sealed class SortingTask : ITask
+internal sealed class SortingTask : ITask, ISeededTrainingOrder
 {
     /// <summary>The longest supported digit string.</summary>
     public const int MaxSupportedLength = 64;
@@ -57,6 +57,9 @@ internal sealed class SortingTask : ITask
 
     /// <inheritdoc/>
     public int MaxResponseLength => MaxLength;
+
+    /// <inheritdoc/>
+    public TaskExample TrainExample(ulong orderSeed, long index) => TrainingOrder.FromStream(this, orderSeed, index);
 
     /// <inheritdoc/>
     public TaskExample Example(DataSplit split, long index)

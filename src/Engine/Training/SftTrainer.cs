@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Engine.Distributed;
 using Engine.Generation;
 using Engine.Model;
+using Engine.Tasks;
 
 namespace Engine.Training;
 
@@ -96,7 +97,7 @@ internal sealed class SftTrainer : IDisposable
         int step = StepsDone;
         int b = Options.BatchSize;
         IReadOnlyList<TaskExample> examples = BatchSource?.Batch(this, step)
-            ?? [.. Enumerable.Range(0, b).Select(i => task.Example(DataSplit.Train, (long)step * b + i))];
+            ?? [.. Enumerable.Range(0, b).Select(i => TrainingOrder.Example(task, Options.Seed, (long)step * b + i))];
         model.ZeroGradients();
         float loss;
         int t;

@@ -36,9 +36,9 @@ public sealed record SftOptions
     public float Beta2 { get; init; } = 0.99f;
 
     /// <summary>
-    /// Seed of SFT's own random numbers: none today (its evaluation is greedy), so it changes nothing. The order of
-    /// the training examples is the task's: task.seed (a built-in task's generator, a dataset's shuffle and split)
-    /// sets it, so that phases and experiment arms with different seeds see the same data.
+    /// Seed of the order of the training examples: a dataset's shuffle (reshuffled every epoch), the point of a built-in
+    /// task's example stream the run starts from, each task's order in a mix. task.seed sets the task itself (a
+    /// built-in generator, a dataset's train/eval split). An embedding application's own ITask keeps its own order.
     /// </summary>
     public ulong Seed { get; init; } = 1;
 
@@ -199,7 +199,10 @@ public sealed record RlOptions
     /// <summary>Factor of the soft overlong punishment.</summary>
     public float OverlongPenaltyFactor { get; init; } = 1f;
 
-    /// <summary>Seed of sampling (rollouts, evaluation, mini-batch shuffles). The prompt order is the task's: task.seed sets it.</summary>
+    /// <summary>
+    /// Seed of sampling (rollouts, evaluation, mini-batch shuffles) and of the prompt order (as sft.seed orders SFT's
+    /// examples; an embedding application's own ITask keeps its own order).
+    /// </summary>
     public ulong Seed { get; init; } = 1;
 
     /// <summary>Evaluate test accuracy every this many steps (0: only at the end).</summary>

@@ -110,6 +110,37 @@ public sealed class UserRunTests
     }
 
     [Fact]
+    public async Task Sft_on_your_parquet_file_with_its_own_field_names_runs_and_keys_its_shuffle_by_sft_seed()
+    {
+        using var temp = new TempDir();
+        string model = WriteTinyChatModel(Directory.CreateDirectory(temp.File("model")).FullName);
+        string parquet = temp.File("problems.parquet");
+        await using (FileStream s = File.Create(parquet))
+        {
+            var schema = new ParquetSchema(new DataField<string>("question"), new DataField<long>("solution"));
+            await ParquetSerializer.SerializeUntypedAsync(
+                [.. Enumerable.Range(0, 12).Select(i => (IDictionary<string, object?>)new Dictionary<string, object?> { ["question"] = $"What is {i} plus 1?", ["solution"] = (long)i + 1 })],
+                schema, s);
+        }
+
+        string[] Run(string dir, string seed)
+        {
+            var (code, _, err) = CliRunner.Run(["sft", "--model", model, "--data", parquet, "--prompt-field", "question", "--answer-field", "solution",
+                "--eval-fraction", "0.25", "--out", dir, "--set", "sft.steps=3", "sft.batch_size=2", "sft.eval_examples=2", $"sft.seed={seed}"]);
+            Assert.True(code == 0, err);
+            JsonObject summary = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "summary.json")))!.AsObject();
+            Assert.Equal(9, (int)summary["dataset"]!["train_examples"]!);
+            Assert.Equal(3, (int)summary["dataset"]!["eval_examples"]!);
+            Assert.True(File.Exists(Path.Combine(dir, "checkpoints", "sft-000003", "model", "model.safetensors")));
+            return [.. File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Select(l => (string?)JsonNode.Parse(l)!["loss"]?.ToJsonString() ?? "")];
+        }
+
+        string[] a = Run(temp.File("a"), "1");
+        Assert.Equal(a, Run(temp.File("b"), "1"));
+        Assert.NotEqual(a, Run(temp.File("c"), "2")); // another order: other batches, other losses
+    }
+
+    [Fact]
     public void Rl_on_your_data_resumed_through_the_cli_continues_bit_identically()
     {
         using var temp = new TempDir();
@@ -193,6 +224,11 @@ public sealed class UserRunTests
         Assert.Equal(1, code);
         Assert.Contains("model.layers shapes a new model", err, StringComparison.Ordinal);
         Assert.False(Directory.Exists(temp.File("d")));
+
+        (code, _, err) = CliRunner.Run(["sft", "--model", model, "--data", data, "--set", "model.dim=64", "--out", temp.File("e")]);
+        Assert.Equal(1, code);
+        Assert.Contains("--set: model.dim shapes a new model", err, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(temp.File("e")));
 
         File.WriteAllText(Path.Combine(model, "tokenizer_config.json"), """{"chat_template": "{% for m in messages %}### {{ m.role }}: {{ m.content }}{% endfor %}"}""");
         (code, _, err) = CliRunner.Run(["sft", "--model", model, "--data", data, "--out", temp.File("c")]);
