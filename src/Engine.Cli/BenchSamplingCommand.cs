@@ -18,6 +18,7 @@ internal static class BenchSamplingCommand
         var eosBias = new Option<float>("--eos-bias") { Description = "added to the end-of-sequence logit (token 0), so lengths vary", DefaultValueFactory = _ => 0f };
         var predictor = new Option<string>("--predictor") { Description = "length predictor of the infinite sampler: online or oracle", DefaultValueFactory = _ => "online" };
         var prefix = new Option<int>("--prefix-tokens") { Description = "k: tokens generated before a length is predicted", DefaultValueFactory = _ => 16 };
+        var keepProbeKv = new Option<bool>("--keep-probe-kv") { Description = "infinite: probed samples keep their KV while they wait (default: freed, recomputed on resume)" };
         var command = new Command("bench-sampling",
             "Time one sampler (full, micro groups, continuous, infinite) on G samples of one random prompt; prints one JSON line.");
         shape.AddTo(command);
@@ -29,6 +30,7 @@ internal static class BenchSamplingCommand
         command.Options.Add(eosBias);
         command.Options.Add(predictor);
         command.Options.Add(prefix);
+        command.Options.Add(keepProbeKv);
         command.SetAction(r => CommandLine.Guard(() =>
         {
             SamplerKind kind = Config.OptionsBinder.ParseEnum<SamplerKind>(r.GetValue(sampler)!, "--sampler");
@@ -48,7 +50,8 @@ internal static class BenchSamplingCommand
             var config = shape.Build(r, p + n + 1);
             using Accelerator acc = Backends.Registry.Open(r.GetValue(shape.Device));
             using var bench = new SamplingBenchmark(acc, config, kind, r.GetValue(samples), p, n, (long)(mb * (1 << 20)), r.GetValue(eosBias),
-                oracle: predictorName == "oracle", prefixTokens: r.GetValue(prefix));
+                oracle: predictorName == "oracle", prefixTokens: r.GetValue(prefix),
+                recomputeProbes: !r.GetValue(keepProbeKv));
             Console.WriteLine(bench.Run().ToJson(Config.OptionsBinder.Name(kind), bench.BudgetBytes));
             return 0;
         }));

@@ -31,6 +31,15 @@ internal sealed record GeneratorOptions
 
     /// <summary>Added to one token's logit before sampling (benchmarks: random weights then end responses at varied lengths).</summary>
     public (int Token, float Bias)? LogitBias { get; init; }
+
+    /// <summary>
+    /// The infinite sampler frees a probed sample's KV while it waits and recomputes it (its first k
+    /// positions, as extra rows of the step that resumes it) instead of holding it: the waiting
+    /// samples then leave the whole budget to the lanes. The recomputed KV is bit-identical to the
+    /// decoded one on the CPU (row-independent GEMM, and paged attention gives a query the same bits
+    /// whatever other queries share its tile), so completions do not change.
+    /// </summary>
+    public bool RecomputeProbes { get; init; } = true;
 }
 
 /// <summary>A sample the length-aware scheduler resumed: in plan <paramref name="Epoch"/>, lane <paramref name="Lane"/>.</summary>
@@ -49,6 +58,9 @@ internal sealed class GenerationStats
     public long GeneratedTokens { get; set; }
 
     public long PrefillTokens { get; set; }
+
+    /// <summary>Positions of probed samples recomputed when they resumed (their KV was freed while they waited).</summary>
+    public long RecomputedTokens { get; set; }
 
     /// <summary>Forwards that prefilled prompts (prompts admitted together share them).</summary>
     public int PrefillForwards { get; set; }
@@ -105,6 +117,8 @@ internal sealed class Generator : IDisposable
     private readonly DeviceBuffer? logitBias;
     private readonly List<Sample> admitted = [];
     private readonly List<PromptState> prefills = [];
+    private readonly bool recomputeProbes;
+    private int recomputeRows;
     private float[]? hostHidden;
     private int hiddenRows = -1;
 
@@ -158,6 +172,8 @@ internal sealed class Generator : IDisposable
             throw new EngineException($"the length predictor must see at least one generated token, got k = {predictor.PrefixTokens}");
         }
 
+        // A resumed probe's k positions and its next token must fit one forward.
+        recomputeProbes = options.RecomputeProbes && predictor.PrefixTokens + 1 <= plan.Capacity;
         if (options.LogitBias is (int token, float bias))
         {
             if ((uint)token >= (uint)cfg.VocabSize)
@@ -266,6 +282,7 @@ internal sealed class Generator : IDisposable
     {
         admitted.Clear();
         prefills.Clear();
+        recomputeRows = 0;
         run.PrefixPending = 0;
         switch (options.Sampler)
         {
@@ -307,14 +324,27 @@ internal sealed class Generator : IDisposable
             {
                 PromptState prompt = s.Prompt;
                 s.Kv = prompt.Prefix is null ? PagedKvCache.NewSequence() : cache.Fork(prompt.Prefix);
-                if (++prompt.Admitted == run.G && prompt.Prefix is not null)
+                if (!s.Probing)
                 {
-                    cache.Release(prompt.Prefix);
+                    ForkedForGood(prompt);
                 }
             }
 
             s.TableRow = run.FreeRows.Pop();
             run.Running.Add(s);
+        }
+    }
+
+    /// <summary>
+    /// A sample of <paramref name="prompt"/> will not fork its prefix again (it forked for the run it
+    /// ends in, or ended or kept its KV as a probe): after the last, the prefix's own reference goes.
+    /// A probe whose KV is freed while it waits forks again when it resumes.
+    /// </summary>
+    private void ForkedForGood(PromptState prompt)
+    {
+        if (--prompt.Forking == 0 && prompt.Prefix is not null)
+        {
+            cache.Release(prompt.Prefix);
         }
     }
 
@@ -393,8 +423,9 @@ internal sealed class Generator : IDisposable
     /// <summary>
     /// Infinite Sampling's admission. (1) Probes: a fresh sample is decoded for its first k tokens
     /// while the memory beyond it still holds one whole sample (so a suspended sample can always
-    /// resume) and probes hold at most half the pool (the rest is for the lanes); it then waits,
-    /// keeping its KV, with its length predicted. (2) The waiting samples are
+    /// resume) and probes hold at most half the pool (the rest is for the lanes); it then waits
+    /// with its length predicted, its KV freed (recomputed when it resumes) unless
+    /// <see cref="GeneratorOptions.RecomputeProbes"/> is off. (2) The waiting samples are
     /// planned into lanes (<see cref="Plan"/>) and each free lane resumes its shortest-predicted
     /// sample. (3) When nothing runs and no probe fits, a fresh sample runs whole, unpredicted.
     /// </summary>
@@ -475,10 +506,13 @@ internal sealed class Generator : IDisposable
 
             Sample next = l.Queue[0];
             int need = FullNeed(next.Prompt, run.Sampling);
-            if (Available(run) < need - next.Taken)
+            int recompute = next.Kv is null ? RecomputedPositions(next) : 0;
+            if (Available(run) < need - next.Taken || Rows(run) + 1 + recomputeRows + recompute > plan.Capacity)
             {
                 return;
             }
+
+            recomputeRows += recompute;
 
             l.Queue.RemoveAt(0);
             run.Suspended.Remove(next);
@@ -604,6 +638,11 @@ internal sealed class Generator : IDisposable
                     s.Lane.Running = null;
                 }
 
+                if (s.Probing)
+                {
+                    ForkedForGood(s.Prompt);
+                }
+
                 if (s.Evidence is not null)
                 {
                     predictor.Learn(s.Evidence, s.Tokens.Count);
@@ -624,6 +663,17 @@ internal sealed class Generator : IDisposable
                 running.RemoveAt(i);
                 run.Suspended.Add(s);
                 run.PlanStale = true;
+                if (recomputeProbes)
+                {
+                    // Waiting holds no KV: the step that resumes it recomputes its positions.
+                    cache.Release(s.Kv!);
+                    s.Kv = null;
+                    s.Need = s.Taken = 0;
+                }
+                else
+                {
+                    ForkedForGood(s.Prompt);
+                }
             }
         }
     }
@@ -762,19 +812,19 @@ internal sealed class Generator : IDisposable
         GenerationStats stats = run.Stats;
         hiddenRows = -1;
         long start = Stopwatch.GetTimestamp();
-        int n = running.Count;
+        int n = running.Count, rows = 0;
         for (int i = 0; i < n; i++)
         {
             Sample r = running[i];
-            int before = cache.FreeBlocks;
-            hostTokens[i] = r.NextToken;
-            hostPositions[i] = r.Position;
-            hostSlots[i] = cache.AppendSlot(r.Kv!);
-            int taken = before - cache.FreeBlocks;
-            r.Taken += taken;
-            run.Reserved -= taken;
-            hostRowSeq[i] = r.TableRow;
-            hostGather[i] = i;
+            int recompute = r.Kv!.Length < r.Position ? RecomputedPositions(r) : 0;
+            for (int j = 0; j < recompute; j++)
+            {
+                StageRow(run, r, rows++, j == 0 ? r.Prompt.Tokens[^1] : r.Tokens[j - 1], r.Position - recompute + j);
+            }
+
+            stats.RecomputedTokens += recompute;
+            hostGather[i] = rows;
+            StageRow(run, r, rows++, r.NextToken, r.Position);
             hostUniforms[i] = Philox.Uniform(sampling.Seed, SamplingStream, (ulong)r.Info.SequenceId, (uint)(r.Position + 1));
             hostTemps[i] = sampling.Temperature;
             hostTopK[i] = sampling.TopK;
@@ -782,14 +832,14 @@ internal sealed class Generator : IDisposable
             WriteTable(r.TableRow, r.Kv!);
         }
 
-        UploadRows(n);
+        UploadRows(rows);
         Accelerator acc = model.Acc;
         acc.Upload(plan.GatherRows.Slice(0, n), hostGather.AsSpan(0, n));
         acc.Upload(plan.Uniforms.Slice(0, n), hostUniforms.AsSpan(0, n));
         acc.Upload(plan.Temperatures.Slice(0, n), hostTemps.AsSpan(0, n));
         acc.Upload(plan.TopK.Slice(0, n), hostTopK.AsSpan(0, n));
         acc.Upload(plan.TopP.Slice(0, n), hostTopP.AsSpan(0, n));
-        model.ForwardPaged(plan, n, cache.Binding);
+        model.ForwardPaged(plan, rows, cache.Binding);
         model.SampleGathered(plan, n, logitBias?.All ?? default);
         acc.Download(plan.SampledTokens.Slice(0, n), hostSampled.AsSpan(0, n));
         acc.Download(plan.SampleLogProbs.Slice(0, n), hostSampleLp.AsSpan(0, n));
@@ -811,6 +861,22 @@ internal sealed class Generator : IDisposable
         stats.DecodeSteps++;
         stats.GeneratedTokens += n;
         stats.DecodeMs += Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    /// <summary>Positions of a resumed probe whose KV was freed: from the prompt's last token to the one before its next.</summary>
+    private static int RecomputedPositions(Sample s) => s.Position - (s.Prompt.Tokens.Length - 1);
+
+    /// <summary>Stages forward row <paramref name="row"/>: <paramref name="token"/> of <paramref name="s"/> at <paramref name="position"/>, its KV slot taken from its reservation.</summary>
+    private void StageRow(Rollout run, Sample s, int row, int token, int position)
+    {
+        int before = cache.FreeBlocks;
+        hostTokens[row] = token;
+        hostPositions[row] = position;
+        hostSlots[row] = cache.AppendSlot(s.Kv!);
+        int taken = before - cache.FreeBlocks;
+        s.Taken += taken;
+        run.Reserved -= taken;
+        hostRowSeq[row] = s.TableRow;
     }
 
     /// <summary>What the length predictor sees of row <paramref name="row"/>'s sample: its first k tokens and the hidden state that produced the k-th.</summary>
@@ -896,7 +962,8 @@ internal sealed class Generator : IDisposable
 
         public KvSequence? Prefix { get; set; }
 
-        public int Admitted { get; set; }
+        /// <summary>Samples that will still fork the prefix: the prefix is kept until none is left.</summary>
+        public int Forking { get; set; } = g;
 
         public GeneratedSequence?[] Results { get; } = new GeneratedSequence?[g];
     }

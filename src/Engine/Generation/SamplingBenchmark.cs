@@ -25,7 +25,7 @@ internal sealed record SamplingRun(GenerationStats Stats, double WallMs, int[] L
         return string.Create(CultureInfo.InvariantCulture,
             $"{{\"sampler\": \"{sampler}\", \"kv_budget_bytes\": {budgetBytes}, \"peak_kv_bytes\": {Stats.PeakKvBytes}, \"peak_kv_committed_bytes\": {Stats.PeakKvCommittedBytes}, " +
             $"\"decode_steps\": {Stats.DecodeSteps}, \"generated_tokens\": {Stats.GeneratedTokens}, \"tokens_per_s\": {TokensPerSecond:F1}, \"wall_ms\": {WallMs:F1}, " +
-            $"\"max_live\": {Stats.MaxConcurrent}, \"lanes\": {Stats.Lanes}, \"length_min\": {sorted[0]}, \"length_median\": {sorted[sorted.Length / 2]}, " +
+            $"\"recomputed_tokens\": {Stats.RecomputedTokens}, \"max_live\": {Stats.MaxConcurrent}, \"lanes\": {Stats.Lanes}, \"length_min\": {sorted[0]}, \"length_median\": {sorted[sorted.Length / 2]}, " +
             $"\"length_max\": {sorted[^1]}, \"length_prediction_correlation\": {(double.IsNaN(corr) ? "null" : corr.ToString("F3", CultureInfo.InvariantCulture))}, " +
             $"\"predicted_samples\": {Stats.LengthPredictions.Count}, \"completions_sha256\": \"{CompletionsSha256}\"}}");
     }
@@ -51,7 +51,8 @@ internal sealed class SamplingBenchmark : IDisposable
     private readonly OnlineLengthPredictor? online;
 
     public SamplingBenchmark(Accelerator acc, ModelConfig config, SamplerKind sampler, int samplesPerPrompt, int promptLength, int newTokens,
-        long kvBudgetBytes, float eosBias, bool oracle = false, int prefixTokens = 16, ulong seed = 1, ulong timedSeed = 2)
+        long kvBudgetBytes, float eosBias, bool oracle = false, int prefixTokens = 16, ulong seed = 1, ulong timedSeed = 2,
+        bool recomputeProbes = true)
     {
         if (samplesPerPrompt < 1 || promptLength < 1 || newTokens < 1 || prefixTokens < 1)
         {
@@ -70,6 +71,7 @@ internal sealed class SamplingBenchmark : IDisposable
             var options = new GeneratorOptions
             {
                 MaxSlots = samplesPerPrompt, KvBudgetBytes = BudgetBytes, Sampler = sampler, LogitBias = (EosToken, eosBias),
+                RecomputeProbes = recomputeProbes,
             };
             ILengthPredictor predictor;
             if (oracle)

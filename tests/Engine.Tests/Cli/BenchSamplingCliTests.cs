@@ -29,6 +29,12 @@ public sealed class BenchSamplingCliTests
         Assert.True((long)infinite["peak_kv_committed_bytes"]! * 2 <= (long)full["peak_kv_committed_bytes"]!, infinite.ToJsonString());
         Assert.True((int)full["length_min"]! < (int)full["length_max"]!, $"lengths must vary: {full.ToJsonString()}");
         Assert.True((int)infinite["decode_steps"]! <= (int)micro["decode_steps"]!, $"{infinite.ToJsonString()} vs {micro.ToJsonString()}");
+
+        // Waiting probes' KV freed and recomputed (the default) or kept: the same completions.
+        JsonObject kept = Run("--sampler", "infinite", "--keep-probe-kv", "--kv-budget-mb", quarter.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal((string)full["completions_sha256"]!, (string)kept["completions_sha256"]!);
+        Assert.True((long)infinite["recomputed_tokens"]! > 0, infinite.ToJsonString());
+        Assert.Equal(0L, (long)kept["recomputed_tokens"]!);
     }
 
     [Fact]

@@ -110,6 +110,34 @@ public sealed class SamplerTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(1.0, stats.LengthCorrelation, 12);
     }
 
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void Recomputing_a_waiting_probe_gives_the_same_completions_and_leaves_its_memory_to_the_lanes(string family)
+    {
+        // gpt2 has one query head per kv head: a decode row takes attention's lone-query path, the
+        // recomputed rows of a resumed probe the column path; llama (two per kv head) the column path for both.
+        using Transformer model = GeneratorTests.TinyModel(holder.Acc, family);
+        int[][] prompt = [TestData.Ints(9, 10, 53)];
+        const int g = 12;
+        SamplingOptions sampling = Sampling with { EosTokenIds = [0] };
+        string full = GeneratorTests.Signature(Run(model, prompt, g, SamplerKind.Full, BlocksBytes(model, 400), out _, sampling: sampling));
+
+        // The prompt's 2 blocks and three worst-case samples of 6; a probe of k = 4 tokens takes 1 block.
+        long budget = BlocksBytes(model, 2 + 3 * 6);
+        var recomputed = Run(model, prompt, g, SamplerKind.Infinite, budget, out GenerationStats freed, sampling: sampling);
+        var kept = Run(model, prompt, g, SamplerKind.Infinite, budget, out GenerationStats held, sampling: sampling, recomputeProbes: false);
+        output.WriteLine($"{family}: freed {freed.Lanes} lanes, {freed.DecodeSteps} steps, {freed.RecomputedTokens} recomputed; kept {held.Lanes} lanes, {held.DecodeSteps} steps");
+        Assert.Equal(full, GeneratorTests.Signature(recomputed));
+        Assert.Equal(full, GeneratorTests.Signature(kept));
+        int resumed = freed.Admissions.Count;
+        Assert.True(resumed >= 6, $"most samples outlive the probe: {resumed} resumed");
+        Assert.Equal(4L * resumed, freed.RecomputedTokens);
+        Assert.Equal(0, held.RecomputedTokens);
+        // Kept, the waiting probes' blocks hold back a lane until the first resumed samples end.
+        Assert.True(freed.DecodeSteps < held.DecodeSteps, $"freed probes leave the lanes more memory: {freed.DecodeSteps} vs {held.DecodeSteps} steps");
+    }
+
     [Fact]
     public void Lpt_makespan_is_within_its_bound_of_the_brute_forced_optimum()
     {
@@ -178,13 +206,14 @@ public sealed class SamplerTests(ITestOutputHelper output) : IDisposable
     }
 
     private static IReadOnlyList<GenerationGroup> Run(Transformer model, int[][] prompts, int g, SamplerKind kind, long budget, out GenerationStats stats,
-        ILengthPredictor? predictor = null)
+        ILengthPredictor? predictor = null, SamplingOptions? sampling = null, bool recomputeProbes = true)
     {
         using var gen = new Generator(model, new GeneratorOptions
         {
             MaxSlots = 16, BlockSize = BlockSize, KvBudgetBytes = budget, Sampler = kind, LengthPredictor = predictor ?? new OnlineLengthPredictor(prefixTokens: 4),
+            RecomputeProbes = recomputeProbes,
         });
-        var groups = gen.Generate(prompts, g, Sampling);
+        var groups = gen.Generate(prompts, g, sampling ?? Sampling);
         stats = gen.Stats;
         Assert.Equal(gen.Cache.TotalBlocks, gen.Cache.FreeBlocks);
         return groups;
