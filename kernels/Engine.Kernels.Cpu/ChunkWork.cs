@@ -49,6 +49,12 @@ internal sealed unsafe partial class CpuAccelerator
     /// </summary>
     internal const long ExpElementChunk = 8 * 1024;
 
+    /// <summary>
+    /// Elements per work item of a copy or a clear (512 KiB): a memset of the gradients of a large
+    /// model is hundreds of MB a step, which one core cannot stream alone.
+    /// </summary>
+    internal const long MemoryChunk = 128 * 1024;
+
     /// <summary>Target elements per work item of the row-wise kernels (rows per item = this / row length).</summary>
     internal const long RowChunkElements = 16 * 1024;
 

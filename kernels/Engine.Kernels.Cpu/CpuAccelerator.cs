@@ -54,15 +54,44 @@ internal sealed unsafe partial class CpuAccelerator : Accelerator
     protected override void DownloadCore(Tensor src, Span<byte> dst) =>
         new ReadOnlySpan<byte>(F(src), dst.Length).CopyTo(dst);
 
-    protected override void CopyCore(Tensor dst, Tensor src) =>
-        Buffer.MemoryCopy(F(src), F(dst), dst.Length * 4, src.Length * 4);
+    protected override void CopyCore(Tensor dst, Tensor src)
+    {
+        float* to = F(dst), from = F(src);
+        long n = dst.Length;
+        if (to + n <= from || from + n <= to)
+        {
+            RunChunks(n, MemoryChunk, new CopyKernel { Dst = to, Src = from });
+        }
+        else
+        {
+            Buffer.MemoryCopy(from, to, n * 4, n * 4); // overlapping views: one memmove
+        }
+    }
 
     protected override void FillCore(Tensor dst, float value) =>
         new Span<float>(F(dst), checked((int)dst.Length)).Fill(value);
 
-    protected override void ZeroCore(Tensor dst) => NativeMemory.Clear(F(dst), (nuint)(dst.Length * 4));
+    protected override void ZeroCore(Tensor dst) => RunChunks(dst.Length, MemoryChunk, new ClearKernel { Dst = F(dst) });
 
     protected override void DisposeCore() => Pool.Dispose();
+}
+
+/// <summary>Copies [start, start + count) of 4-byte elements from <see cref="Src"/> to <see cref="Dst"/> (not overlapping).</summary>
+internal unsafe struct CopyKernel : IChunkKernel
+{
+    public float* Dst; // [n]
+    public float* Src; // [n]
+
+    public readonly void Run(long start, long count) =>
+        Buffer.MemoryCopy(Src + start, Dst + start, count * 4, count * 4);
+}
+
+/// <summary>Sets [start, start + count) of 4-byte elements of <see cref="Dst"/> to zero bits.</summary>
+internal unsafe struct ClearKernel : IChunkKernel
+{
+    public float* Dst; // [n]
+
+    public readonly void Run(long start, long count) => NativeMemory.Clear(Dst + start, (nuint)(count * 4));
 }
 
 /// <summary>Provides the single CPU device.</summary>

@@ -17,6 +17,7 @@ internal static class BenchTrainCommand
         var steps = new Option<int>("--steps") { Description = "timed steps", DefaultValueFactory = _ => 10 };
         var warmup = new Option<int>("--warmup") { Description = "untimed steps first", DefaultValueFactory = _ => 2 };
         var profile = new Option<bool>("--profile") { Description = "after timing, run the steps again with per-op timing and print the table to stderr" };
+        var hash = new Option<bool>("--hash") { Description = "add the last loss (bits) and a SHA-256 of the weights and AdamW moments after all the steps to the JSON line" };
         var command = new Command("bench-train", "Time forward + backward + AdamW train steps on random weights and tokens; prints one JSON line.");
         shape.AddTo(command);
         command.Options.Add(seq);
@@ -24,6 +25,7 @@ internal static class BenchTrainCommand
         command.Options.Add(steps);
         command.Options.Add(warmup);
         command.Options.Add(profile);
+        command.Options.Add(hash);
         command.SetAction(r => CommandLine.Guard(() =>
         {
             int t = r.GetValue(seq), b = r.GetValue(batch), n = r.GetValue(steps), w = r.GetValue(warmup);
@@ -35,10 +37,13 @@ internal static class BenchTrainCommand
             var config = shape.Build(r, t);
             using Accelerator acc = Backends.Registry.Open(r.GetValue(shape.Device));
             using var bench = new SyntheticBenchmark(acc, config, b, t);
-            var (ms, _) = bench.Measure(w, n);
+            var (ms, loss) = bench.Measure(w, n);
             double tokensPerSecond = bench.TokensPerStep / (ms / 1000.0);
+            string state = r.GetValue(hash)
+                ? $", \"last_loss_bits\": \"{BitConverter.SingleToUInt32Bits(loss):x8}\", \"state_sha256\": \"{bench.StateSha256()}\""
+                : "";
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{{\"ms_per_step\": {ms:F2}, \"tokens_per_s\": {tokensPerSecond:F1}, \"peak_rss_mb\": {ProcessStats.PeakRssMb():F1}}}"));
+                $"{{\"ms_per_step\": {ms:F2}, \"tokens_per_s\": {tokensPerSecond:F1}, \"peak_rss_mb\": {ProcessStats.PeakRssMb():F1}{state}}}"));
             if (r.GetValue(profile))
             {
                 acc.Profiler = new OpProfiler();

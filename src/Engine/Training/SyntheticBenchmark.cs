@@ -73,6 +73,21 @@ internal sealed class SyntheticBenchmark : IDisposable
         return (median, loss);
     }
 
+    /// <summary>
+    /// SHA-256 (hex) of the weights and both AdamW moments, in that order: the state after the steps
+    /// run so far, to check that a kernel change keeps the train step's bits.
+    /// </summary>
+    public string StateSha256()
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (DeviceBuffer buffer in (ReadOnlySpan<DeviceBuffer>)[Model.Params, Optimizer.M, Optimizer.V])
+        {
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Model.Acc.ToArray(buffer.All).AsSpan()));
+        }
+
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
     public void Dispose()
     {
         Optimizer.Dispose();

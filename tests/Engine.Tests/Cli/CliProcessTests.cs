@@ -17,9 +17,11 @@ public sealed class CliProcessTests
         string cli = ExternalProcess.BuiltCli();
 
         string stdout = ExternalProcess.Run("dotnet",
-            $"\"{cli}\" bench-train --family gpt2 --layers 1 --dim 16 --heads 2 --vocab 17 --seq 8 --batch 1 --steps 1", root,
+            $"\"{cli}\" bench-train --family gpt2 --layers 1 --dim 16 --heads 2 --vocab 17 --seq 8 --batch 1 --steps 1 --hash", root,
             TimeSpan.FromMinutes(2));
         JsonNode result = JsonNode.Parse(stdout.Trim().Split('\n')[^1])!;
         Assert.True((double)result["tokens_per_s"]! > 0, stdout);
+        Assert.Matches("^[0-9a-f]{64}$", (string)result["state_sha256"]!);
+        Assert.Matches("^[0-9a-f]{8}$", (string)result["last_loss_bits"]!);
     }
 }
