@@ -13,7 +13,11 @@ internal static class BenchSamplingCommand
         var samples = new Option<int>("--samples-per-prompt") { Description = "responses to the prompt (G)", DefaultValueFactory = _ => 32 };
         var promptLength = new Option<int>("--prompt-len") { Description = "prompt tokens", DefaultValueFactory = _ => 16 };
         var newTokens = new Option<int>("--new-tokens") { Description = "most tokens generated per response", DefaultValueFactory = _ => 1024 };
-        var sampler = new Option<string>("--sampler") { Description = "full, micro, continuous or infinite", DefaultValueFactory = _ => "infinite" };
+        var sampler = new Option<string>("--sampler")
+        {
+            Description = "full, micro, continuous or infinite, or several separated by commas (timed in turn, one JSON line each)", DefaultValueFactory = _ => "infinite",
+        };
+        var repeats = new Option<int>("--repeats") { Description = "timed runs of each sampler (in turn across samplers); the line gives the median run", DefaultValueFactory = _ => 1 };
         var budget = new Option<double>("--kv-budget-mb") { Description = "KV cache budget in MiB (default: what full-group decoding needs)" };
         var eosBias = new Option<float>("--eos-bias") { Description = "added to the end-of-sequence logit (token 0), so lengths vary", DefaultValueFactory = _ => 0f };
         var predictor = new Option<string>("--predictor") { Description = "length predictor of the infinite sampler: online or oracle", DefaultValueFactory = _ => "online" };
@@ -31,9 +35,16 @@ internal static class BenchSamplingCommand
         command.Options.Add(predictor);
         command.Options.Add(prefix);
         command.Options.Add(keepProbeKv);
+        command.Options.Add(repeats);
         command.SetAction(r => CommandLine.Guard(() =>
         {
-            SamplerKind kind = Config.OptionsBinder.ParseEnum<SamplerKind>(r.GetValue(sampler)!, "--sampler");
+            SamplerKind[] kinds = [.. r.GetValue(sampler)!.Split(',', StringSplitOptions.TrimEntries).Select(k => Config.OptionsBinder.ParseEnum<SamplerKind>(k, "--sampler"))];
+            int n = r.GetValue(repeats);
+            if (n < 1)
+            {
+                throw new EngineException($"--repeats must be at least 1, got {n}");
+            }
+
             string predictorName = r.GetValue(predictor)!;
             if (predictorName is not ("online" or "oracle"))
             {
@@ -46,13 +57,44 @@ internal static class BenchSamplingCommand
                 throw new EngineException($"--kv-budget-mb must be positive, got {mb}");
             }
 
-            int p = r.GetValue(promptLength), n = r.GetValue(newTokens);
-            var config = shape.Build(r, p + n + 1);
+            int p = r.GetValue(promptLength), tokens = r.GetValue(newTokens);
+            var config = shape.Build(r, p + tokens + 1);
             using Accelerator acc = Backends.Registry.Open(r.GetValue(shape.Device));
-            using var bench = new SamplingBenchmark(acc, config, kind, r.GetValue(samples), p, n, (long)(mb * (1 << 20)), r.GetValue(eosBias),
-                oracle: predictorName == "oracle", prefixTokens: r.GetValue(prefix),
-                recomputeProbes: !r.GetValue(keepProbeKv));
-            Console.WriteLine(bench.Run().ToJson(Config.OptionsBinder.Name(kind), bench.BudgetBytes));
+            var benches = new List<SamplingBenchmark>();
+            try
+            {
+                foreach (SamplerKind kind in kinds)
+                {
+                    benches.Add(new SamplingBenchmark(acc, config, kind, r.GetValue(samples), p, tokens, (long)(mb * (1 << 20)), r.GetValue(eosBias),
+                        oracle: predictorName == "oracle", prefixTokens: r.GetValue(prefix), recomputeProbes: !r.GetValue(keepProbeKv)));
+                }
+
+                // In turn, so that a slow spell of the machine falls on every sampler alike.
+                var runs = kinds.Select(_ => new List<SamplingRun>()).ToArray();
+                for (int i = 0; i < n; i++)
+                {
+                    for (int b = 0; b < benches.Count; b++)
+                    {
+                        runs[b].Add(benches[b].Run());
+                    }
+                }
+
+                for (int b = 0; b < benches.Count; b++)
+                {
+                    if (runs[b].Select(x => x.CompletionsSha256).Distinct().Count() != 1)
+                    {
+                        throw new EngineException($"bench-sampling: the repeated runs of {Config.OptionsBinder.Name(kinds[b])} gave different completions");
+                    }
+
+                    SamplingRun median = runs[b].OrderBy(x => x.WallMs).ElementAt(n / 2);
+                    Console.WriteLine(median.ToJson(Config.OptionsBinder.Name(kinds[b]), benches[b].BudgetBytes, runs[b]));
+                }
+            }
+            finally
+            {
+                benches.ForEach(x => x.Dispose());
+            }
+
             return 0;
         }));
         return command;

@@ -17,14 +17,20 @@ internal sealed record SamplingRun(GenerationStats Stats, double WallMs, int[] L
     /// <summary>Generated tokens per second of wall time.</summary>
     public double TokensPerSecond => Stats.GeneratedTokens / (WallMs / 1000);
 
-    /// <summary>The run as one JSON line (the output of <c>engine bench-sampling</c>).</summary>
-    public string ToJson(string sampler, long budgetBytes)
+    /// <summary>
+    /// The run as one JSON line (the output of <c>engine bench-sampling</c>); with <paramref name="repeats"/> (this run
+    /// is their median by wall time) their count and wall-time range too.
+    /// </summary>
+    public string ToJson(string sampler, long budgetBytes, IReadOnlyList<SamplingRun>? repeats = null)
     {
         int[] sorted = [.. Lengths.Order()];
         double corr = Stats.LengthCorrelation;
+        string range = repeats is { Count: > 1 }
+            ? string.Create(CultureInfo.InvariantCulture, $"\"repeats\": {repeats.Count}, \"wall_ms_min\": {repeats.Min(r => r.WallMs):F1}, \"wall_ms_max\": {repeats.Max(r => r.WallMs):F1}, ")
+            : "";
         return string.Create(CultureInfo.InvariantCulture,
             $"{{\"sampler\": \"{sampler}\", \"kv_budget_bytes\": {budgetBytes}, \"peak_kv_bytes\": {Stats.PeakKvBytes}, \"peak_kv_committed_bytes\": {Stats.PeakKvCommittedBytes}, " +
-            $"\"decode_steps\": {Stats.DecodeSteps}, \"generated_tokens\": {Stats.GeneratedTokens}, \"tokens_per_s\": {TokensPerSecond:F1}, \"wall_ms\": {WallMs:F1}, " +
+            $"\"decode_steps\": {Stats.DecodeSteps}, \"generated_tokens\": {Stats.GeneratedTokens}, \"tokens_per_s\": {TokensPerSecond:F1}, \"wall_ms\": {WallMs:F1}, {range}" +
             $"\"recomputed_tokens\": {Stats.RecomputedTokens}, \"max_live\": {Stats.MaxConcurrent}, \"lanes\": {Stats.Lanes}, \"length_min\": {sorted[0]}, \"length_median\": {sorted[sorted.Length / 2]}, " +
             $"\"length_max\": {sorted[^1]}, \"length_prediction_correlation\": {(double.IsNaN(corr) ? "null" : corr.ToString("F3", CultureInfo.InvariantCulture))}, " +
             $"\"predicted_samples\": {Stats.LengthPredictions.Count}, \"completions_sha256\": \"{CompletionsSha256}\"}}");
