@@ -18,7 +18,7 @@ internal static class BenchSamplingCommand
             Description = "full, micro, continuous or infinite, or several separated by commas (timed in turn, one JSON line each)", DefaultValueFactory = _ => "infinite",
         };
         var repeats = new Option<int>("--repeats") { Description = "timed runs of each sampler (in turn across samplers); the line gives the median run", DefaultValueFactory = _ => 1 };
-        var budget = new Option<double>("--kv-budget-mb") { Description = "KV cache budget in MiB (default: what full-group decoding needs)" };
+        var budget = new Option<double>("--kv-budget-mb") { Description = "KV cache budget in MiB (default: what full-group decoding needs; with several samplers, full always runs at that)" };
         var eosBias = new Option<float>("--eos-bias") { Description = "added to the end-of-sequence logit (token 0), so lengths vary", DefaultValueFactory = _ => 0f };
         var predictor = new Option<string>("--predictor") { Description = "length predictor of the infinite sampler: online or oracle", DefaultValueFactory = _ => "online" };
         var prefix = new Option<int>("--prefix-tokens") { Description = "k: tokens generated before a length is predicted", DefaultValueFactory = _ => 16 };
@@ -65,7 +65,9 @@ internal static class BenchSamplingCommand
             {
                 foreach (SamplerKind kind in kinds)
                 {
-                    benches.Add(new SamplingBenchmark(acc, config, kind, r.GetValue(samples), p, tokens, (long)(mb * (1 << 20)), r.GetValue(eosBias),
+                    // Beside other samplers, full decodes the whole group at the KV it needs (0: the default); the budget is the others'.
+                    long budgetBytes = kind == SamplerKind.Full && kinds.Length > 1 ? 0 : (long)(mb * (1 << 20));
+                    benches.Add(new SamplingBenchmark(acc, config, kind, r.GetValue(samples), p, tokens, budgetBytes, r.GetValue(eosBias),
                         oracle: predictorName == "oracle", prefixTokens: r.GetValue(prefix), recomputeProbes: !r.GetValue(keepProbeKv)));
                 }
 

@@ -38,6 +38,25 @@ public sealed class BenchSamplingCliTests
     }
 
     [Fact]
+    public void Several_samplers_in_one_process_give_one_median_line_each_with_fulls_completions()
+    {
+        JsonObject alone = Run("--sampler", "full");
+        var (code, stdout, stderr) = CliRunner.Run([.. Shape, "--sampler", "full,micro,infinite", "--repeats", "3", "--kv-budget-mb",
+            ((long)alone["kv_budget_bytes"]! / 4.0 / (1 << 20)).ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        Assert.True(code == 0, stderr);
+        JsonObject[] lines = [.. stdout.Trim().Split('\n').Select(l => JsonNode.Parse(l)!.AsObject())];
+        Assert.Equal(["full", "micro", "infinite"], lines.Select(l => (string)l["sampler"]!));
+        Assert.All(lines, l => Assert.Equal((string)alone["completions_sha256"]!, (string)l["completions_sha256"]!));
+        Assert.Equal((long)alone["kv_budget_bytes"]!, (long)lines[0]["kv_budget_bytes"]!); // full keeps the KV it needs
+        Assert.True((long)lines[1]["kv_budget_bytes"]! * 4 <= (long)alone["kv_budget_bytes"]! + 4, lines[1].ToJsonString());
+        Assert.All(lines, l =>
+        {
+            Assert.Equal(3, (int)l["repeats"]!);
+            Assert.InRange((double)l["wall_ms"]!, (double)l["wall_ms_min"]!, (double)l["wall_ms_max"]!);
+        });
+    }
+
+    [Fact]
     public void Bad_settings_are_one_line_errors()
     {
         var (code, _, stderr) = CliRunner.Run([.. Shape, "--sampler", "fastest"]);
@@ -46,5 +65,8 @@ public sealed class BenchSamplingCliTests
         (code, _, stderr) = CliRunner.Run([.. Shape, "--sampler", "full", "--kv-budget-mb", "0.01"]);
         Assert.Equal(1, code);
         Assert.Contains("'full' sampler", stderr, StringComparison.Ordinal);
+        (code, _, stderr) = CliRunner.Run([.. Shape, "--sampler", "full,micro", "--repeats", "0"]);
+        Assert.Equal(1, code);
+        Assert.Contains("--repeats must be at least 1, got 0", stderr, StringComparison.Ordinal);
     }
 }
