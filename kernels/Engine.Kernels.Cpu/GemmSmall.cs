@@ -35,8 +35,8 @@ namespace Engine.Kernels.Cpu;
 /// run of rows (so its reads form one stream), and every row of the panel is prefetched
 /// <see cref="PrefetchAhead"/> floats ahead of where it is read (the panel's 32 rows are 32
 /// interleaved streams, more than the hardware prefetcher follows well): on the 2-core Zen 5 the
-/// 124M step's weights went from ~29 to ~35 GB/s with both (of ~48 GB/s measured by
-/// <c>engine bench-bandwidth</c>).
+/// 124M step's weights went from ~29 to ~34 GB/s with both, the head from ~25 to ~36 GB/s (the
+/// machine's read bandwidth, <c>engine bench-bandwidth</c>, varies between ~47 and ~68 GB/s).
 /// </para>
 /// </remarks>
 internal static unsafe partial class CpuGemm
