@@ -30,8 +30,13 @@ namespace Engine.Kernels.Cpu;
 /// <para>
 /// Columns across (m &lt;= 2 and transB, where rows across would leave most lanes idle): 32 weight
 /// rows at a time are transposed in registers, 8 x 8 blocks, and multiplied by broadcast elements
-/// of A, as the packed micro-kernel does but without writing B anywhere; the next 32 rows are
-/// prefetched when B exceeds the caches (the LM head).
+/// of A, as the packed micro-kernel does but without writing B anywhere. This is the batch-1
+/// decode step, which streams every weight from memory once: each thread takes one contiguous
+/// run of rows (so its reads form one stream), and every row of the panel is prefetched
+/// <see cref="PrefetchAhead"/> floats ahead of where it is read (the panel's 32 rows are 32
+/// interleaved streams, more than the hardware prefetcher follows well): on the 2-core Zen 5 the
+/// 124M step's weights went from ~29 to ~34 GB/s with both, the head from ~25 to ~36 GB/s (the
+/// machine's read bandwidth, <c>engine bench-bandwidth</c>, varies between ~47 and ~68 GB/s).
 /// </para>
 /// </remarks>
 internal static unsafe partial class CpuGemm
@@ -45,8 +50,8 @@ internal static unsafe partial class CpuGemm
     /// <summary>Weight rows (columns of C) of one transposed panel.</summary>
     private const int TPanel = 32;
 
-    /// <summary>Weights (floats of B) past which the small-m path prefetches them: more than the caches hold.</summary>
-    private const long StreamedWeights = 4L << 20;
+    /// <summary>How far ahead (floats of a weight row: 8 cache lines) the transposed kernel prefetches each row into L2.</summary>
+    private const int PrefetchAhead = 128;
 
     /// <summary>
     /// The k blocks of the canonical order for one kernel set: <paramref name="blocks"/> equal blocks
@@ -90,11 +95,13 @@ internal static unsafe partial class CpuGemm
         // the kernel that transposes B in registers instead (columns across, like the packed path).
         bool transposed = transB && m <= TransposedRows && Avx.IsSupported;
         int granule = transposed ? TPanel : SmallCols;
-        int perItem = Math.Clamp(RoundUp((n + 8 * pool.ThreadCount - 1) / (8 * pool.ThreadCount), granule), granule, 64);
+        // Rows across: small runs, handed out dynamically. Transposed: one contiguous run per thread.
+        int perItem = transposed ? RoundUp((n + pool.ThreadCount - 1) / pool.ThreadCount, granule)
+            : Math.Clamp(RoundUp((n + 8 * pool.ThreadCount - 1) / (8 * pool.ThreadCount), granule), granule, 64);
         var work = new SmallWork
         {
             C = c, At = at, B = b, M = m, N = n, K = k, Lda = lda, FullRows = fullRows, Lanes = lanes, RestWidth = restWidth,
-            TransB = transB, Transposed = transposed, Streamed = (long)n * k > StreamedWeights, KBlocks = kBlocks, KcStep = kcStep, PerItem = perItem, Alpha = alpha, Beta = beta, Bias = bias,
+            TransB = transB, Transposed = transposed, KBlocks = kBlocks, KcStep = kcStep, PerItem = perItem, Alpha = alpha, Beta = beta, Bias = bias,
         };
         pool.For((n + perItem - 1) / perItem, ref work);
     }
@@ -114,7 +121,6 @@ internal static unsafe partial class CpuGemm
         public int RestWidth;
         public bool TransB;
         public bool Transposed;
-        public bool Streamed;
         public int KBlocks;
         public int KcStep;
         public int PerItem;
@@ -136,20 +142,18 @@ internal static unsafe partial class CpuGemm
                 for (; j + TPanel <= j1; j += TPanel)
                 {
                     float* w = B + (long)j * K;
-                    float* nextPanel = Streamed && j + 2 * TPanel <= N ? w + (long)TPanel * K : null;
                     for (int q = 0; q < KBlocks; q++)
                     {
                         int pc = q * KcStep;
                         int kc = Math.Min(KcStep, K - pc);
                         float* x = At + (long)pc * Lda;
-                        float* next = nextPanel == null ? null : nextPanel + pc;
                         switch (M)
                         {
                             case 1:
-                                SmallKernelT<Rows1>(x, Lda, w + pc, K, kc, tile, next);
+                                SmallKernelT<Rows1>(x, Lda, w + pc, K, kc, tile);
                                 break;
                             default:
-                                SmallKernelT<Rows2>(x, Lda, w + pc, K, kc, tile, next);
+                                SmallKernelT<Rows2>(x, Lda, w + pc, K, kc, tile);
                                 break;
                         }
 
@@ -446,11 +450,12 @@ internal static unsafe partial class CpuGemm
     /// TR.Rows (1 or 2) rows x 32 columns over kc steps of k, B stored [n, k] (row stride ldw):
     /// 8 x 8 blocks of four groups of 8 weight rows are transposed in registers and run through
     /// <c>acc[i][cols] = fma(x[p * lda + i], B[cols, p], acc[i][cols])</c> for p in order, the
-    /// packed micro-kernel's chain. Stores the accumulators to tile[2][32] (row-major). With
-    /// <paramref name="next"/> set, the same steps of k of the next 32 rows are prefetched.
+    /// packed micro-kernel's chain. Stores the accumulators to tile[2][32] (row-major). Each row is
+    /// prefetched <see cref="PrefetchAhead"/> floats ahead (past a row's end: the next row's start,
+    /// read soon after; a prefetch never faults).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void SmallKernelT<TR>(float* x, long lda, float* w, long ldw, int kc, float* tile, float* next)
+    private static void SmallKernelT<TR>(float* x, long lda, float* w, long ldw, int kc, float* tile)
         where TR : struct, IRowCount
     {
         Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;
@@ -462,13 +467,10 @@ internal static unsafe partial class CpuGemm
         // two they fall into a few sets and evict each other).
         for (; p + 16 <= kc; p += 16, x += 16 * lda)
         {
-            if (next != null)
+            float* f = w + p + PrefetchAhead;
+            for (int r = 0; r < TPanel; r++, f += ldw)
             {
-                float* f = next + p;
-                for (int r = 0; r < TPanel; r++, f += ldw)
-                {
-                    Sse.Prefetch1(f);
-                }
+                Sse.Prefetch1(f);
             }
 
             TransposedStep<TR>(w + p, ldw, x, lda, ref c00, ref c10);

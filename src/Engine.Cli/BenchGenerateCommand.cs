@@ -48,10 +48,11 @@ internal static class BenchGenerateCommand
             }
 
             bench.Run(seed: 1);
+            ulong hash = bench.ResultsHash;   // seed 1's tokens and log-probs: the same on every run of the same build and model
             var results = Enumerable.Range(0, runs).Select(i => bench.Run(seed: (ulong)(i + 2))).ToArray();
             GenerationStats median = results.OrderBy(s => s.GeneratedTokens / s.DecodeMs).ElementAt(runs / 2);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{{\"decode_tokens_per_s\": {median.GeneratedTokens / (median.DecodeMs / 1000):F1}, \"prefill_ms\": {median.PrefillMs:F2}, \"peak_kv_bytes\": {median.PeakKvBytes}, \"peak_rss_mb\": {ProcessStats.PeakRssMb():F1}}}"));
+                $"{{\"decode_tokens_per_s\": {median.GeneratedTokens / (median.DecodeMs / 1000):F1}, \"prefill_ms\": {median.PrefillMs:F2}, \"peak_kv_bytes\": {median.PeakKvBytes}, \"peak_rss_mb\": {ProcessStats.PeakRssMb():F1}, \"results_hash\": \"{hash:x16}\"}}"));
             if (r.GetValue(profile))
             {
                 acc.Profiler = new OpProfiler();

@@ -23,6 +23,7 @@ internal static class CommandLine
             OfflineCommand.Create(),
             CheckBackendsCommand.Create(),
             BenchGemmCommand.Create(),
+            BenchBandwidthCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

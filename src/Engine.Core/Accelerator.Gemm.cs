@@ -24,7 +24,8 @@ internal abstract partial class Accelerator
         Check(a, nameof(a), minLength: (long)m * k);
         Check(b, nameof(b), minLength: (long)k * n);
         CheckOptional(bias, nameof(bias), minLength: n);
-        using (Profile(transA ? (transB ? "Gemm TT" : "Gemm TN") : (transB ? "Gemm NT" : "Gemm NN")))
+        // profiled, each shape is a line of its own (a decode step's projections differ in kind)
+        using (Profile(Profiler is null ? "Gemm" : $"Gemm {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {m}x{n}x{k}"))
         {
             GemmCore(c, a, b, m, n, k, transA, transB, alpha, beta, bias);
         }

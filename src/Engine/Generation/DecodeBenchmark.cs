@@ -46,10 +46,28 @@ internal sealed class DecodeBenchmark : IDisposable
 
     public int NewTokens { get; }
 
+    /// <summary>
+    /// FNV-1a over the last <see cref="Run"/>'s tokens and the bits of both log-probs of every
+    /// response, in request order: equal hashes say a change to the decode kernels kept every bit.
+    /// </summary>
+    public ulong ResultsHash { get; private set; }
+
     /// <summary>Runs one generation; returns its stats.</summary>
     public GenerationStats Run(ulong seed = 3)
     {
-        Generator.Generate(prompts, samplesPerCall, new SamplingOptions { MaxNewTokens = NewTokens, Seed = seed, EosTokenIds = [] });
+        var groups = Generator.Generate(prompts, samplesPerCall, new SamplingOptions { MaxNewTokens = NewTokens, Seed = seed, EosTokenIds = [] });
+        ulong hash = 14695981039346656037UL;
+        foreach (GeneratedSequence s in groups.SelectMany(g => g.Samples))
+        {
+            for (int i = 0; i < s.TokenIds.Count; i++)
+            {
+                hash = (hash ^ (uint)s.TokenIds[i]) * 1099511628211UL;
+                hash = (hash ^ BitConverter.SingleToUInt32Bits(s.SampleLogProbs[i])) * 1099511628211UL;
+                hash = (hash ^ BitConverter.SingleToUInt32Bits(s.PolicyLogProbs[i])) * 1099511628211UL;
+            }
+        }
+
+        ResultsHash = hash;
         return Generator.Stats;
     }
 

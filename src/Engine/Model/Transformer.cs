@@ -207,7 +207,9 @@ internal sealed partial class Transformer : IDisposable
         }
 
         // mid[N, C] = input + attn W_o^T + b
-        Acc.Copy(x.ResidMid, input);
+        // n rows only: an inference plan's buffers hold its capacity (e.g. 256 prefill rows), a decode step uses a few
+        long rows = (long)n * c;
+        Acc.Copy(x.ResidMid.Slice(0, rows), input.Slice(0, rows));
         Acc.Gemm(x.ResidMid, x.Attn, P(w.AttnOutWeight), n, c, cfg.AttnDim, false, true, beta: 1f, bias: P(w.AttnOutBias));
 
         NormForward(x.Norm2, x.Norm2Mean, x.Norm2Rstd, x.ResidMid, w.Norm2Weight, w.Norm2Bias, n);
@@ -222,7 +224,7 @@ internal sealed partial class Transformer : IDisposable
         }
 
         // output[N, C] = mid + act W_out^T + b
-        Acc.Copy(output, x.ResidMid);
+        Acc.Copy(output.Slice(0, rows), x.ResidMid.Slice(0, rows));
         Acc.Gemm(output, x.Act, P(w.MlpOutWeight), n, c, cfg.FfnDim, false, true, beta: 1f, bias: P(w.MlpOutBias));
     }
 

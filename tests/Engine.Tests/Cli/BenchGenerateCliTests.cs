@@ -11,6 +11,24 @@ public sealed class BenchGenerateCliTests : IDisposable
     private readonly TempDir temp = new();
 
     [Fact]
+    public void Results_hash_follows_the_generated_tokens()
+    {
+        // The hash of seed 1's tokens and log-probs: the same twice for one model, another for another model.
+        string Hash(string layers)
+        {
+            var (code, stdout, stderr) = CliRunner.Run("bench-generate", "--family", "gpt2", "--layers", layers, "--dim", "32", "--heads", "2",
+                "--vocab", "40", "--batch", "2", "--prompt-len", "3", "--new-tokens", "4", "--repeats", "1", "--device", "cpu");
+            Assert.True(code == 0, stderr);
+            return (string)JsonNode.Parse(stdout.Trim())!["results_hash"]!;
+        }
+
+        string first = Hash("1");
+        Assert.Matches("^[0-9a-f]{16}$", first);
+        Assert.Equal(first, Hash("1"));
+        Assert.NotEqual(first, Hash("2"));
+    }
+
+    [Fact]
     public void Save_writes_the_benchmarked_random_model()
     {
         string directory = temp.File("model");

@@ -585,6 +585,28 @@ public sealed unsafe class GemmBatchInvarianceTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Decode_rows_are_the_same_for_every_thread_count(int rows)
+    {
+        // The transposed small-m kernel gives each thread one contiguous run of weight rows (many
+        // 32-row panels, a ragged end) and prefetches ahead of every row: the bits must still be the
+        // packed path's, with 1, 2 and 3 threads (a run boundary inside a panel with 3).
+        const int m = 80, n = 1000, k = 1100;
+        float[] a = TestData.Uniform(71, (long)m * k);
+        float[] b = TestData.Uniform(72, (long)k * n);
+        float[] bias = TestData.Uniform(73, n);
+        float[] full = Multiply(two, CpuGemm.BestIsa, a, b, null, bias, m, n, k, false, true, 1f, 0f);
+        using CpuAccelerator three = TestDevices.Cpu(3);
+        foreach (CpuAccelerator device in new[] { one, two, three })
+        {
+            int start = m - rows - 7;
+            float[] c = Multiply(device, CpuGemm.BestIsa, RowsOf(a, start, rows, k), b, null, bias, rows, n, k, false, true, 1f, 0f);
+            AssertRowsEqual(full, start, c, rows, n, $"{device.Pool.ThreadCount} threads, rows [{start}, {start + rows})");
+        }
+    }
+
     /// <summary>Rows [start, start + rows) of a row-major matrix with <paramref name="width"/> columns.</summary>
     private static float[] RowsOf(float[] x, int start, int rows, int width) =>
         x.AsSpan(start * width, rows * width).ToArray();
