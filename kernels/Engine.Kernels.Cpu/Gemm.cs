@@ -197,8 +197,13 @@ internal static unsafe partial class CpuGemm
         }
     }
 
-    /// <summary>Floats of packed B held at once (16 MiB; at least one KC x NC block).</summary>
-    private const long PackedBudget = 4L << 20;
+    /// <summary>
+    /// Floats of packed B held at once (4 MiB; at least one KC x NC block). Small enough that a packed
+    /// group stays in L3 between its packing loop and the row blocks that all stream it: at n = 2048 a
+    /// group is then one 4 MiB k block instead of all four (16 MiB, written out to DRAM and read back).
+    /// Which k blocks are grouped never changes a bit (each block's chains and write-back are the same).
+    /// </summary>
+    private const long PackedBudget = 1L << 20;
 
     private static int RoundUp(int x, int multiple) => (x + multiple - 1) / multiple * multiple;
 
