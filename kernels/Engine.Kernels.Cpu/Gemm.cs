@@ -36,7 +36,7 @@ internal enum GemmIsa
 /// <para>
 /// GotoBLAS/BLIS structure. The inner dimension is cut into equal KC blocks (at most <see cref="KBlock"/>, whatever the kernel set) and the
 /// columns into chunks of at most NC. For each chunk, one parallel loop packs B for all its k
-/// blocks (or for as many as <see cref="PackedBudget"/> holds when k is huge) into zero-padded
+/// blocks (or for as many as <see cref="PackedBudget"/> holds when k x NC is large) into zero-padded
 /// kc x NR panels, shared read-only by every thread; a second parallel loop hands out the macro
 /// tiles of C (up to MC rows x a run of panels). Each tile walks the k blocks in order: it packs
 /// its rows of A for the block into MR x kc panels in its thread's scratch and runs the
@@ -151,7 +151,7 @@ internal static unsafe partial class CpuGemm
         KSplit(k, bl.KC, out int kBlocks, out int kcStep);
 
         // Column chunks of equal size (whole panels). B is packed for as many k blocks at once as
-        // PackedBudget holds (all of them unless k is large), then one parallel loop runs them all.
+        // PackedBudget holds (all of them unless k x NC is large), then one parallel loop runs them all.
         int nChunks = (n + bl.NC - 1) / bl.NC;
         int ncStep = RoundUp((n + nChunks - 1) / nChunks, nr);
         int groupBlocks = (int)Math.Clamp(packedBudget / ((long)kcStep * ncStep), 1, kBlocks);
@@ -197,8 +197,13 @@ internal static unsafe partial class CpuGemm
         }
     }
 
-    /// <summary>Floats of packed B held at once (16 MiB; at least one KC x NC block).</summary>
-    private const long PackedBudget = 4L << 20;
+    /// <summary>
+    /// Floats of packed B held at once (4 MiB; at least one KC x NC block). Small enough that a packed
+    /// group stays in L3 between its packing loop and the row blocks that all stream it: at n = 2048 a
+    /// group is then one 4 MiB k block instead of all four (16 MiB, written out to DRAM and read back).
+    /// Which k blocks are grouped never changes a bit (each block's chains and write-back are the same).
+    /// </summary>
+    private const long PackedBudget = 1L << 20;
 
     private static int RoundUp(int x, int multiple) => (x + multiple - 1) / multiple * multiple;
 
