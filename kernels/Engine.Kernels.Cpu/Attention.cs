@@ -479,9 +479,14 @@ internal static unsafe class CpuAttention
             // per row every 16 floats of D. Prefetches change no result (and never fault, so the value
             // rows' offset from the key rows is taken as one constant: a wrong address costs time only).
             long valueOffset = src.Value(0) - src.Key(0);
+
+            // Key rows are walked run by run (a block-table lookup and a division per run, not per key):
+            // row j + 1 is row j plus Ld inside a run. Past the last key the pointer stays on it.
+            int ld = src.Ld, walked = 0, runEnd = 0;
+            float* row = null;
             for (int r = 0; r < 16; r++)
             {
-                next[r] = src.Key(Math.Min(r, nk - 1));
+                next[r] = NextKeyRow(ref src, ref walked, ref runEnd, ref row, nk, ld);
             }
 
             for (int j0 = 0; j0 < nk; j0 += 16)
@@ -489,7 +494,7 @@ internal static unsafe class CpuAttention
                 for (int r = 0; r < 16; r++)
                 {
                     k[r] = next[r];
-                    next[r] = src.Key(Math.Min(j0 + 16 + r, nk - 1));
+                    next[r] = NextKeyRow(ref src, ref walked, ref runEnd, ref row, nk, ld);
                 }
 
                 bool more = j0 + 16 < nk;
@@ -542,6 +547,29 @@ internal static unsafe class CpuAttention
             {
                 Mx[c] = max;
             }
+        }
+
+        /// <summary>Key row <paramref name="walked"/> (then one further), or the last key's row once past it.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static float* NextKeyRow<TR>(ref TR src, ref int walked, ref int runEnd, ref float* row, int nk, int ld)
+            where TR : struct, ITileRows
+        {
+            if (walked < nk)
+            {
+                if (walked == runEnd)
+                {
+                    row = src.Key(walked);
+                    runEnd = src.RunEnd(walked);
+                }
+                else
+                {
+                    row += ld;
+                }
+
+                walked++;
+            }
+
+            return row;
         }
 
         /// <summary>
