@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Engine.Core;
 using static Engine.Kernels.Cpu.AttentionSimd;
 
@@ -257,6 +258,24 @@ internal static unsafe class CpuPagedAttention
             int stride = (Hq + (2 * Hkv)) * d;
             int nq = rows * nh;
 
+            int* table = BlockTables + ((long)RowSeq[Order[start]] * MaxBlocks);
+            float* layerBase = Cache + LayerOffset + ((long)g * bs * d);  // add block * BlockLength: keys of head g
+
+            // The first 16 key rows come from memory (decode reads each once per step): they are fetched
+            // while the columns and queries are laid out; the lone-query score loop prefetches the rest.
+            if (Sse.IsSupported)
+            {
+                int firstKeys = Math.Min(16, RowPos[Order[start + rows - 1]] + 1);
+                for (int j = 0; j < firstKeys; j++)
+                {
+                    float* key = layerBase + ((long)table[j / bs] * BlockLength) + ((long)(j % bs) * d);
+                    for (int c = 0; c < d; c += 16)
+                    {
+                        Sse.Prefetch0(key + c);
+                    }
+                }
+            }
+
             var f = new CpuAttention.ForwardTiles(Scratch.For(worker), d, nq, TS.Width);
             int* pos = f.Spare;             // [Tile] position of each column (non-decreasing)
             int* first = pos + Tile;        // [Tile] per key of the current tile: first column that sees it
@@ -294,8 +313,6 @@ internal static unsafe class CpuPagedAttention
             }
 
             f.Begin();
-            int* table = BlockTables + ((long)RowSeq[colRow[0]] * MaxBlocks);
-            float* layerBase = Cache + LayerOffset + ((long)g * bs * d);  // add block * BlockLength: keys of head g
             long half = (long)Hkv * bs * d;                               // keys to values
             var columns = new PagedColumns { Pos = pos, FirstCol = first, Count = nq };
             int kEnd = pos[nq - 1] + 1;
