@@ -501,7 +501,7 @@ internal static unsafe class CpuAttention
                 Vector256<float> s0 = default, s1 = default;
                 for (int p = 0; p < D; p += 4)
                 {
-                    if ((p & 15) == 0)
+                    if (Sse.IsSupported && (p & 15) == 0) // a JIT-time constant: no prefetch (and no fault) off x86
                     {
                         for (int r = 0; r < 16; r++)
                         {
