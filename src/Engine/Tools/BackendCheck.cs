@@ -324,98 +324,19 @@ internal static class BackendCheck
         public void Compare(string op, string output, ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double bound) =>
             report(new Row(op, output, RelativeError(expected, actual), bound * boundScale));
 
-        public void Check(string op, Operands operands, Action<Accelerator, Views> run, params (string Output, double Bound)[] bounds)
+        public void Check(string op, Operands operands, Action<Accelerator, OperandViews> run, params (string Output, double Bound)[] bounds)
         {
-            var (expected, expectedProblem) = operands.Run(cpu, run);
-            var (actual, problem) = operands.Run(device, run);
-            if ((problem ?? expectedProblem) is { } p)
+            OperandResults expected = operands.RunGuarded(cpu, run);
+            OperandResults actual = operands.RunGuarded(device, run);
+            if (actual.Overwritten.Concat(expected.Overwritten).Select(o => o.Operand).FirstOrDefault() is { } overwritten)
             {
-                report(new Row(op, p, double.PositiveInfinity, 0));
+                report(new Row(op, $"{overwritten} written outside its view", double.PositiveInfinity, 0));
                 return;
             }
 
             foreach (var (output, bound) in bounds)
             {
                 Compare(op, output, expected[output], actual[output], bound);
-            }
-        }
-    }
-
-    /// <summary>The views of one op's operands on one accelerator, by name.</summary>
-    private sealed class Views(Dictionary<string, (DeviceBuffer Buffer, Tensor View)> buffers)
-    {
-        public Tensor this[string name] => buffers[name].View;
-    }
-
-    /// <summary>
-    /// Host operands of one op. On each accelerator every operand gets its own buffer with guard
-    /// values before and after the view (odd offsets, so views are not aligned).
-    /// </summary>
-    private sealed class Operands
-    {
-        private const int Before = 3, After = 5;
-        private const float Guard = 1234.5f;
-        private readonly List<(string Name, float[]? F, int[]? I)> items = [];
-
-        public Operands F(string name, float[] data)
-        {
-            items.Add((name, data, null));
-            return this;
-        }
-
-        public Operands I(string name, int[] data)
-        {
-            items.Add((name, null, data));
-            return this;
-        }
-
-        public Operands Zeros(string name, long length) => F(name, new float[length]);
-
-        /// <summary>Runs the op; returns the float operands' final contents, and a problem (a guard overwritten) or null.</summary>
-        public (Dictionary<string, float[]> Results, string? Problem) Run(Accelerator acc, Action<Accelerator, Views> op)
-        {
-            var buffers = new Dictionary<string, (DeviceBuffer Buffer, Tensor View)>(StringComparer.Ordinal);
-            try
-            {
-                foreach (var (name, f, i) in items)
-                {
-                    long length = f?.Length ?? i!.Length;
-                    DeviceBuffer buffer = acc.Allocate(Before + length + After, f is null ? DType.I32 : DType.F32);
-                    if (f is null)
-                    {
-                        acc.Upload(buffer.All, [.. Enumerable.Repeat(-7777, Before), .. i!, .. Enumerable.Repeat(-7777, After)]);
-                    }
-                    else
-                    {
-                        acc.Upload(buffer.All, [.. Enumerable.Repeat(Guard, Before), .. f, .. Enumerable.Repeat(Guard, After)]);
-                    }
-
-                    buffers[name] = (buffer, buffer.Slice(Before, length));
-                }
-
-                op(acc, new Views(buffers));
-                acc.Synchronize();
-                var results = new Dictionary<string, float[]>(StringComparer.Ordinal);
-                string? problem = null;
-                foreach (var (name, f, _) in items.Where(item => item.F is not null))
-                {
-                    float[] all = acc.ToArray(buffers[name].Buffer.All);
-                    if (all.AsSpan(0, Before).ContainsAnyExcept(Guard) || all.AsSpan(all.Length - After).ContainsAnyExcept(Guard))
-                    {
-                        problem ??= $"{name} written outside its view";
-                    }
-
-                    results[name] = all[Before..^After];
-                }
-
-                return (results, problem);
-            }
-            finally
-            {
-                foreach (var (buffer, _) in buffers.Values)
-                {
-                    buffer.Dispose();
-                }
             }
         }
     }

@@ -1,4 +1,5 @@
 using Engine.Core;
+using Engine.Tools;
 using Engine.Tests.Support;
 using Xunit.Abstractions;
 

@@ -1,4 +1,5 @@
 using Engine.Core;
+using Engine.Tools;
 using Engine.Kernels.Gpu;
 using Engine.Tests.Support;
 using Xunit.Abstractions;

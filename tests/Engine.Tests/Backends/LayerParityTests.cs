@@ -1,4 +1,5 @@
 using Engine.Tests.Support;
+using Engine.Tools;
 using Xunit.Abstractions;
 
 namespace Engine.Tests.Backends;
